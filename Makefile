@@ -1,0 +1,49 @@
+# Stable entry points: make setup | demo | test | bench  (see README.md)
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+NEXTFLOW := $(ROOT)/.tools/bin/nextflow
+export PATH := $(VENV)/bin:$(ROOT)/.tools/bin:$(PATH)
+export NXF_OFFLINE := true
+DEMO_OUT ?= $(ROOT)/demo_results
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-python setup-nextflow demo test test-fast lint bench lock clean
+
+setup: setup-python setup-nextflow ## venv + pinned Nextflow (idempotent)
+
+setup-python:
+	bash scripts/setup_python.sh
+
+setup-nextflow:
+	bash scripts/install_nextflow.sh
+
+demo: setup ## run the whole pipeline on simulated data into ./demo_results
+	cd $(ROOT)
+	$(NEXTFLOW) run . -profile test -resume --outdir $(DEMO_OUT)
+	echo "demo: results in $(DEMO_OUT)"
+
+test: setup ## every test: Python units, real data, real Nextflow runs
+	cd $(ROOT)
+	$(MAKE) --no-print-directory lint
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup-python
+	$(VENV)/bin/python -m pytest -m "not pipeline and not slow" $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check python tests benchmarks
+	if $(NEXTFLOW) lint -help >/dev/null 2>&1; then $(NEXTFLOW) lint -o concise main.nf workflows subworkflows modules; fi
+
+bench: setup ## benchmarks (not tests): results in benchmarks/results/
+	$(VENV)/bin/python benchmarks/run_all.py
+
+lock: ## re-resolve requirements.lock from pyproject.toml
+	d=$$(mktemp -d); python3 -m venv $$d; $$d/bin/pip install -q -e '.[dev]'; \
+	{ echo '# Exact pins for the scfan environment (Python 3.11, Linux x86_64). Regenerate with: make lock'; \
+	  $$d/bin/pip freeze --exclude-editable | grep -v '^scfan'; } > requirements.lock; rm -rf $$d
+
+clean:
+	rm -rf work .nextflow .nextflow.log* $(DEMO_OUT)

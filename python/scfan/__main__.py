@@ -1,0 +1,3 @@
+from scfan.cli import main
+
+main()
