@@ -1,0 +1,138 @@
+"""Reading and validating interval files (BED, narrowPeak): 0-based half-open, checked against chromosome sizes."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandera.polars as pa
+import polars as pl
+
+from scfan.errors import InputFileError
+
+NARROWPEAK_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "signal_value", "p_value", "q_value", "peak"]
+_NARROWPEAK_DTYPES = [pl.Utf8, pl.Int64, pl.Int64, pl.Utf8, pl.Int64, pl.Utf8, pl.Float64, pl.Float64, pl.Float64,
+                      pl.Int64]
+
+
+class IntervalSchema(pa.DataFrameModel):
+    """Any interval table: 0-based half-open, non-empty intervals."""
+
+    chrom: str = pa.Field(str_length={"min_value": 1})
+    start: int = pa.Field(ge=0)
+    end: int = pa.Field(ge=1)
+
+    @pa.dataframe_check
+    def end_after_start(cls, data) -> pl.LazyFrame:  # noqa: N805
+        return data.lazyframe.select(pl.col("end") > pl.col("start"))
+
+
+class NarrowPeakSchema(IntervalSchema):
+    """ENCODE narrowPeak (BED6+4); ``peak`` is the summit offset from ``start`` or -1."""
+
+    name: str
+    score: int = pa.Field(ge=0, le=1000)
+    strand: str = pa.Field(isin=["+", "-", "."])
+    signal_value: float
+    p_value: float
+    q_value: float
+    peak: int = pa.Field(ge=-1)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_bed(path: str | Path, *, min_columns: int = 3, narrowpeak: bool = False,
+             chrom_sizes: Mapping[str, int] | None = None, allow_empty: bool = False) -> pl.DataFrame:
+    """Read a BED(-like) file into a polars frame with ``chrom, start, end`` (+ ``name`` if present).
+
+    With ``narrowpeak=True`` all ten narrowPeak columns are required and typed. Header/track/comment
+    lines are skipped. Every record is checked; the first bad one is reported with its line number.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "file not found")
+    want = 10 if narrowpeak else min_columns
+    rows: list[list[str]] = []
+    try:
+        with _open_text(p) as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                parts = line.rstrip("\r\n").split("\t")
+                if len(parts) < want:
+                    kind = "narrowPeak (10 tab-separated columns)" if narrowpeak else f"BED with ≥ {want} columns"
+                    raise InputFileError(p, f"expected {kind}, found {len(parts)} column(s)", line=n)
+                try:
+                    s, e = int(parts[1]), int(parts[2])
+                except ValueError as exc:
+                    raise InputFileError(p, f"start/end {parts[1]!r}/{parts[2]!r} are not integers", line=n) from exc
+                if s < 0 or e <= s:
+                    raise InputFileError(p, f"interval {parts[0]}:{s}-{e} must have 0 <= start < end", line=n)
+                if chrom_sizes is not None:
+                    if parts[0] not in chrom_sizes:
+                        raise InputFileError(p, f"chromosome {parts[0]!r} is not in the genome", line=n)
+                    if e > chrom_sizes[parts[0]]:
+                        raise InputFileError(
+                            p, f"interval {parts[0]}:{s}-{e} ends beyond the chromosome end "
+                            f"({chrom_sizes[parts[0]]})", line=n)
+                rows.append(parts[:10] if narrowpeak else parts[: max(want, min(len(parts), 4))])
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise InputFileError(p, f"cannot read ({exc})") from exc
+    if not rows and not allow_empty:
+        raise InputFileError(p, "no intervals (empty file)")
+    if narrowpeak:
+        cols = NARROWPEAK_COLUMNS
+        try:
+            df = pl.DataFrame(rows, schema=cols, orient="row").with_columns(
+                [pl.col(c).cast(t) for c, t in zip(cols, _NARROWPEAK_DTYPES, strict=True)])
+        except pl.exceptions.PolarsError as exc:
+            raise InputFileError(p, f"narrowPeak columns have wrong types ({exc})") from exc
+        return validate(NarrowPeakSchema, df, p)
+    ncol = max((len(r) for r in rows), default=3)
+    ncol = 4 if ncol >= 4 else 3
+    rows = [r[:ncol] + [""] * (ncol - len(r[:ncol])) for r in rows]
+    cols = ["chrom", "start", "end", "name"][:ncol]
+    df = pl.DataFrame(rows, schema=cols, orient="row").with_columns(pl.col("start").cast(pl.Int64),
+                                                                    pl.col("end").cast(pl.Int64))
+    return validate(IntervalSchema, df, p) if len(df) else df
+
+
+def validate(schema: type[pa.DataFrameModel], df: pl.DataFrame, source: str | Path) -> pl.DataFrame:
+    """Validate ``df`` with a pandera model; turn a failure into a one-line InputFileError."""
+    try:
+        return schema.validate(df)
+    except (pa.errors.SchemaError, pa.errors.SchemaErrors) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputFileError(source, f"does not match {schema.__name__}: {first}") from exc
+
+
+def region_id(chrom: str, start: int, end: int) -> str:
+    return f"{chrom}:{start}-{end}"
+
+
+def parse_region_id(rid: str) -> tuple[str, int, int]:
+    chrom, _, rng = rid.rpartition(":")
+    s, _, e = rng.partition("-")
+    return chrom, int(s), int(e)
+
+
+def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge overlapping/adjacent intervals of one chromosome (inputs need not be sorted)."""
+    if len(starts) == 0:
+        return starts.astype(np.int64), ends.astype(np.int64)
+    order = np.argsort(starts, kind="stable")
+    s, e = np.asarray(starts)[order], np.asarray(ends)[order]
+    run_end = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > run_end[:-1]
+    idx = np.flatnonzero(new)
+    return s[idx].astype(np.int64), np.maximum.reduceat(e, idx).astype(np.int64)

@@ -1,0 +1,93 @@
+"""Samplesheets (CSV): checked row by row against their JSON schema in ``assets/``; relative paths resolved."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from scfan.errors import InputFileError
+
+log = logging.getLogger(__name__)
+
+SCHEMAS = {"bulk": "schema_bulk_samplesheet.json", "sc": "schema_sc_samplesheet.json"}
+
+
+def schema_path(kind: str) -> Path:
+    """The samplesheet schema shipped in ``assets/`` (source tree) or inside the package."""
+    name = SCHEMAS[kind]
+    repo_assets = Path(__file__).resolve().parents[2] / "assets" / name
+    if repo_assets.exists():
+        return repo_assets
+    return Path(str(resources.files("scfan") / "assets" / name))
+
+
+def read_samplesheet(path: str | Path, kind: str) -> list[dict[str, str]]:
+    """Read and validate a samplesheet; returns rows with empty cells dropped and paths made absolute."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "samplesheet not found")
+    schema = json.loads(schema_path(kind).read_text())
+    item = schema["items"]
+    props = item["properties"]
+    with open(p, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        unknown = [h for h in header if h not in props]
+        if unknown:
+            raise InputFileError(p, f"unknown column(s) {', '.join(unknown)}; expected columns from "
+                                 f"{', '.join(props)}", line=1)
+        rows = []
+        for n, raw in enumerate(reader, 2):
+            if None in raw:
+                raise InputFileError(p, f"more fields than the {len(header)} header columns", line=n)
+            row = {k: v.strip() for k, v in raw.items() if v is not None and v.strip() != ""}
+            for key, spec in props.items():
+                if spec.get("format") == "file-path" and key in row and "://" not in row[key]:
+                    row[key] = str((p.parent / row[key]).resolve())
+            err = next(iter(Draft202012Validator(item).iter_errors(row)), None)
+            if err is not None:
+                field = err.path[0] if err.path else None
+                what = f"column '{field}' value {row.get(field)!r}: {err.message}" if field else err.message
+                raise InputFileError(p, what, line=n)
+            for key, spec in props.items():
+                if spec.get("exists") and key in row and "://" not in row[key] and not Path(row[key]).exists():
+                    raise InputFileError(p, f"column '{key}': file {row[key]} does not exist", line=n)
+            rows.append(row)
+    if not rows:
+        raise InputFileError(p, "samplesheet has a header but no rows")
+    _check_kind(p, kind, rows)
+    log.info("%s: %d %s samplesheet rows", p, len(rows), kind)
+    return rows
+
+
+def _check_kind(p: Path, kind: str, rows: list[dict[str, str]]) -> None:
+    if kind == "bulk":
+        seen: dict[tuple[str, str], int] = {}
+        atac: dict[str, str] = {}
+        for n, r in enumerate(rows, 2):
+            key = (r["line"], r["tf"])
+            if key in seen:
+                raise InputFileError(p, f"duplicate TF {r['tf']!r} for line {r['line']!r} (also on line {seen[key]})",
+                                     line=n)
+            seen[key] = n
+            if atac.setdefault(r["line"], r["atac"]) != r["atac"]:
+                raise InputFileError(p, f"line {r['line']!r} has two different 'atac' files", line=n)
+    else:
+        names: dict[str, int] = {}
+        for n, r in enumerate(rows, 2):
+            if r["sample"] in names:
+                raise InputFileError(p, f"duplicate sample name {r['sample']!r} (also on line {names[r['sample']]})",
+                                     line=n)
+            names[r["sample"]] = n
+            given = [k for k in ("fragments", "bam", "counts") if k in r]
+            if len(given) != 1:
+                raise InputFileError(p, f"sample {r['sample']!r}: give exactly one of fragments, bam, counts "
+                                     f"(got {', '.join(given) or 'none'})", line=n)
+            if r.get("counts", "").endswith((".mtx", ".mtx.gz")) and not ("peaks" in r and "barcodes" in r):
+                raise InputFileError(p, f"sample {r['sample']!r}: a MatrixMarket 'counts' needs 'peaks' and "
+                                     "'barcodes' columns", line=n)

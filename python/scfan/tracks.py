@@ -1,0 +1,46 @@
+"""One signal scale for accessibility tracks, shared by bulk training and per-cell inference.
+
+The model never sees raw counts. Every accessibility track (a bulk ATAC bigWig, or a cell's pooled
+Tn5 insertions) is divided by its own genome-wide mean per base and passed through ``log1p``:
+
+    x_norm = log1p(x / mean_per_base)
+
+so a bulk library of 50 M insertions and a pooled neighbourhood of 1 M insertions land on the same
+scale (1.0 = average accessibility). The method and the bulk track's mean are stored in the model file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+NORM_METHOD = "mean_scaled_log1p"
+
+
+@dataclass(frozen=True)
+class TrackNorm:
+    """How a track was scaled: ``log1p(x / mean_per_base)``."""
+
+    mean_per_base: float
+    method: str = NORM_METHOD
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return normalize_track(x, self.mean_per_base)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrackNorm:
+        if d.get("method", NORM_METHOD) != NORM_METHOD:
+            raise ValueError(f"unknown track normalisation {d.get('method')!r}; expected {NORM_METHOD!r}")
+        return cls(mean_per_base=float(d["mean_per_base"]))
+
+
+def normalize_track(x: np.ndarray, mean_per_base: float | np.ndarray) -> np.ndarray:
+    """``log1p(x / mean)``; ``mean`` may be a scalar or broadcastable per row (one per cell)."""
+    mean = np.asarray(mean_per_base, dtype=np.float64)
+    if np.any(mean <= 0):
+        raise ValueError("track mean per base must be > 0")
+    return np.log1p(np.asarray(x, dtype=np.float32) / mean.astype(np.float32))
