@@ -107,6 +107,7 @@ def validate_params(params: dict[str, Any], schema: dict, *, base_dir: Path | No
     for name in sorted(_required(schema)):
         if params.get(name) in (None, ""):
             violations.append(ParamViolation(name, _MISSING, f"a value (required): {_describe(props.get(name, {}))}"))
+    violations += _conditional_violations(params, schema)
     for name, spec in props.items():
         if name not in params or params[name] is None:
             continue
@@ -128,6 +129,21 @@ def validate_params(params: dict[str, Any], schema: dict, *, base_dir: Path | No
     return violations
 
 
+def _conditional_violations(params: dict[str, Any], schema: dict) -> list[ParamViolation]:
+    """Top-level ``allOf: [{if, then, description}]`` rules, e.g. inputs required unless simulating."""
+    out = []
+    for rule in schema.get("allOf", []):
+        if "if" not in rule or "then" not in rule:
+            continue
+        if not Draft202012Validator(rule["if"]).is_valid(params):
+            continue
+        why = rule.get("description", "by a conditional rule of the schema")
+        for name in rule["then"].get("required", []):
+            if params.get(name) in (None, ""):
+                out.append(ParamViolation(name, _MISSING, f"a value ({why})"))
+    return out
+
+
 def _camel(name: str) -> str:
     head, *rest = name.replace("-", "_").split("_")
     return head + "".join(w.capitalize() for w in rest)
@@ -145,7 +161,7 @@ def check_params_file(params_path: str | Path, schema_path: str | Path, base_dir
         raise InputFileError(params_path, "expected a JSON object of parameter names to values")
     violations = validate_params(params, schema, base_dir=base_dir)
     if violations:
-        lines = "\n".join(f"  - {v}" for v in violations)
-        raise ParamsError(f"{params_path}: {len(violations)} invalid parameter(s):\n{lines}")
+        # One self-contained line per violation, so the first line alone already says what is wrong.
+        raise ParamsError("\n".join(f"{params_path}: {v}" for v in violations))
     log.info("%s: %d parameters valid against %s", params_path, len(params), schema_path)
     return params

@@ -48,7 +48,7 @@ def read_samplesheet(path: str | Path, kind: str) -> list[dict[str, str]]:
             row = {k: v.strip() for k, v in raw.items() if v is not None and v.strip() != ""}
             for key, spec in props.items():
                 if spec.get("format") == "file-path" and key in row and "://" not in row[key]:
-                    row[key] = str((p.parent / row[key]).resolve())
+                    row[key] = str((p.resolve().parent / row[key]).resolve())
             err = next(iter(Draft202012Validator(item).iter_errors(row)), None)
             if err is not None:
                 field = err.path[0] if err.path else None

@@ -48,6 +48,36 @@ def validate_params_cmd(
     log.info("params OK (%d parameters)", len(p))
 
 
+@app.command("check-inputs")
+def check_inputs_cmd(
+    genome: Path = typer.Option(..., help="Genome FASTA (with .fai)."),
+    mappability: Path = typer.Option(..., help="Mappability bigWig."),
+    bulk_samplesheet: Path = typer.Option(..., help="Bulk samplesheet CSV."),
+    sc_samplesheet: Path = typer.Option(None, help="Single-cell samplesheet CSV."),
+    blacklist: Path = typer.Option(None, help="Blacklist BED."),
+    outdir: Path = typer.Option(..., help="Where the checked samplesheets (absolute paths) are written."),
+) -> None:
+    """Check every input (samplesheets, files, chromosome names) before any work starts."""
+    from scfan.inputs import CheckInputsConfig, check_inputs
+
+    cfg = CheckInputsConfig(
+        genome=str(genome), mappability=str(mappability), bulk_samplesheet=str(bulk_samplesheet),
+        sc_samplesheet=str(sc_samplesheet) if sc_samplesheet else None,
+        blacklist=str(blacklist) if blacklist else None,
+    )
+    check_inputs(cfg, outdir)
+
+
+@app.command("versions")
+def versions_cmd(
+    process: str = typer.Option("SCFAN", "--process", help="Process name used as the YAML key."),
+) -> None:
+    """Print the versions of scfan and its key libraries as a versions.yml block (for Nextflow)."""
+    from scfan.versions import versions_yaml
+
+    typer.echo(versions_yaml(process), nl=False)
+
+
 def _register_groups() -> None:
     # Imported here so that `scfan --help` stays fast and each stage owns its own module.
     import importlib

@@ -1,0 +1,31 @@
+process SC_INGEST {
+    tag "${meta.id}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(data, stageAs: 'data/*')   // fragments(+tbi) | bam(+bai) | counts (+peaks, barcodes)
+    path peaks
+    path fai
+
+    output:
+    tuple val(meta), path("${meta.id}.cells.h5ad"), emit: cells
+    path "versions.yml"                           , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    // Rewrite the sample's samplesheet row with the staged file names.
+    def staged = meta.columns.collectEntries { col, name -> [col, "data/${name}"] }
+    def header = (['sample'] + staged.keySet() + (meta.barcode_tag ? ['barcode_tag'] : [])).join(',')
+    def row = ([meta.id] + staged.values() + (meta.barcode_tag ? [meta.barcode_tag] : [])).join(',')
+    """
+    printf '%s\\n%s\\n' '${header}' '${row}' > staged_sc_samplesheet.csv
+    scfan sc ingest \\
+        --samplesheet staged_sc_samplesheet.csv \\
+        --sample ${meta.id} \\
+        --peaks ${peaks} \\
+        --chrom-sizes ${fai} \\
+        ${args} \\
+        --out ${meta.id}.cells.h5ad
+    scfan versions --process "${task.process}" > versions.yml
+    """
+}

@@ -1,0 +1,18 @@
+process SC_MERGE {
+    tag "${cells.size()} sample(s)"
+    label 'process_medium'
+
+    input:
+    path cells, stageAs: 'samples/*'
+
+    output:
+    path "cells.h5ad"  , emit: cells
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    scfan sc merge ${args} --out cells.h5ad ${cells}
+    scfan versions --process "${task.process}" > versions.yml
+    """
+}

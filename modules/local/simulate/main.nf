@@ -1,0 +1,27 @@
+process SIMULATE {
+    tag "${preset} seed=${seed}"
+    label 'process_low'
+
+    input:
+    val preset
+    val seed
+    path validated_params   // only orders this task after parameter validation
+
+    output:
+    path "simulate"                       , emit: dir
+    path "simulate/genome.fa"             , emit: fasta
+    path "simulate/genome.fa.fai"         , emit: fai
+    path "simulate/mappability.bw"        , emit: mappability
+    path "simulate/blacklist.bed"         , emit: blacklist
+    path "simulate/bulk_samplesheet.csv"  , emit: bulk_samplesheet
+    path "simulate/sc_samplesheet.csv"    , emit: sc_samplesheet
+    path "simulate/sc/peaks.bed"          , emit: sc_peaks
+    path "versions.yml"                   , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    scfan simulate --preset ${preset} --seed ${seed} --outdir simulate ${args}
+    scfan versions --process "${task.process}" > versions.yml
+    """
+}

@@ -1,0 +1,131 @@
+"""Turning windows into model inputs: in-memory genome/tracks, per-epoch negative resampling, jitter, RC augmentation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from scfan.bulk.inputs import FlatGenome, codes_to_onehot, gather, load_genome_codes, load_track, mean_per_base
+from scfan.bulk.model import encode_inputs
+from scfan.errors import InputFileError
+from scfan.genome import Genome, check_chrom_names
+from scfan.tracks import TrackNorm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InputSource:
+    """The genome (and optionally the two tracks) of one bulk line, held in memory as flat arrays."""
+
+    layout: FlatGenome
+    codes: np.ndarray
+    accessibility: np.ndarray | None = None  # already normalised
+    mappability: np.ndarray | None = None
+    track_norm: TrackNorm | None = None
+
+    @classmethod
+    def load(cls, genome_fa: str | Path, atac: str | Path | None, mappability: str | Path | None,
+             track_norm: TrackNorm | None = None) -> InputSource:
+        """Read FASTA and bigWigs once. ``track_norm`` defaults to the ATAC track's own genome-wide mean."""
+        with Genome(genome_fa) as genome:
+            layout, codes = load_genome_codes(genome)
+        if atac is None and mappability is None:
+            return cls(layout, codes)
+        if atac is None or mappability is None:
+            raise ValueError("give both --atac and --mappability, or neither (sequence-only)")
+        from scfan.bulk.inputs import bigwig_chroms
+
+        others = {str(p): list(bigwig_chroms(p)) for p in (atac, mappability) if Path(p).suffix.lower() != ".bam"}
+        check_chrom_names((str(genome_fa), layout.sizes), others)
+        raw = load_track(atac, layout)
+        mean = mean_per_base(raw, layout)
+        if mean <= 0:
+            raise InputFileError(atac, "the ATAC track is all zero; expected Tn5 insertions per base")
+        own = TrackNorm(mean_per_base=mean)
+        if track_norm is not None and abs(track_norm.mean_per_base - mean) > 1e-3 * track_norm.mean_per_base:
+            log.info("%s: mean insertions per base %.4g (model trained on %.4g); normalising by the track's own mean",
+                     atac, mean, track_norm.mean_per_base)
+        acc = own.apply(raw)
+        mapp = load_track(mappability, layout)
+        return cls(layout, codes, acc, mapp, own)
+
+    @property
+    def uses_tracks(self) -> bool:
+        return self.accessibility is not None
+
+    def batch(self, chroms: np.ndarray, context_starts: np.ndarray, length: int,
+              reverse: np.ndarray | None = None) -> torch.Tensor:
+        """Encoded inputs ``(N, C, length)`` for contexts starting at ``context_starts``; optional per-row RC."""
+        flat = self.layout.flat_starts(chroms, context_starts)
+        onehot = codes_to_onehot(gather(self.codes, flat, length))
+        acc = gather(self.accessibility, flat, length) if self.uses_tracks else None
+        mapp = gather(self.mappability, flat, length) if self.uses_tracks else None
+        x = encode_inputs(onehot, acc, mapp)
+        if reverse is not None and reverse.any():
+            from scfan.bulk.model import reverse_complement_inputs
+
+            r = torch.from_numpy(np.asarray(reverse, dtype=bool))
+            x[r] = reverse_complement_inputs(x[r])
+        return x
+
+
+def positive_mask(labels: np.ndarray) -> np.ndarray:
+    """Windows positive for at least one TF."""
+    return labels.any(axis=1)
+
+
+def negative_pool(chroms: np.ndarray, starts: np.ndarray, window: int, is_pos: np.ndarray, margin: int) -> np.ndarray:
+    """Indices of all-negative windows lying more than ``margin`` bp from every positive window."""
+    keep = ~is_pos
+    for chrom in np.unique(chroms):
+        on = chroms == chrom
+        pos_starts = np.sort(starts[on & is_pos])
+        if not len(pos_starts):
+            continue
+        s = starts[on]
+        i = np.searchsorted(pos_starts, s)
+        left = pos_starts[np.clip(i - 1, 0, len(pos_starts) - 1)]
+        right = pos_starts[np.clip(i, 0, len(pos_starts) - 1)]
+        # gap between [s, s+window) and a positive [p, p+window): |s - p| - window
+        gap = np.minimum(np.abs(s - left), np.abs(right - s)) - window
+        keep[np.flatnonzero(on)[gap <= margin]] = False
+    return np.flatnonzero(keep)
+
+
+def sample_epoch(pos_idx: np.ndarray, neg_pool: np.ndarray, neg_ratio: float, max_windows: int | None,
+                 rng: np.random.Generator) -> np.ndarray:
+    """One epoch's window indices: all positives + ``neg_ratio``× as many fresh negatives, shuffled, capped."""
+    n_neg = min(len(neg_pool), int(round(neg_ratio * len(pos_idx))))
+    neg = rng.choice(neg_pool, size=n_neg, replace=False) if n_neg else np.zeros(0, dtype=np.int64)
+    idx = np.concatenate([pos_idx, neg])
+    rng.shuffle(idx)
+    if max_windows is not None and len(idx) > max_windows:
+        idx = idx[:max_windows]
+    return idx
+
+
+def context_starts(starts: np.ndarray, window: int, context: int) -> np.ndarray:
+    return starts - (context - window) // 2
+
+
+def jittered_context_starts(chroms: np.ndarray, starts: np.ndarray, window: int, context: int, jitter: int,
+                            layout: FlatGenome, rng: np.random.Generator) -> np.ndarray:
+    """Context starts shifted by a uniform ±``jitter`` bp, clipped so the context stays on the chromosome."""
+    cs = context_starts(starts, window, context)
+    if jitter <= 0:
+        return cs
+    shifted = cs + rng.integers(-jitter, jitter + 1, size=len(cs))
+    sizes = np.array([layout.sizes[str(c)] for c in chroms], dtype=np.int64) if len(chroms) else np.zeros(0, int)
+    return np.clip(shifted, 0, sizes - context)
+
+
+def windows_arrays(df: pl.DataFrame, tf_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``chroms`` (str array), ``starts`` (int64) and labels ``(N, n_tfs)`` float32 of a windows table."""
+    labels = df.select(tf_names).to_numpy().astype(np.float32) if tf_names else np.zeros((len(df), 0), np.float32)
+    return df["chrom"].to_numpy().astype(str), df["start"].to_numpy().astype(np.int64), labels

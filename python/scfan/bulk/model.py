@@ -1,0 +1,213 @@
+"""scFANet: the 3-layer CNN of scFAN, its input encoding, batched prediction, and the model file.
+
+Input channels (in this order, recorded as ``channels`` in the model file): ``A, C, G, T`` one-hot, then
+``accessibility`` (``TrackNorm.apply`` of Tn5 insertions per base) and ``mappability`` (in [0, 1]); a sequence-only
+model has just the four DNA channels. The first convolution is linear, so its weight ``[:, :4]`` (sequence half) and
+``[:, 4:]`` (track half) can be applied separately and summed.
+
+Strand handling: instead of scFAN's extra reversed track channels we train with random reverse-complement
+augmentation and average the forward and reverse-complement predictions at inference (bpnet-lite style); the
+reverse complement of an input flips the DNA channels (A↔T, C↔G) and reverses every channel along the sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from scfan import __version__
+from scfan._io import atomic_path
+from scfan.errors import InputFileError
+from scfan.tracks import TrackNorm
+
+log = logging.getLogger(__name__)
+
+SEQ_CHANNELS = ("A", "C", "G", "T")
+TRACK_CHANNELS = ("accessibility", "mappability")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Layer widths of scFANet (Keras-style 'valid' convolutions)."""
+
+    filters: tuple[int, int, int] = (160, 240, 240)
+    kernel: int = 8
+    pool: int = 4
+    dense: int = 919
+    dropout: tuple[float, float, float] = (0.2, 0.2, 0.5)
+
+    @classmethod
+    def preset(cls, name: str) -> ArchConfig:
+        """``full`` = scFAN (160/240/240 filters, dense 919); ``small`` = a CPU-test variant (32/48/48, dense 64)."""
+        if name == "full":
+            return cls()
+        if name == "small":
+            return cls(filters=(32, 48, 48), dense=64)
+        raise ValueError(f"unknown architecture {name!r}; expected 'small' or 'full'")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ArchConfig:
+        return cls(filters=tuple(d["filters"]), kernel=int(d["kernel"]), pool=int(d["pool"]),
+                   dense=int(d["dense"]), dropout=tuple(d["dropout"]))
+
+
+def flat_length(length: int, arch: ArchConfig) -> int:
+    """Sequence length left after the three convolutions and two poolings."""
+    n = length
+    for i in range(3):
+        n = n - arch.kernel + 1
+        if i < 2:
+            n //= arch.pool
+    if n <= 0:
+        raise ValueError(f"input length {length} is too short for kernel {arch.kernel} / pool {arch.pool}")
+    return n
+
+
+class ScFANet(nn.Module):
+    """Conv→BN→ReLU→MaxPool→Dropout ×2, Conv→BN→ReLU→Dropout, Dense→ReLU, Dense (logits; sigmoid at prediction)."""
+
+    def __init__(self, n_channels: int, length: int, n_tasks: int, arch: ArchConfig = ArchConfig()):
+        super().__init__()
+        f1, f2, f3 = arch.filters
+        d1, d2, d3 = arch.dropout
+        k, p = arch.kernel, arch.pool
+        self.body = nn.Sequential(
+            nn.Conv1d(n_channels, f1, k), nn.BatchNorm1d(f1), nn.ReLU(), nn.MaxPool1d(p), nn.Dropout(d1),
+            nn.Conv1d(f1, f2, k), nn.BatchNorm1d(f2), nn.ReLU(), nn.MaxPool1d(p), nn.Dropout(d2),
+            nn.Conv1d(f2, f3, k), nn.BatchNorm1d(f3), nn.ReLU(), nn.Dropout(d3),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(f3 * flat_length(length, arch), arch.dense), nn.ReLU(),
+                                  nn.Linear(arch.dense, n_tasks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to feed a trained model (the non-weight part of ``model.pt``)."""
+
+    arch: ArchConfig
+    tf_names: tuple[str, ...]
+    channels: tuple[str, ...]
+    window: int
+    context: int
+    track_norm: TrackNorm | None
+    package_version: str = __version__
+    train_config: dict = field(default_factory=dict)
+    motifs: dict = field(default_factory=dict)
+
+    @property
+    def uses_tracks(self) -> bool:
+        return len(self.channels) > len(SEQ_CHANNELS)
+
+
+def build_model(spec: ModelSpec) -> ScFANet:
+    return ScFANet(len(spec.channels), spec.context, len(spec.tf_names), spec.arch)
+
+
+def save_model(path: str | Path, model: nn.Module, spec: ModelSpec) -> None:
+    """Write ``model.pt`` as a plain dict of tensors and JSON-like values (loadable with ``weights_only=True``)."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "arch": asdict(spec.arch),
+        "tf_names": list(spec.tf_names),
+        "channels": list(spec.channels),
+        "window": spec.window,
+        "context": spec.context,
+        "track_norm": spec.track_norm.to_dict() if spec.track_norm else None,
+        "package_version": spec.package_version,
+        "train_config": spec.train_config,
+        "motifs": dict(spec.motifs),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ScFANet, ModelSpec]:
+    """Load ``model.pt`` safely (``weights_only=True``); returns the module in eval mode and its spec."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "model file not found")
+    try:
+        d = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad or pickled-module file
+        raise InputFileError(p, f"cannot load as an scFAN model file ({exc.__class__.__name__})") from exc
+    if not isinstance(d, dict) or "state_dict" not in d:
+        raise InputFileError(p, "not an scFAN model file (expected a dict with 'state_dict')")
+    spec = ModelSpec(
+        arch=ArchConfig.from_dict(d["arch"]), tf_names=tuple(d["tf_names"]), channels=tuple(d["channels"]),
+        window=int(d["window"]), context=int(d["context"]),
+        track_norm=TrackNorm.from_dict(d["track_norm"]) if d.get("track_norm") else None,
+        package_version=d.get("package_version", "unknown"), train_config=d.get("train_config", {}),
+        motifs=d.get("motifs", {}),
+    )
+    model = build_model(spec)
+    model.load_state_dict(d["state_dict"])
+    return model.to(device).eval(), spec
+
+
+def encode_inputs(onehot: np.ndarray, accessibility: np.ndarray | None = None,
+                  mappability: np.ndarray | None = None) -> torch.Tensor:
+    """Stack ``onehot (N, 4, L)``, normalised ``accessibility (N, L)`` and ``mappability (N, L)`` into ``(N, C, L)``.
+
+    With no tracks, returns the 4 DNA channels (sequence-only models).
+    """
+    onehot = np.asarray(onehot, dtype=np.float32)
+    if accessibility is None and mappability is None:
+        return torch.from_numpy(np.ascontiguousarray(onehot))
+    if accessibility is None or mappability is None:
+        raise ValueError("give both accessibility and mappability, or neither")
+    x = np.concatenate([onehot, np.asarray(accessibility, dtype=np.float32)[:, None, :],
+                        np.asarray(mappability, dtype=np.float32)[:, None, :]], axis=1)
+    return torch.from_numpy(x)
+
+
+def reverse_complement_inputs(x: torch.Tensor) -> torch.Tensor:
+    """Reverse complement of encoded inputs ``(N, C, L)``: DNA channels flipped (ACGT→TGCA), all positions reversed."""
+    dna = x[:, :4].flip(1)
+    return torch.cat([dna, x[:, 4:]], dim=1).flip(-1)
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, inputs: torch.Tensor | np.ndarray, batch_size: int = 256,
+                    *, average_rc: bool = True, device: str | torch.device | None = None) -> np.ndarray:
+    """Probabilities ``(N, n_tfs)`` (float32) in eval mode; forward/RC-averaged; independent of ``batch_size``.
+
+    Each sample's output depends only on that sample (eval-mode BatchNorm uses running statistics), and every sample
+    goes through the same per-sample arithmetic, so any ``batch_size`` gives the same numbers.
+    """
+    was_training = model.training
+    model.eval()
+    x = torch.as_tensor(inputs, dtype=torch.float32)
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    outs = []
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i : i + batch_size].to(dev)
+        p = torch.sigmoid(model(xb).float())
+        if average_rc:
+            p = 0.5 * (p + torch.sigmoid(model(reverse_complement_inputs(xb)).float()))
+        outs.append(p.cpu())
+    model.train(was_training)
+    if not outs:
+        n_out = model.head[-1].out_features if hasattr(model, "head") else 0
+        return np.zeros((0, n_out), dtype=np.float32)
+    return torch.cat(outs).numpy()
+
+
+def channel_names(use_tracks: bool) -> tuple[str, ...]:
+    return SEQ_CHANNELS + TRACK_CHANNELS if use_tracks else SEQ_CHANNELS
+
+
+def check_tf_names(names: Sequence[str]) -> None:
+    dup = sorted({n for n in names if list(names).count(n) > 1})
+    if dup:
+        raise ValueError(f"duplicate TF names: {', '.join(dup)}")
