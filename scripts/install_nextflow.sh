@@ -9,13 +9,16 @@
 #      temp dir and runs `mvn dependency:copy-dependencies` with a project-local
 #      Maven repository (.tools/m2), so ~/.m2 is neither needed nor touched;
 #   2. copies every runtime jar into .tools/nextflow/<version>/lib/;
-#   3. writes the launcher .tools/bin/nextflow (plain `java -cp lib/*
-#      nextflow.cli.Launcher`, no capsule, no self-update, no plugin download);
+#   3. writes the launchers .tools/bin/nextflow-<version> and .tools/bin/nextflow
+#      (= the version installed last) -- plain `java -cp lib/*
+#      nextflow.cli.Launcher`, no capsule, no self-update, no plugin download;
 #   4. checks that `nextflow -version` reports the pinned version and writes a
-#      stamp file. A second run with the stamp present exits 0 immediately.
+#      stamp file. A second run with the stamp present exits 0 immediately
+#      (if only the launcher points elsewhere, it is rewritten, no download).
 #
 # Environment overrides (all optional):
-#   NXF_VERSION       Nextflow release to install (default: the pin below)
+#   NXF_VERSION       Nextflow release to install (default: the pin below);
+#                     e.g. NXF_VERSION=25.04.0 gives `nextflow-25.04.0 lint`
 #   NXF_INSTALL_FORCE=1  re-resolve and rewrite even if the stamp is present
 #   MVN               maven command (default: mvn)
 #   MAVEN_REPO_URL    remote repository (default: Maven Central)
@@ -155,8 +158,10 @@ cat >"$LAUNCHER.tmp" <<'LAUNCHER_HEAD'
 # no self-update, no plugins). Works from any cwd and via symlinks.
 #
 # Environment honoured: NXF_HOME (default <repo>/.tools/nxf-home),
-#   NXF_OFFLINE (default true), NXF_JAVA_HOME / JAVA_HOME / JAVA_CMD,
-#   NXF_OPTS (extra JVM options), NXF_JVM_ARGS, NXF_TEMP, NXF_CLASSPATH.
+#   NXF_OFFLINE (default true), NXF_JAVA_HOME / JAVA_CMD / JAVA_HOME / PATH
+#   (Java 11..24 for 24.10, 17..24 for 25.x; NXF_SKIP_JAVA_CHECK=1 to bypass),
+#   NXF_OPTS (extra JVM options), NXF_JVM_ARGS, NXF_TEMP, NXF_CLASSPATH,
+#   NXF_CLI_OPTS (appended to the command line).
 # Launcher options (before the command): -D<prop>=<val> (JVM system property),
 #   -bg (run in background, pid in $NXF_PID_FILE or .nextflow.pid).
 set -euo pipefail
@@ -224,7 +229,7 @@ cmd=''
 declare -a jvmopts=()
 declare -a args=("$@")
 declare -a nxf_commands=(auth clean clone config console drop fs help history info inspect kuberun launch lineage lint list log ls node plugin pull run secrets self-update view)
-[[ -n "${NXF_CLI_OPTS:-}" ]] && args+=($NXF_CLI_OPTS)
+if [[ -n "${NXF_CLI_OPTS:-}" ]]; then read -r -a _split <<<"$NXF_CLI_OPTS"; args+=("${_split[@]}"); fi
 for a in "$@"; do
   case "$a" in
     -D*) [[ -z "$cmd" ]] && jvmopts+=("$a") ;;
@@ -262,8 +267,8 @@ declare -a java_opts=(
 # fast start-up for short-lived commands (the official launcher does the same)
 [[ "$cmd" != run && "$cmd" != node ]] && java_opts+=(-XX:+TieredCompilation -XX:TieredStopAtLevel=1)
 [[ -n "${NXF_TEMP:-}" ]] && java_opts+=("-Djava.io.tmpdir=$NXF_TEMP")
-[[ -n "${NXF_OPTS:-}" ]] && java_opts+=($NXF_OPTS)
-[[ -n "${NXF_JVM_ARGS:-}" ]] && java_opts+=($NXF_JVM_ARGS)
+if [[ -n "${NXF_OPTS:-}" ]]; then read -r -a _split <<<"$NXF_OPTS"; java_opts+=("${_split[@]}"); fi
+if [[ -n "${NXF_JVM_ARGS:-}" ]]; then read -r -a _split <<<"$NXF_JVM_ARGS"; java_opts+=("${_split[@]}"); fi
 (( ${#jvmopts[@]} )) && java_opts+=("${jvmopts[@]}")
 
 cmdline=("$JAVA_CMD" "${java_opts[@]}" -cp "$NXF_LIB/*" "$NXF_MAIN_CLASS" "${args[@]}")

@@ -38,7 +38,7 @@ def _root(
 @app.command("validate-params")
 def validate_params_cmd(
     params: Path = typer.Argument(..., help="Params JSON file (as written by the pipeline or -params-file)."),
-    schema: Path = typer.Option(Path("nextflow_schema.json"), "--schema", help="nextflow_schema.json to check against."),
+    schema: Path = typer.Option(Path("nextflow_schema.json"), "--schema", help="The schema to check against."),
     base_dir: Path = typer.Option(None, "--base-dir", help="Resolve relative input paths against this folder."),
 ) -> None:
     """Check a params file against the pipeline's JSON schema; list every violation."""
