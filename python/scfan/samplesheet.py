@@ -18,12 +18,8 @@ SCHEMAS = {"bulk": "schema_bulk_samplesheet.json", "sc": "schema_sc_samplesheet.
 
 
 def schema_path(kind: str) -> Path:
-    """The samplesheet schema shipped in ``assets/`` (source tree) or inside the package."""
-    name = SCHEMAS[kind]
-    repo_assets = Path(__file__).resolve().parents[2] / "assets" / name
-    if repo_assets.exists():
-        return repo_assets
-    return Path(str(resources.files("scfan") / "assets" / name))
+    """The samplesheet schema shipped inside the package (``assets/`` of the pipeline links to it)."""
+    return Path(str(resources.files("scfan") / "assets" / SCHEMAS[kind]))
 
 
 def read_samplesheet(path: str | Path, kind: str) -> list[dict[str, str]]:

@@ -1,4 +1,4 @@
-"""Turning windows into model inputs: in-memory genome/tracks, per-epoch negative resampling, jitter, RC augmentation."""
+"""Windows → model inputs: in-memory genome and tracks, per-epoch negative resampling, jitter, RC augmentation."""
 
 from __future__ import annotations
 

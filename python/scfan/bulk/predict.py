@@ -49,7 +49,7 @@ def predict_regions(model, spec: ModelSpec, src: InputSource, regions_bed: str |
                     bigwig_dir: str | Path | None = None) -> pl.DataFrame:
     """Predict every TF on the windows of each BED region; write parquet and/or one bigWig per TF."""
     regions = read_bed(regions_bed)
-    check_chrom_names((f"the genome FASTA", src.layout.sizes), {str(regions_bed): regions["chrom"].unique().to_list()})
+    check_chrom_names(("the genome FASTA", src.layout.sizes), {str(regions_bed): regions["chrom"].unique().to_list()})
     too_short = [c for c, n in src.layout.sizes.items() if n < spec.context]
     bad = regions.filter(pl.col("chrom").is_in(too_short) | (pl.col("end") > pl.col("chrom").replace_strict(
         src.layout.sizes, return_dtype=pl.Int64)))

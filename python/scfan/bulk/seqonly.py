@@ -46,43 +46,29 @@ def dinucleotide_shuffle(seq: str, rng: np.random.Generator) -> str:
     if len(seq) <= 2:
         return seq
     letters = sorted(set(seq))
-    edges = {a: [] for a in letters}
+    edges: dict[str, list[str]] = {a: [] for a in letters}
     for a, b in zip(seq[:-1], seq[1:], strict=True):
         edges[a].append(b)
     last = seq[-1]
-    while True:
-        # random spanning arborescence into `last`: each vertex's last exit edge points towards `last`
-        last_edge = {last: None}
-        for v in letters:
-            if v == last or not edges[v]:
-                continue
-            u, path = v, []
-            while u not in last_edge:
-                path.append(u)
-                u = edges[u][rng.integers(len(edges[u]))]
-            # loop-erased walk (Wilson's algorithm) from v
-            u, visited = v, {}
-            while u not in last_edge:
-                nxt = edges[u][rng.integers(len(edges[u]))]
-                visited[u] = nxt
-                u = nxt
-            u = v
-            while u not in last_edge:
-                last_edge[u] = visited[u]
-                u = visited[u]
-        if all(v in last_edge for v in letters if edges[v]):
-            break
-    order = {}
+    # Wilson's algorithm: a random arborescence of "last exits" pointing towards the final letter.
+    in_tree, last_exit = {last}, {}
+    for v in letters:
+        u = v
+        while u not in in_tree:
+            last_exit[u] = edges[u][rng.integers(len(edges[u]))]
+            u = last_exit[u]
+        u = v
+        while u not in in_tree:
+            in_tree.add(u)
+            u = last_exit[u]
+    order: dict[str, list[str]] = {}
     for v in letters:
         out = list(edges[v])
-        if last_edge.get(v) is not None:
-            out.remove(last_edge[v])
-            rng.shuffle(out)
-            out.append(last_edge[v])
-        else:
-            rng.shuffle(out)
-        order[v] = out
-    res, u, pos = [seq[0]], seq[0], {v: 0 for v in letters}
+        if v in last_exit:
+            out.remove(last_exit[v])
+        rng.shuffle(out)
+        order[v] = out + ([last_exit[v]] if v in last_exit else [])
+    res, u, pos = [seq[0]], seq[0], dict.fromkeys(letters, 0)
     for _ in range(len(seq) - 1):
         nxt = order[u][pos[u]]
         pos[u] += 1

@@ -58,7 +58,8 @@ class PrepareConfig:
         if self.context < self.window or (self.context - self.window) % 2:
             raise ScfanError(f"--context {self.context} must be >= --window {self.window} with an even difference")
         if set(self.valid_chroms) & set(self.test_chroms):
-            raise ScfanError(f"chromosomes in both validation and test: {set(self.valid_chroms) & set(self.test_chroms)}")
+            both = sorted(set(self.valid_chroms) & set(self.test_chroms))
+            raise ScfanError(f"chromosome(s) {', '.join(both)} are in both --valid-chroms and --test-chroms")
 
 
 @dataclass(frozen=True)

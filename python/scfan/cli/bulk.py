@@ -1,0 +1,158 @@
+"""``scfan bulk``: prepare windows, train scFANet, evaluate it against a PWM scan, predict on regions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from scfan.cli.common import make_app
+
+log = logging.getLogger("scfan.bulk")
+
+app = make_app("Bulk stage: labelled windows → scFANet training → evaluation → bulk prediction.")
+
+
+def _chroms(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+@app.command("prepare")
+def prepare_cmd(
+    samplesheet: Path = typer.Option(..., "--samplesheet", help="Bulk samplesheet CSV (line,tf,peaks,atac,motif)."),
+    line: str = typer.Option(..., "--line", help="Bulk cell line (samplesheet 'line') to prepare."),
+    genome: Path = typer.Option(..., "--genome", help="Genome FASTA (.fai built if missing)."),
+    mappability: Path = typer.Option(..., "--mappability", help="Mappability bigWig (values in [0, 1])."),
+    blacklist: Path = typer.Option(None, "--blacklist", help="Blacklist BED; windows near it are dropped."),
+    valid_chroms: str = typer.Option(None, "--valid-chroms", help="Comma-separated validation chromosomes "
+                                     "[default: chr11]."),
+    test_chroms: str = typer.Option(None, "--test-chroms", help="Comma-separated test chromosomes "
+                                    "[default: chr1,chr8,chr21]."),
+    window: int = typer.Option(200, "--window", help="Window size (bp)."),
+    step: int = typer.Option(50, "--step", help="Tiling step (bp)."),
+    min_overlap: int = typer.Option(101, "--min-overlap", help="Peak overlap (bp) that makes a window positive."),
+    context: int = typer.Option(1000, "--context", help="Model input length (bp), centred on the window."),
+    blacklist_pad: int = typer.Option(1000, "--blacklist-pad", help="Drop windows within this distance of the "
+                                      "blacklist (bp)."),
+    outdir: Path = typer.Option(..., "--outdir", help="Output folder (windows.parquet, prepare.json)."),
+) -> None:
+    """Tile the genome into windows and label them per TF from ChIP peaks."""
+    from scfan.bulk.windows import PrepareConfig, prepare_bulk, sources_from_samplesheet
+
+    kw = {}
+    if valid_chroms is not None:
+        kw["valid_chroms"] = _chroms(valid_chroms)
+    if test_chroms is not None:
+        kw["test_chroms"] = _chroms(test_chroms)
+    cfg = PrepareConfig(window=window, step=step, min_overlap=min_overlap, context=context,
+                        blacklist_pad=blacklist_pad, **kw)
+    sources = sources_from_samplesheet(samplesheet, line)
+    summary = prepare_bulk(sources, genome, mappability, blacklist, cfg, outdir)
+    log.info("windows per split: %s", summary["windows_per_split"])
+
+
+@app.command("train")
+def train_cmd(
+    windows: Path = typer.Option(..., "--windows", help="windows.parquet from `bulk prepare`."),
+    genome: Path = typer.Option(..., "--genome", help="Genome FASTA."),
+    atac: Path = typer.Option(None, "--atac", help="Bulk ATAC bigWig (insertions per base) or BAM."),
+    mappability: Path = typer.Option(None, "--mappability", help="Mappability bigWig."),
+    sequence_only: bool = typer.Option(False, "--sequence-only", help="Train on DNA alone (no --atac/--mappability)."),
+    arch: str = typer.Option("small", "--arch", help="small (CPU tests) or full (scFAN: 160/240/240, dense 919)."),
+    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs."),
+    patience: int = typer.Option(3, "--patience", help="Early stopping: epochs without validation improvement."),
+    batch_size: int = typer.Option(100, "--batch-size", help="Training batch size."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    neg_ratio: float = typer.Option(1.0, "--neg-ratio", help="Negatives per positive, resampled every epoch."),
+    jitter: int = typer.Option(20, "--jitter", help="Random shift of the input (± bp)."),
+    max_train_windows: int = typer.Option(None, "--max-train-windows", help="Cap on training windows per epoch."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA (ignored on CPU)."),
+    outdir: Path = typer.Option(..., "--outdir", help="Output folder; re-running resumes from checkpoints/last.pt."),
+) -> None:
+    """Train scFANet on the training windows (resumable; early stopping on validation loss)."""
+    from scfan.bulk.data import InputSource
+    from scfan.bulk.train import TrainConfig, train_model
+    from scfan.bulk.windows import read_windows
+    from scfan.errors import ScfanError
+
+    if not sequence_only and (atac is None or mappability is None):
+        raise ScfanError("give --atac and --mappability (or --sequence-only)")
+    cfg = TrainConfig(arch=arch, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+                      neg_ratio=neg_ratio, jitter=jitter, max_train_windows=max_train_windows, seed=seed,
+                      device=device, amp=amp)
+    df, meta = read_windows(windows)
+    src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability)
+    summary = train_model(df, meta, src, cfg, outdir)
+    log.info("trained %d epoch(s); best epoch %d", summary["epochs_run"], summary["best_epoch"])
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Path = typer.Option(..., "--model", help="model.pt from `bulk train`."),
+    windows: Path = typer.Option(..., "--windows", help="windows.parquet from `bulk prepare`."),
+    genome: Path = typer.Option(..., "--genome", help="Genome FASTA."),
+    atac: Path = typer.Option(None, "--atac", help="Bulk ATAC bigWig or BAM (not for sequence-only models)."),
+    mappability: Path = typer.Option(None, "--mappability", help="Mappability bigWig."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate (train, valid, test)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Prediction batch size."),
+    pwm_baseline: bool = typer.Option(True, "--pwm/--no-pwm", help="Also score the JASPAR PWM-scan baseline."),
+    outdir: Path = typer.Option(..., "--outdir", help="Output folder (metrics.tsv, roc.png, pr.png)."),
+) -> None:
+    """Per-TF AUROC/AUPRC/recall at FDR/F1 on held-out chromosomes, with a PWM-scan baseline."""
+    from scfan.bulk.evaluate import EvaluateConfig, evaluate_model
+    from scfan.bulk.model import load_model
+    from scfan.bulk.windows import read_windows
+
+    net, spec = load_model(model)
+    df, _ = read_windows(windows)
+    src = _load_inputs(spec, genome, atac, mappability)
+    cfg = EvaluateConfig(split=split, batch_size=batch_size, pwm_baseline=pwm_baseline)
+    table = evaluate_model(net, spec, df, src, cfg, outdir, model_name=model.parent.name or "scfan")
+    log.info("evaluated %d TF(s): %s", len(spec.tf_names), asdict(cfg))
+    del table
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Path = typer.Option(..., "--model", help="model.pt from `bulk train`."),
+    regions: Path = typer.Option(..., "--regions", help="BED of regions to score (tiled into model windows)."),
+    genome: Path = typer.Option(..., "--genome", help="Genome FASTA."),
+    atac: Path = typer.Option(None, "--atac", help="Bulk ATAC bigWig or BAM (not for sequence-only models)."),
+    mappability: Path = typer.Option(None, "--mappability", help="Mappability bigWig."),
+    step: int = typer.Option(50, "--step", help="Step between windows inside a region (bp)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Prediction batch size."),
+    out: Path = typer.Option(None, "--out", help="Output parquet: chrom,start,end,region + one column per TF."),
+    bigwig_dir: Path = typer.Option(None, "--bigwig-dir", help="Output folder with one <TF>.bw per TF."),
+) -> None:
+    """Predict every TF of the model on the windows of a BED of regions."""
+    from scfan.bulk.model import load_model
+    from scfan.bulk.predict import predict_regions
+    from scfan.errors import ScfanError
+
+    if out is None and bigwig_dir is None:
+        raise ScfanError("give --out (parquet) and/or --bigwig-dir")
+    net, spec = load_model(model)
+    src = _load_inputs(spec, genome, atac, mappability)
+    predict_regions(net, spec, src, regions, step=step, batch_size=batch_size, out_parquet=out,
+                    bigwig_dir=bigwig_dir)
+
+
+def _load_inputs(spec, genome: Path, atac: Path | None, mappability: Path | None):
+    from scfan.bulk.data import InputSource
+    from scfan.errors import ScfanError
+
+    if spec.uses_tracks and (atac is None or mappability is None):
+        raise ScfanError("this model uses accessibility tracks: give --atac and --mappability")
+    if not spec.uses_tracks:
+        atac = mappability = None
+    return InputSource.load(genome, atac, mappability, spec.track_norm)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="bulk")
