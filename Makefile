@@ -27,7 +27,7 @@ demo: setup ## run the whole pipeline on simulated data into ./demo_results
 
 test: setup ## every test: Python units, real data, real Nextflow runs
 	cd $(ROOT)
-	$(MAKE) --no-print-directory lint
+	$(VENV)/bin/ruff check python tests benchmarks
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup-python
@@ -35,7 +35,6 @@ test-fast: setup-python
 
 lint:
 	$(VENV)/bin/ruff check python tests benchmarks
-	if $(NEXTFLOW) lint -help >/dev/null 2>&1; then $(NEXTFLOW) lint -o concise main.nf workflows subworkflows modules; fi
 
 bench: setup ## benchmarks (not tests): results in benchmarks/results/
 	$(VENV)/bin/python benchmarks/run_all.py

@@ -1,0 +1,178 @@
+"""TF-IDF → LSI embedding → k nearest neighbours → the row-normalised pooling matrix used for per-cell tracks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.extmath import randomized_svd
+
+from scfan.errors import ScfanError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NeighborsConfig:
+    """Settings of ``scfan sc neighbors``."""
+
+    k: int = 100
+    n_components: int = 30
+    drop_depth_component: bool = True
+    seed: int = 0
+    exact_max_cells: int = 20_000
+    scale_factor: float = 1e4
+
+
+def tfidf(X: sp.spmatrix, scale_factor: float = 1e4) -> sp.csr_matrix:
+    """Signac-style TF-IDF: ``log1p(tf * idf * scale_factor)`` with ``tf = x / cell total``,
+    ``idf = n_cells / peak total``. Peaks with no counts get zero weight."""
+    X = sp.csr_matrix(X, dtype=np.float64)
+    row = np.asarray(X.sum(axis=1)).ravel()
+    col = np.asarray(X.sum(axis=0)).ravel()
+    idf = np.divide(X.shape[0], col, out=np.zeros_like(col), where=col > 0)
+    tf = sp.diags(np.divide(1.0, row, out=np.zeros_like(row), where=row > 0)) @ X
+    out = sp.csr_matrix(tf @ sp.diags(idf))
+    out.data = np.log1p(out.data * scale_factor)
+    return out
+
+
+def lsi(X: sp.spmatrix, n_components: int, *, drop_depth_component: bool, seed: int,
+        scale_factor: float = 1e4) -> tuple[np.ndarray, dict]:
+    """LSI of a cells × peaks count matrix by randomized SVD of its TF-IDF.
+
+    The component most correlated (Pearson, absolute value) with log sequencing depth is dropped when
+    ``drop_depth_component`` is set. Returns the embedding (cells × components, each component z-scored) and a
+    summary for ``uns['lsi']``.
+    """
+    X = sp.csr_matrix(X)
+    n_comp = max(2, min(n_components, min(X.shape) - 1))
+    if n_comp != n_components:
+        log.warning("n_components %d capped to %d for a %d × %d matrix", n_components, n_comp, *X.shape)
+    u, s, _ = randomized_svd(tfidf(X, scale_factor), n_comp, n_iter=7, random_state=np.random.RandomState(seed))
+    # Fix signs so the result does not depend on the SVD's arbitrary orientation.
+    flip = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
+    emb = u * s * flip
+    depth = np.log1p(np.asarray(X.sum(axis=1)).ravel())
+    corr = np.array([_pearson(emb[:, j], depth) for j in range(emb.shape[1])])
+    dropped = int(np.nanargmax(np.abs(corr))) if drop_depth_component else None
+    if dropped is not None:
+        emb = np.delete(emb, dropped, axis=1)
+    sd = emb.std(axis=0)
+    emb = (emb - emb.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    info = {"n_components": int(n_comp), "singular_values": s.tolist(), "depth_correlation": corr.tolist(),
+            "dropped_component": -1 if dropped is None else dropped,
+            "dropped_depth_correlation": float("nan") if dropped is None else float(corr[dropped]),
+            "seed": seed}
+    return emb.astype(np.float32), info
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def knn(emb: np.ndarray, k: int, *, seed: int, exact_max_cells: int = 20_000, block: int = 2048) -> np.ndarray:
+    """Indices of each cell's ``k`` nearest cells by cosine distance, the cell itself first.
+
+    Exact (blocked matrix products) up to ``exact_max_cells`` cells, pynndescent beyond. Ties are broken by
+    cell index, so the result is deterministic.
+    """
+    n = emb.shape[0]
+    x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    if n <= exact_max_cells:
+        out = np.empty((n, k), dtype=np.int64)
+        for lo in range(0, n, block):
+            sim = x[lo:lo + block] @ x.T
+            rows = np.arange(lo, min(lo + block, n))
+            sim[rows - lo, rows] = np.inf  # self first
+            part = np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(rows), 1))
+            vals = np.take_along_axis(sim, part, axis=1)
+            order = np.lexsort((part, -vals), axis=1)
+            out[lo:lo + len(rows)] = np.take_along_axis(part, order, axis=1)
+        return out
+    from pynndescent import NNDescent
+
+    index = NNDescent(x, metric="cosine", n_neighbors=k, random_state=seed, n_jobs=1)
+    idx, _ = index.neighbor_graph
+    return _self_first(idx.astype(np.int64))
+
+
+def _self_first(idx: np.ndarray) -> np.ndarray:
+    """Put each row's own index first (replacing its farthest neighbour if the search missed it)."""
+    n, k = idx.shape
+    out = np.empty_like(idx)
+    out[:, 0] = np.arange(n)
+    for i in range(n):
+        others = idx[i][idx[i] != i]
+        out[i, 1:] = others[: k - 1]
+    return out
+
+
+def pooling_matrix(neighbors: np.ndarray) -> sp.csr_matrix:
+    """Row-normalised cells × cells matrix: row ``i`` averages cell ``i`` and its ``k - 1`` neighbours."""
+    n, k = neighbors.shape
+    indptr = np.arange(0, n * k + 1, k)
+    m = sp.csr_matrix((np.full(n * k, 1.0 / k, dtype=np.float32), neighbors.ravel(), indptr), shape=(n, n))
+    m.sort_indices()
+    return m
+
+
+def connectivities(neighbors: np.ndarray) -> sp.csr_matrix:
+    """Symmetric shared-nearest-neighbour graph: weight = Jaccard overlap of two cells' neighbour sets,
+    for every pair that is a kNN edge in either direction (no self loops)."""
+    n, k = neighbors.shape
+    member = sp.csr_matrix((np.ones(n * k, dtype=np.float32), neighbors.ravel(), np.arange(0, n * k + 1, k)),
+                           shape=(n, n))
+    adj = member.maximum(member.T).tocsr()
+    adj.setdiag(0)
+    adj.eliminate_zeros()
+    shared = (member @ member.T).multiply(adj).tocsr()
+    shared.data = shared.data / (2 * k - shared.data)
+    shared.eliminate_zeros()
+    return shared.astype(np.float32)
+
+
+def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
+    """Add ``obsm['X_lsi']``, ``obsp['pooling']``, ``obsp['connectivities']`` and ``uns['lsi']`` to ``adata``."""
+    n = adata.n_obs
+    if n < 3:
+        raise ScfanError(f"sc neighbors: need at least 3 cells, got {n}")
+    k = cfg.k
+    if k > n:
+        log.warning("k = %d is more than the %d cells; using k = %d", k, n, n)
+        k = n
+    if k < 1:
+        raise ScfanError("sc neighbors: k must be >= 1")
+    emb, info = lsi(adata.X, cfg.n_components, drop_depth_component=cfg.drop_depth_component, seed=cfg.seed,
+                    scale_factor=cfg.scale_factor)
+    nbrs = knn(emb, k, seed=cfg.seed, exact_max_cells=cfg.exact_max_cells)
+    adata.obsm["X_lsi"] = emb
+    adata.obsp["pooling"] = pooling_matrix(nbrs)
+    adata.obsp["connectivities"] = connectivities(nbrs)
+    info.update(k=int(k), config=asdict(cfg))
+    adata.uns["lsi"] = info
+    log.info("LSI: %d components (dropped %s, depth r = %.2f); kNN k = %d", emb.shape[1],
+             info["dropped_component"], info["dropped_depth_correlation"], k)
+    return adata
+
+
+def label_purity(neighbors_or_pooling: np.ndarray | sp.spmatrix, labels: np.ndarray) -> float:
+    """Mean fraction of each cell's neighbours (itself excluded) that share its label."""
+    labels = np.asarray(labels)
+    if sp.issparse(neighbors_or_pooling):
+        m = sp.csr_matrix(neighbors_or_pooling)
+        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        cols = m.indices
+    else:
+        nb = np.asarray(neighbors_or_pooling)
+        rows, cols = np.repeat(np.arange(nb.shape[0]), nb.shape[1]), nb.ravel()
+    other = rows != cols
+    same = labels[rows[other]] == labels[cols[other]]
+    per_cell = np.bincount(rows[other], weights=same, minlength=len(labels)) / np.maximum(
+        np.bincount(rows[other], minlength=len(labels)), 1)
+    return float(per_cell.mean())
