@@ -177,30 +177,43 @@ def reverse_complement_inputs(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([dna, x[:, 4:]], dim=1).flip(-1)
 
 
+COMPUTE_BLOCK = 64
+
+
 @torch.no_grad()
 def predict_batches(model: nn.Module, inputs: torch.Tensor | np.ndarray, batch_size: int = 256,
-                    *, average_rc: bool = True, device: str | torch.device | None = None) -> np.ndarray:
-    """Probabilities ``(N, n_tfs)`` (float32) in eval mode; forward/RC-averaged; independent of ``batch_size``.
+                    *, average_rc: bool = True, device: str | torch.device | None = None,
+                    block: int = COMPUTE_BLOCK) -> np.ndarray:
+    """Probabilities ``(N, n_tfs)`` (float32) in eval mode, forward/RC-averaged, identical for any ``batch_size``.
 
-    Each sample's output depends only on that sample (eval-mode BatchNorm uses running statistics), and every sample
-    goes through the same per-sample arithmetic, so any ``batch_size`` gives the same numbers.
+    CPU/GPU kernels may round differently for different batch shapes and row positions, so the model is always run on
+    fixed blocks of ``block`` rows (rows ``k*block … (k+1)*block``, the last one zero-padded). ``batch_size`` only sets
+    how many rows move to the device at once (rounded up to a multiple of ``block``); it never changes a number.
     """
     was_training = model.training
     model.eval()
     x = torch.as_tensor(inputs, dtype=torch.float32)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
+    n = x.shape[0]
+    chunk = max(block, -(-batch_size // block) * block)
     outs = []
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size].to(dev)
-        p = torch.sigmoid(model(xb).float())
-        if average_rc:
-            p = 0.5 * (p + torch.sigmoid(model(reverse_complement_inputs(xb)).float()))
-        outs.append(p.cpu())
+    for i in range(0, n, chunk):
+        xc = x[i : i + chunk]
+        pad = (-xc.shape[0]) % block
+        if pad:
+            xc = torch.cat([xc, xc.new_zeros((pad, *xc.shape[1:]))])
+        xc = xc.to(dev)
+        for j in range(0, xc.shape[0], block):
+            xb = xc[j : j + block]
+            p = torch.sigmoid(model(xb).float())
+            if average_rc:
+                p = 0.5 * (p + torch.sigmoid(model(reverse_complement_inputs(xb)).float()))
+            outs.append(p.cpu())
     model.train(was_training)
     if not outs:
         n_out = model.head[-1].out_features if hasattr(model, "head") else 0
         return np.zeros((0, n_out), dtype=np.float32)
-    return torch.cat(outs).numpy()
+    return torch.cat(outs)[:n].numpy()
 
 
 def channel_names(use_tracks: bool) -> tuple[str, ...]:

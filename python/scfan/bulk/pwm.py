@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -22,7 +23,9 @@ def _jaspar():
 
 def jaspar_counts(motif_id: str) -> np.ndarray:
     """Count matrix ``(4, W)`` (rows A, C, G, T) of a JASPAR matrix ID from the offline pyjaspar database."""
-    m = _jaspar().fetch_motif_by_id(motif_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = _jaspar().fetch_motif_by_id(motif_id)
     if m is None:
         raise ScfanError(f"JASPAR matrix {motif_id!r} not found in the offline database ({_jaspar().release})")
     return np.array([m.counts[b] for b in "ACGT"], dtype=np.float64)
@@ -53,7 +56,9 @@ def motif_for_tf(tf: str, motif_id: str | None) -> str | None:
     """The JASPAR ID to use: the given one, else the oldest vertebrate JASPAR matrix named like the TF."""
     if motif_id:
         return motif_id
-    hits = _jaspar().fetch_motifs_by_name(tf) or []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Biopython warns when a name matches nothing
+        hits = _jaspar().fetch_motifs_by_name(tf) or []
     hits = [m for m in hits if m.name.upper() == tf.upper()]
     if not hits:
         return None

@@ -110,12 +110,11 @@ def evaluate_cmd(
     from scfan.bulk.windows import read_windows
 
     net, spec = load_model(model)
-    df, _ = read_windows(windows)
+    df, meta = read_windows(windows)
     src = _load_inputs(spec, genome, atac, mappability)
     cfg = EvaluateConfig(split=split, batch_size=batch_size, pwm_baseline=pwm_baseline)
-    table = evaluate_model(net, spec, df, src, cfg, outdir, model_name=model.parent.name or "scfan")
+    evaluate_model(net, spec, df, src, cfg, outdir, model_name=str(meta.get("line") or "scfan"))
     log.info("evaluated %d TF(s): %s", len(spec.tf_names), asdict(cfg))
-    del table
 
 
 @app.command("predict")

@@ -24,8 +24,9 @@ from scfan.errors import InputFileError
 log = logging.getLogger(__name__)
 
 FRAGMENT_COLUMNS = ["chrom", "start", "end", "barcode", "count"]
-_SCHEMA = {"chrom": pl.Utf8, "start": pl.Int64, "end": pl.Int64, "barcode": pl.Utf8, "count": pl.Int64}
-SORT_HINT = "sort and index it with: zcat F | sort -k1,1 -k2,2n | bgzip > F.sorted.tsv.gz && tabix -p bed F.sorted.tsv.gz"
+FRAGMENT_SCHEMA = {"chrom": pl.Utf8, "start": pl.Int64, "end": pl.Int64, "barcode": pl.Utf8, "count": pl.Int64}
+SORT_HINT = ("sort and index it with: zcat F | sort -k1,1 -k2,2n | bgzip > F.sorted.tsv.gz && "
+             "tabix -p bed F.sorted.tsv.gz")
 # unmapped, mate unmapped, secondary, QC-failed, supplementary (duplicates are kept and collapse when counted)
 _SKIP_FLAGS = 0x4 | 0x8 | 0x100 | 0x200 | 0x800
 TABIX_HINT = "index it with: tabix -p bed FILE (sort first if needed: sort -k1,1 -k2,2n | bgzip)"
@@ -78,7 +79,7 @@ def _diagnose(path: Path, text: bytes, first_line: int, exc: Exception | None) -
 def _parse_text(path: Path, text: bytes, first_line: int) -> pl.DataFrame:
     try:
         df = pl.read_csv(io.BytesIO(text), separator="\t", has_header=False, new_columns=FRAGMENT_COLUMNS,
-                         schema=_SCHEMA, quote_char=None, comment_prefix="#")
+                         schema=FRAGMENT_SCHEMA, quote_char=None, comment_prefix="#")
     except pl.exceptions.PolarsError as exc:
         raise _diagnose(path, text, first_line, exc) from exc
     if df.null_count().sum_horizontal().item():
@@ -101,8 +102,9 @@ def _read_text_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, int
             try:
                 block = gz.read(chunk_bytes)
             except (EOFError, OSError, zlib.error) as exc:
-                raise InputFileError(path, f"truncated or corrupt gzip data after line {line + pending.count(b'\n')}"
-                                     f" ({exc}); re-create the file with bgzip", line=None) from exc
+                near = line + pending.count(b"\n")
+                raise InputFileError(path, f"truncated or corrupt gzip data after line {near} ({exc}); "
+                                     "re-create the file with bgzip") from exc
             data = pending + block
             if not block:
                 if data:

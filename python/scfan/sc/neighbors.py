@@ -45,8 +45,10 @@ def lsi(X: sp.spmatrix, n_components: int, *, drop_depth_component: bool, seed: 
     """LSI of a cells × peaks count matrix by randomized SVD of its TF-IDF.
 
     The component most correlated (Pearson, absolute value) with log sequencing depth is dropped when
-    ``drop_depth_component`` is set. Returns the embedding (cells × components, each component z-scored) and a
+    ``drop_depth_component`` is set. Returns the embedding (cells × components) and a
     summary for ``uns['lsi']``.
+    Components keep their singular-value weights (``U * S``); z-scoring them amplified noise components and
+    lowered kNN label purity on the real data sets.
     """
     X = sp.csr_matrix(X)
     n_comp = max(2, min(n_components, min(X.shape) - 1))
@@ -61,8 +63,6 @@ def lsi(X: sp.spmatrix, n_components: int, *, drop_depth_component: bool, seed: 
     dropped = int(np.nanargmax(np.abs(corr))) if drop_depth_component else None
     if dropped is not None:
         emb = np.delete(emb, dropped, axis=1)
-    sd = emb.std(axis=0)
-    emb = (emb - emb.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     info = {"n_components": int(n_comp), "singular_values": s.tolist(), "depth_correlation": corr.tolist(),
             "dropped_component": -1 if dropped is None else dropped,
             "dropped_depth_correlation": float("nan") if dropped is None else float(corr[dropped]),

@@ -18,7 +18,7 @@ from scfan.intervals import merge_intervals
 from scfan.simulate.genome_model import SimGenome
 
 P_NFR_SIGNAL = 0.7
-P_NFR_BACKGROUND, P_MONO_BACKGROUND = 0.4, 0.45
+P_NFR_BACKGROUND, P_MONO_BACKGROUND = 0.5, 0.38
 NFR_SPREAD_BP = 35
 ARTIFACT_FRAC = 0.01
 
@@ -65,7 +65,7 @@ class Fragments:
 def fragment_lengths(rng: np.random.Generator, n: int, p_nfr: float, p_mono: float) -> np.ndarray:
     """Nucleosome-free (< 147 bp, mode ~60 bp), mono- (~200 bp) and di-nucleosome (~380 bp) lengths."""
     u = rng.random(n)
-    nfr = np.minimum(25 + rng.gamma(2.5, 18.0, n), 146)
+    nfr = np.minimum(25 + rng.gamma(3.0, 12.0, n), 146)
     mono = np.clip(rng.normal(200, 18, n), 147, 260)
     di = np.clip(rng.normal(380, 30, n), 261, 600)
     return np.where(u < p_nfr, nfr, np.where(u < p_nfr + p_mono, mono, di)).astype(np.int64)

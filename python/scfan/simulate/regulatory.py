@@ -2,7 +2,7 @@
 
 A regulatory element (RE) is open in a context when one of its TFs is active there (or, rarely, by chance);
 a planted site is bound in a context when its RE is open, its TF is active, and it is not occluded.
-Decoys carry a strong motif but stay closed and unbound everywhere.
+Decoys carry a strong motif but stay unbound everywhere (mostly closed; a few open by chance).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ P_OPEN_ACTIVE = 0.85
 P_OPEN_CHANCE = 0.03
 P_OPEN_PROMOTER = 0.95
 P_OPEN_MOTIFLESS = 0.25
+P_OPEN_DECOY = 0.1
 P_OCCLUDED = 0.08
 WEAK_MOTIF_KEEP = 0.35
 CPG_ISLAND_BP = 800
@@ -164,11 +165,12 @@ def _openness(rng, cfg, ctx: Contexts, kinds, re_tfs) -> tuple[np.ndarray, np.nd
     p = np.where(act > 0, P_OPEN_ACTIVE, min(1.0, P_OPEN_CHANCE * cfg.noise))
     p[kinds == PROMOTER] = P_OPEN_PROMOTER
     p[kinds == MOTIFLESS] = P_OPEN_MOTIFLESS
-    p[kinds == DECOY] = 0.0
+    p[kinds == DECOY] = min(1.0, P_OPEN_DECOY * cfg.noise)  # open by chance, yet unbound (e.g. methylated)
     is_open = rng.random((n_re, n_ctx)) < p
     base = rng.lognormal(0.0, 0.5, n_re) * np.where(kinds == PROMOTER, 1.5, 1.0)
     jitter = rng.lognormal(0.0, 0.25, (n_re, n_ctx))
-    access = np.where(is_open, base[:, None] * jitter * np.where(act > 1, 1.5, 1.0), 0.0)
+    boost = np.where(act > 1, 1.5, 1.0) * np.where(kinds == DECOY, 0.5, 1.0)[:, None]
+    access = np.where(is_open, base[:, None] * jitter * boost, 0.0)
     return is_open, access
 
 
@@ -217,7 +219,7 @@ def _plant_sites(rng, cfg, genome: SimGenome, ctx: Contexts, motifs: list[Motif]
             codes = np.stack([genome.seqs[int(chrom[s])][int(start[s]):int(end[s])] for s in idx])
             score[idx] = best_scores(codes, m.log_odds())
     occluded = rng.random((site_tf.size, len(ctx.names))) < min(1.0, P_OCCLUDED * cfg.noise)
-    bound = re_open[site_re] & ctx.active[:, site_tf].T & ~occluded
+    bound = re_open[site_re] & ctx.active[:, site_tf].T & ~occluded & (kinds[site_re] != DECOY)[:, None]
     order = np.lexsort((site_tf, start, chrom))
     return Regulome(re_chrom=re_chrom, re_center=re_center, re_kind=kinds, re_tfs=re_tfs, re_open=re_open,
                     re_access=np.zeros(0), site_chrom=chrom[order], site_start=start[order], site_end=end[order],

@@ -1,0 +1,132 @@
+"""One-hot and reverse complement, input encoding, batched prediction, and the model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scfan.bulk.inputs import codes_to_onehot, encode_codes
+from scfan.bulk.model import (
+    ArchConfig,
+    ModelSpec,
+    ScFANet,
+    build_model,
+    encode_inputs,
+    load_model,
+    predict_batches,
+    reverse_complement_inputs,
+    save_model,
+)
+from scfan.genome import one_hot, reverse_complement, reverse_complement_onehot
+from scfan.tracks import TrackNorm
+
+SEQS = ["AACGTTTGCA" + "G" * 7 + "CATCATN", "TTTTACGGGCAGGGACCCTAAN"]  # non-palindromic
+
+
+def _random_model(n_channels=6, length=200, n_tasks=3, seed=0) -> ScFANet:
+    torch.manual_seed(seed)
+    m = ScFANet(n_channels, length, n_tasks, ArchConfig.preset("small"))
+    # non-trivial BatchNorm running statistics so eval mode is really exercised
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    return m.eval()
+
+
+def test_codes_match_shared_one_hot():
+    for s in SEQS:
+        np.testing.assert_array_equal(codes_to_onehot(encode_codes(s)[None])[0], one_hot(s))
+
+
+def test_reverse_complement_of_encoded_inputs_matches_the_sequence_rc():
+    rng = np.random.default_rng(0)
+    for s in SEQS:
+        assert reverse_complement(s) != s
+        oh = one_hot(s)[None]
+        acc = rng.random((1, len(s))).astype(np.float32)
+        mp = rng.random((1, len(s))).astype(np.float32)
+        x = encode_inputs(oh, acc, mp)
+        rc = reverse_complement_inputs(x)
+        np.testing.assert_array_equal(rc[0, :4].numpy(), one_hot(reverse_complement(s)))
+        np.testing.assert_array_equal(rc[0, :4].numpy(), reverse_complement_onehot(oh)[0])
+        np.testing.assert_array_equal(rc[0, 4].numpy(), acc[0, ::-1])
+        np.testing.assert_array_equal(rc[0, 5].numpy(), mp[0, ::-1])
+        assert not torch.equal(rc, x)
+        assert torch.equal(reverse_complement_inputs(rc), x)
+
+
+def test_encode_inputs_channel_order_and_sequence_only():
+    oh = np.stack([one_hot(SEQS[0])])
+    acc = np.full((1, oh.shape[-1]), 0.25, np.float32)
+    mp = np.full((1, oh.shape[-1]), 0.75, np.float32)
+    x = encode_inputs(oh, acc, mp)
+    assert x.shape == (1, 6, oh.shape[-1])
+    assert torch.all(x[:, 4] == 0.25) and torch.all(x[:, 5] == 0.75)
+    assert encode_inputs(oh).shape == (1, 4, oh.shape[-1])
+    with pytest.raises(ValueError):
+        encode_inputs(oh, acc, None)
+
+
+def test_full_arch_matches_scfan_layer_sizes():
+    m = ScFANet(6, 1000, 5, ArchConfig.preset("full"))
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv1d)]
+    assert [c.out_channels for c in convs] == [160, 240, 240] and {c.kernel_size for c in convs} == {(8,)}
+    assert m.head[1].in_features == 240 * 53 and m.head[1].out_features == 919
+    assert m(torch.zeros(2, 6, 1000)).shape == (2, 5)
+
+
+def test_prediction_identical_for_batch_size_1_and_256():
+    m = _random_model()
+    x = torch.randn(300, 6, 200)
+    p1 = predict_batches(m, x, batch_size=1)
+    p256 = predict_batches(m, x, batch_size=256)
+    assert p1.shape == (300, 3)
+    np.testing.assert_array_equal(p1, p256)
+    assert p1.std() > 0
+
+
+def test_rc_averaged_prediction_is_strand_symmetric():
+    m = _random_model()
+    x = torch.randn(16, 6, 200)
+    np.testing.assert_allclose(predict_batches(m, x), predict_batches(m, reverse_complement_inputs(x)), atol=1e-6)
+    # without averaging the model is not symmetric by itself, so the averaging is what makes it so
+    assert not np.allclose(predict_batches(m, x, average_rc=False),
+                           predict_batches(m, reverse_complement_inputs(x), average_rc=False), atol=1e-4)
+
+
+def test_first_conv_splits_into_sequence_and_track_halves():
+    m = _random_model()
+    conv = m.body[0]
+    x = torch.randn(4, 6, 200)
+    full = conv(x)
+    seq_half = torch.nn.functional.conv1d(x[:, :4], conv.weight[:, :4], conv.bias)
+    track_half = torch.nn.functional.conv1d(x[:, 4:], conv.weight[:, 4:])
+    torch.testing.assert_close(full, seq_half + track_half, atol=1e-5, rtol=1e-5)
+
+
+def test_model_file_round_trip_weights_only(tmp_path):
+    m = _random_model(length=1000, n_tasks=2)
+    spec = ModelSpec(arch=ArchConfig.preset("small"), tf_names=("CTCF", "GATA1"),
+                     channels=("A", "C", "G", "T", "accessibility", "mappability"), window=200, context=1000,
+                     track_norm=TrackNorm(mean_per_base=0.123), train_config={"seed": 3})
+    save_model(tmp_path / "model.pt", m, spec)
+    raw = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert set(raw) >= {"state_dict", "arch", "tf_names", "channels", "window", "context", "track_norm",
+                        "package_version", "train_config"}
+    assert raw["track_norm"]["mean_per_base"] == pytest.approx(0.123)
+    m2, spec2 = load_model(tmp_path / "model.pt")
+    assert spec2.tf_names == ("CTCF", "GATA1") and spec2.track_norm.mean_per_base == pytest.approx(0.123)
+    x = torch.randn(5, 6, 1000)
+    np.testing.assert_array_equal(predict_batches(m, x), predict_batches(m2, x))
+    assert isinstance(build_model(spec2), ScFANet)
+
+
+def test_full_size_prediction_identical_for_batch_sizes():
+    torch.manual_seed(1)
+    m = ScFANet(6, 1000, 2, ArchConfig.preset("full")).eval()
+    x = torch.randn(70, 6, 1000)
+    p1, p256, p7 = (predict_batches(m, x, batch_size=b) for b in (1, 256, 7))
+    np.testing.assert_array_equal(p1, p256)
+    np.testing.assert_array_equal(p1, p7)

@@ -1,0 +1,146 @@
+"""Training: determinism, checkpoint resumption, negative sampling; the four CLI commands end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from scfan.bulk.data import InputSource, jittered_context_starts, negative_pool, sample_epoch
+from scfan.bulk.inputs import FlatGenome
+from scfan.bulk.model import load_model
+from scfan.bulk.train import TrainConfig, train_model
+from scfan.bulk.windows import read_windows
+
+FAST = {"arch": "small", "epochs": 2, "patience": 5, "max_train_windows": 120, "max_valid_windows": 60,
+        "batch_size": 32, "seed": 3}
+
+
+class Killed(Exception):
+    pass
+
+
+def _train(tiny_prepared, outdir, on_epoch_end=None, **kw):
+    tb, windows = tiny_prepared
+    df, meta = read_windows(windows)
+    src = InputSource.load(tb.genome, tb.atac, tb.mappability)
+    return train_model(df, meta, src, TrainConfig(**{**FAST, **kw}), outdir, on_epoch_end=on_epoch_end)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_checkpoint_resume_gives_the_same_final_weights(tiny_prepared, tmp_path):
+    _train(tiny_prepared, tmp_path / "straight", epochs=3)
+
+    def kill_after_first(epoch):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _train(tiny_prepared, tmp_path / "resumed", on_epoch_end=kill_after_first, epochs=3)
+    assert (tmp_path / "resumed" / "checkpoints" / "last.pt").exists()
+    assert not (tmp_path / "resumed" / "model.pt").exists()  # no partial model after a kill
+    _train(tiny_prepared, tmp_path / "resumed", epochs=3)
+    a, b = _weights(tmp_path / "straight" / "model.pt"), _weights(tmp_path / "resumed" / "model.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    log_a = (tmp_path / "straight" / "train_log.tsv").read_text().splitlines()
+    log_b = (tmp_path / "resumed" / "train_log.tsv").read_text().splitlines()
+    assert [r.split("\t")[:4] for r in log_a] == [r.split("\t")[:4] for r in log_b] and len(log_a) == 4
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny_prepared, tmp_path):
+    _train(tiny_prepared, tmp_path / "a", epochs=1)
+    _train(tiny_prepared, tmp_path / "b", epochs=1)
+    _train(tiny_prepared, tmp_path / "c", epochs=1, seed=4)
+    a, b, c = (_weights(tmp_path / d / "model.pt") for d in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_model_file_records_spec(tiny_prepared, tmp_path):
+    _train(tiny_prepared, tmp_path / "m", epochs=1)
+    raw = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    assert raw["tf_names"] == ["TFA", "TFB"]
+    assert raw["channels"] == ["A", "C", "G", "T", "accessibility", "mappability"]
+    assert raw["window"] == 200 and raw["context"] == 1000 and raw["train_config"]["seed"] == 3
+    # the stored normalisation is the ATAC track's genome-wide mean insertions per base
+    tb, _ = tiny_prepared
+    import pyBigWig
+
+    bw = pyBigWig.open(str(tb.atac))
+    total = sum(float(np.nansum(bw.values(c, 0, n, numpy=True))) for c, n in bw.chroms().items())
+    assert raw["track_norm"]["mean_per_base"] == pytest.approx(total / sum(bw.chroms().values()), rel=1e-6)
+    bw.close()
+    _, spec = load_model(tmp_path / "m" / "model.pt")
+    assert spec.uses_tracks
+
+
+def test_negatives_keep_away_from_positives():
+    starts = np.arange(0, 5000, 50)
+    chroms = np.array(["c1"] * len(starts))
+    is_pos = np.zeros(len(starts), bool)
+    is_pos[[40, 41]] = True  # windows [2000, 2250)
+    pool = negative_pool(chroms, starts, 200, is_pos, margin=200)
+    ps = starts[pool]
+    # gap between [s, s+200) and the nearest positive window must exceed 200 bp
+    assert np.all((ps + 200 + 200 < 2000) | (ps > 2050 + 200 + 200))
+    assert 1550 in ps and 1600 not in ps and 2450 not in ps and 2500 in ps
+    rng = np.random.default_rng(0)
+    idx = sample_epoch(np.flatnonzero(is_pos), pool, 1.0, None, rng)
+    assert len(idx) == 4 and set(np.flatnonzero(is_pos)) <= set(idx.tolist())
+    idx2 = sample_epoch(np.flatnonzero(is_pos), pool, 1.0, None, rng)
+    assert set(idx.tolist()) != set(idx2.tolist()) or len(pool) <= 2  # resampled each epoch
+
+
+def test_jitter_stays_on_the_chromosome():
+    layout = FlatGenome.from_sizes({"c1": 1100})
+    rng = np.random.default_rng(0)
+    starts = np.array([400, 450] * 200)
+    cs = jittered_context_starts(np.array(["c1"] * 400), starts, 200, 1000, 20, layout, rng)
+    assert cs.min() >= 0 and cs.max() <= 100
+    assert len(np.unique(cs - (starts - 400))) > 10
+
+
+def _scfan(*args):
+    return subprocess.run([sys.executable, "-m", "scfan", "bulk", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tiny_bulk, tmp_path):
+    tb = tiny_bulk
+    r = _scfan("prepare", "--samplesheet", tb.samplesheet, "--line", "L1", "--genome", tb.genome,
+               "--mappability", tb.mappability, "--blacklist", tb.blacklist, "--valid-chroms", "chr2",
+               "--test-chroms", "chr1", "--outdir", tmp_path / "prep")
+    assert r.returncode == 0, r.stderr
+    common = ["--genome", tb.genome, "--atac", tb.atac, "--mappability", tb.mappability]
+    r = _scfan("train", "--windows", tmp_path / "prep" / "windows.parquet", *common, "--arch", "small",
+               "--epochs", "1", "--max-train-windows", "100", "--batch-size", "50", "--outdir", tmp_path / "train")
+    assert r.returncode == 0, r.stderr
+    for f in ("model.pt", "checkpoints/last.pt", "train_log.tsv", "train.json"):
+        assert (tmp_path / "train" / f).is_file(), f
+    r = _scfan("evaluate", "--model", tmp_path / "train" / "model.pt", "--windows",
+               tmp_path / "prep" / "windows.parquet", *common, "--no-pwm", "--outdir", tmp_path / "eval")
+    assert r.returncode == 0, r.stderr
+    m = pl.read_csv(tmp_path / "eval" / "metrics.tsv", separator="\t")
+    assert m.columns == ["model", "tf", "method", "auroc", "auprc", "recall_at_10fdr", "recall_at_5fdr", "f1_best",
+                         "threshold_best", "n_pos", "n_neg"]
+    assert m["tf"].to_list() == ["TFA", "TFB"] and (m["model"] == "L1").all()
+    assert (tmp_path / "eval" / "roc.png").stat().st_size > 1000 and (tmp_path / "eval" / "pr.png").is_file()
+    (tmp_path / "r.bed").write_text("chr1\t5000\t5600\tr1\nchr3\t100\t150\tr2\n")
+    r = _scfan("predict", "--model", tmp_path / "train" / "model.pt", "--regions", tmp_path / "r.bed", *common,
+               "--out", tmp_path / "p.parquet", "--bigwig-dir", tmp_path / "bw")
+    assert r.returncode == 0, r.stderr
+    p = pl.read_parquet(tmp_path / "p.parquet")
+    assert p.columns == ["chrom", "start", "end", "region", "TFA", "TFB"]
+    assert p.filter(pl.col("region") == "r1").height == 9  # 5000..5400 step 50
+    assert p.filter(pl.col("region") == "r2")["start"].to_list() == [400]  # shifted so the context fits
+    assert p["TFA"].is_between(0, 1).all()
+    assert {f.name for f in (tmp_path / "bw").iterdir()} == {"TFA.bw", "TFB.bw"}

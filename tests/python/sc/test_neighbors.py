@@ -1,0 +1,128 @@
+"""Neighbours on real count matrices (ingested through the counts path), LSI details, and clustering."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import adjusted_rand_score
+
+from scfan.cli.main import main
+from scfan.sc.cluster import leiden
+from scfan.sc.neighbors import NeighborsConfig, compute_neighbors, knn, label_purity, lsi
+
+
+def run_cli(monkeypatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["scfan", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def chance_purity(labels: np.ndarray) -> float:
+    """Expected purity of random neighbours: mean over cells of the share of other cells with its label."""
+    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return float(np.mean((counts[inv] - 1) / (len(labels) - 1)))
+
+
+@pytest.mark.parametrize(("name", "k", "n_components", "min_gain"), [
+    ("hemato_atac", 100, 30, 0.2),
+    ("chromvar_example", 10, 10, 0.2),
+])
+def test_real_counts_ingest_and_neighbors(shared_data, tmp_path, monkeypatch, name, k, n_components, min_gain):
+    d = shared_data / name
+    sheet = tmp_path / "sc.csv"
+    sheet.write_text(f"sample,counts,peaks,barcodes\n{name},{d / 'counts.mtx.gz'},{d / 'peaks.bed'},"
+                     f"{d / 'cells.tsv'}\n")
+    cells, nn = tmp_path / "cells.h5ad", tmp_path / "cells_nn.h5ad"
+    assert run_cli(monkeypatch, "sc", "ingest", "--samplesheet", str(sheet), "--sample", name, "--peaks",
+                   str(d / "peaks.bed"), "--min-fragments", "0", "--out", str(cells)) == 0
+    a = ad.read_h5ad(cells)
+    meta = pd.read_csv(d / "cells.tsv", sep="\t")
+    n_peaks = sum(1 for _ in open(d / "peaks.bed"))
+    assert a.shape == (len(meta), n_peaks)
+    assert list(a.obs["barcode"]) == list(meta["barcode"])
+    np.testing.assert_array_equal(a.obs["n_fragments"], meta["depth"])  # taken from the cell table
+    assert int(a.X.sum()) == int(np.asarray(a.X.sum(axis=1)).sum()) and a.X.nnz > 0
+    assert a.uns["scfan"]["sources"][name]["kind"] == "counts"
+
+    assert run_cli(monkeypatch, "sc", "neighbors", "--cells", str(cells), "--k", str(k), "--n-components",
+                   str(n_components), "--seed", "0", "--out", str(nn)) == 0
+    b = ad.read_h5ad(nn)
+    pool = sp.csr_matrix(b.obsp["pooling"])
+    assert b.obsm["X_lsi"].shape == (len(meta), n_components - 1)
+    assert np.all(np.diff(pool.indptr) == k)
+    np.testing.assert_allclose(np.asarray(pool.sum(axis=1)).ravel(), 1.0, rtol=1e-5)
+    assert np.all(pool.diagonal() > 0)  # each row holds the cell itself
+    assert abs(b.uns["lsi"]["dropped_depth_correlation"]) > 0.5
+    assert json.loads((tmp_path / "cells_nn.config.json").read_text())["k"] == k
+    labels = meta["cell_type"].to_numpy()
+    purity = label_purity(pool, labels)
+    assert purity > chance_purity(labels) + min_gain, purity
+
+    clusters = tmp_path / "clusters.tsv"
+    assert run_cli(monkeypatch, "sc", "cluster", "--cells", str(nn), "--resolution", "1.0", "--out",
+                   str(clusters)) == 0
+    tab = pd.read_csv(clusters, sep="\t")
+    assert list(tab["cell_id"]) == list(b.obs_names)
+    assert adjusted_rand_score(labels, tab["cluster"]) > 0.3
+
+
+def test_neighbors_deterministic_and_k_capped(shared_data, caplog):
+    import gzip
+
+    import scipy.io
+
+    d = shared_data / "chromvar_example"
+    with gzip.open(d / "counts.mtx.gz") as fh:
+        X = sp.csr_matrix(scipy.io.mmread(fh).T, dtype=np.int32)
+    runs = [compute_neighbors(ad.AnnData(X=X.copy()), NeighborsConfig(k=500, n_components=8, seed=3))
+            for _ in range(2)]
+    assert "k = 500 is more than the 50 cells" in caplog.text
+    assert runs[0].uns["lsi"]["k"] == 50
+    np.testing.assert_array_equal(runs[0].obsm["X_lsi"], runs[1].obsm["X_lsi"])
+    assert (runs[0].obsp["pooling"] != runs[1].obsp["pooling"]).nnz == 0
+    kept = compute_neighbors(ad.AnnData(X=X.copy()), NeighborsConfig(k=5, n_components=8, drop_depth_component=False))
+    assert kept.obsm["X_lsi"].shape[1] == 8 and kept.uns["lsi"]["dropped_component"] == -1
+
+
+@pytest.mark.slow  # pynndescent JIT compilation takes ~35 s
+def test_exact_knn_agrees_with_pynndescent_and_puts_self_first():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(4, 6))
+    emb = np.repeat(centres, 150, axis=0) + 0.05 * rng.normal(size=(600, 6))
+    exact = knn(emb.astype(np.float32), 10, seed=0)
+    approx = knn(emb.astype(np.float32), 10, seed=0, exact_max_cells=10)
+    assert np.all(exact[:, 0] == np.arange(600)) and np.all(approx[:, 0] == np.arange(600))
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
+    assert overlap > 0.9
+    groups = np.repeat(np.arange(4), 150)
+    assert label_purity(exact, groups) == 1.0
+
+
+def test_lsi_drops_depth_component_on_depth_driven_data():
+    rng = np.random.default_rng(2)
+    depth = rng.lognormal(5, 1, size=300)
+    profile = rng.random(400)
+    X = sp.csr_matrix(rng.poisson(np.outer(depth / depth.mean(), profile)))
+    _, info = lsi(X, 10, drop_depth_component=True, seed=0)
+    j = info["dropped_component"]
+    assert abs(info["depth_correlation"][j]) == max(abs(c) for c in info["depth_correlation"])
+
+
+def test_leiden_is_seeded_and_finds_planted_groups():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(3), 40)
+    p = np.where(groups[:, None] == groups[None, :], 0.5, 0.02)
+    upper = np.triu(rng.random(p.shape) < p, 1)
+    g = sp.csr_matrix((upper | upper.T).astype(np.float32))
+    a, b = leiden(g, seed=5), leiden(g, seed=5)
+    np.testing.assert_array_equal(a, b)
+    assert adjusted_rand_score(groups, a) > 0.95
