@@ -11,8 +11,7 @@ import anndata as ad
 import polars as pl
 import pytest
 import yaml
-
-from .conftest import REPO, run_pipeline
+from nfrun import REPO, run_pipeline
 
 pytestmark = pytest.mark.pipeline
 
@@ -69,7 +68,8 @@ def test_resume_reruns_no_task(test_profile_run):
         (["-profile", "test", "--bogus_param", "1"], "parameter 'bogus_param': got 1; expected a known parameter"),
         (["-profile", "test", "--epochs", "abc"], "parameter 'epochs': got \"abc\"; expected integer >= 1"),
         ([], "parameter 'genome': got (missing); expected a value (required unless simulate_preset is set)"),
-        (["-profile", "test", "--genome", "/nonexistent/genome.fa"], "parameter 'genome': got \"/nonexistent/genome.fa\""),
+        (["-profile", "test", "--genome", "/nonexistent/genome.fa"],
+         "parameter 'genome': got \"/nonexistent/genome.fa\""),
     ],
     ids=["unknown", "wrong-type", "missing-required", "missing-path"],
 )

@@ -39,7 +39,7 @@ def write_bigwig(path: Path, sizes: dict[str, int], values: dict[str, np.ndarray
     """Per-base values as bedGraph-style runs (zeros omitted)."""
     bw = pyBigWig.open(str(path), "w")
     bw.addHeader(list(sizes.items()))
-    for chrom, size in sizes.items():
+    for chrom, _size in sizes.items():
         v = values.get(chrom)
         if v is None:
             continue

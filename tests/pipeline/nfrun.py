@@ -1,0 +1,45 @@
+"""Helpers that run the real, pinned Nextflow (installed by `make setup`) on the pipeline, offline."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+NEXTFLOW = REPO / ".tools" / "bin" / "nextflow"
+
+
+@dataclass
+class Run:
+    launch_dir: Path
+    outdir: Path
+    returncode: int
+    output: str
+
+    def traces(self) -> list[Path]:
+        return sorted((self.outdir / "pipeline_info").glob("execution_trace_*.txt"))
+
+    def trace_rows(self, trace: Path | None = None) -> list[dict[str, str]]:
+        trace = trace or self.traces()[-1]
+        with open(trace, newline="") as fh:
+            return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def nextflow(launch_dir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    assert NEXTFLOW.exists(), f"{NEXTFLOW} missing: run `make setup` first"
+    env = dict(os.environ)
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{REPO / '.tools' / 'bin'}:{env['PATH']}"
+    env["NXF_OFFLINE"] = "true"
+    env["NXF_ANSI_LOG"] = "false"
+    return subprocess.run([str(NEXTFLOW), "run", str(REPO), *args], cwd=launch_dir, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_pipeline(launch_dir: Path, *args: str, outdir: Path | None = None) -> Run:
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    outdir = outdir or launch_dir / "results"
+    proc = nextflow(launch_dir, "--outdir", str(outdir), *args)
+    return Run(launch_dir, outdir, proc.returncode, proc.stdout + proc.stderr)
