@@ -20,27 +20,29 @@ workflow SCFAN {
     if (simulate) {
         SIMULATE(params.simulate_preset, params.seed, params_json)
         ch_versions      = ch_versions.mix(SIMULATE.out.versions)
-        ch_fasta         = SIMULATE.out.fasta
-        ch_fai           = SIMULATE.out.fai
-        ch_mappability   = SIMULATE.out.mappability
-        ch_blacklist     = SIMULATE.out.blacklist
+        // value channels: every per-line / per-sample task reads the same genome and tracks
+        ch_fasta         = SIMULATE.out.fasta.first()
+        ch_fai           = SIMULATE.out.fai.first()
+        ch_mappability   = SIMULATE.out.mappability.first()
+        ch_blacklist     = SIMULATE.out.blacklist.first()
         ch_bulk_sheet    = SIMULATE.out.bulk_samplesheet
         ch_sc_sheet      = SIMULATE.out.sc_samplesheet
-        ch_sc_peaks      = SIMULATE.out.sc_peaks
+        ch_sc_peaks      = SIMULATE.out.sc_peaks.first()
     } else {
-        ch_fasta         = channel.value(file(params.genome, checkIfExists: true))
-        def fai          = file("${params.genome}.fai")
-        ch_fai           = channel.value(fai.exists() ? fai : [])
-        ch_mappability   = channel.value(file(params.mappability, checkIfExists: true))
-        ch_blacklist     = channel.value(params.blacklist ? file(params.blacklist, checkIfExists: true) : [])
-        ch_bulk_sheet    = channel.value(file(params.bulk_samplesheet, checkIfExists: true))
-        ch_sc_sheet      = channel.value(file(params.sc_samplesheet, checkIfExists: true))
-        ch_sc_peaks      = channel.value(file(params.sc_peaks, checkIfExists: true))
+        // Resolved only once VALIDATE_PARAMS has passed, so a missing or wrong path is reported by it, not here.
+        def input = { name -> params_json.map { _json -> file(params[name], checkIfExists: true) }.first() }
+        ch_fasta         = input('genome')
+        ch_fai           = params_json.map { _json -> def f = file("${params.genome}.fai"); f.exists() ? f : [] }.first()
+        ch_mappability   = input('mappability')
+        ch_blacklist     = params.blacklist ? input('blacklist') : channel.value([])
+        ch_bulk_sheet    = input('bulk_samplesheet')
+        ch_sc_sheet      = input('sc_samplesheet')
+        ch_sc_peaks      = input('sc_peaks')
     }
 
     CHECK_INPUTS(ch_fasta, ch_fai, ch_mappability, ch_blacklist, ch_bulk_sheet, ch_sc_sheet, params_json)
     ch_versions = ch_versions.mix(CHECK_INPUTS.out.versions)
-    ch_fai      = CHECK_INPUTS.out.fai
+    ch_fai      = CHECK_INPUTS.out.fai.first()
 
     BULK_TRAIN(bulkLines(CHECK_INPUTS.out.bulk_samplesheet), ch_fasta, ch_fai, ch_mappability, ch_blacklist)
     ch_versions = ch_versions.mix(BULK_TRAIN.out.versions)

@@ -30,7 +30,11 @@ def test_test_profile_publishes_every_step(test_profile_run):
     for line in lines:
         metrics = pl.read_csv(out / "bulk" / line / "evaluate" / "metrics.tsv", separator="\t")
         assert set(metrics["method"]) == {"scfan", "pwm"}
-        assert metrics.filter(pl.col("method") == "scfan")["auroc"].mean() > 0.8
+        model_auroc = metrics.filter(pl.col("method") == "scfan")["auroc"].mean()
+        pwm_auroc = metrics.filter(pl.col("method") == "pwm")["auroc"].mean()
+        print(f"{line}: mean test AUROC scFANet {model_auroc:.3f} vs PWM scan {pwm_auroc:.3f}")
+        # issue acceptance: the small model on the test preset reaches 0.90 and beats motif scanning
+        assert model_auroc >= 0.90 and model_auroc > pwm_auroc, (line, model_auroc, pwm_auroc)
         assert (out / "bulk" / line / "train" / "model.pt").is_file()
     cells = ad.read_h5ad(out / "sc" / "cells.h5ad")
     assert cells.n_obs > 100 and "pooling" in cells.obsp and "X_lsi" in cells.obsm

@@ -1,5 +1,5 @@
 process SC_MERGE {
-    tag "${cells.size()} sample(s)"
+    tag "${cells instanceof List ? cells.size() : 1} sample(s)"
     label 'process_medium'
 
     input:

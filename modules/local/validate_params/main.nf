@@ -1,6 +1,8 @@
 process VALIDATE_PARAMS {
     tag "nextflow_schema.json"
     label 'process_single'
+    // The params file is written anew by every launch: hash its content, so -resume keeps the whole run cached.
+    cache 'deep'
 
     input:
     path params_json, stageAs: 'params_input.json'

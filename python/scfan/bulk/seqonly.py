@@ -136,7 +136,7 @@ def sequence_only_experiment(fasta: str | Path, cfg: SeqOnlyConfig = SeqOnlyConf
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(b)
+                total += float(loss.detach()) * len(b)
             log.info("sequence-only epoch %d: train loss %.4f", epoch + 1, total / len(xt))
         p = predict_batches(model, x_te, 256)[:, 0]
     return {"auroc": float(roc_auc_score(y_te, p)), "auprc": float(average_precision_score(y_te, p)),

@@ -1,0 +1,258 @@
+"""Benchmark of the bulk stage (not a test); writes benchmarks/results/bench_bulk.md.
+
+1. Accuracy: the simulator's ``bench`` preset, full-size scFANet trained on one bulk line, per-TF AUROC / AUPRC on the
+   test chromosomes next to the PWM-scan baseline (mean and median over TFs).
+2. Real data: sequence-only scFANet on the 500 GM12878 CTCF ChIP peak sequences of ../shared/data against
+   dinucleotide-shuffled negatives; held-out AUROC / AUPRC.
+3. Throughput: training and prediction windows/s of the small and full-size models, measured side by side in one
+   run on the CPU, and on CUDA (fp32 vs AMP) when a GPU is present. This part needs only torch + numpy + scfan
+   (``--throughput-only``), so it runs on a GPU machine without the genomics packages.
+
+Usage: ``.venv/bin/python benchmarks/bench_bulk.py [--quick] [--throughput-only] [--workdir DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "python"))
+
+from scfan.bulk.model import ArchConfig, ScFANet, predict_batches, reverse_complement_inputs  # noqa: E402
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    mem = next((int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal")), 0) / 2**20
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {gpu}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+
+
+# ------------------------------------------------------------------------------------------------- throughput
+
+
+def throughput(arch: str, device: str, amp: bool, n_batches: int, batch: int = 100, length: int = 1000,
+               channels: int = 6, n_tfs: int = 16) -> dict:
+    """Training (forward + backward + Adam step, with RC augmentation) and prediction (forward + RC) windows/s."""
+    gen = torch.Generator().manual_seed(0)
+    dev = torch.device(device)
+    model = ScFANet(channels, length, n_tfs, ArchConfig.preset(arch)).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and device == "cuda")
+    x = torch.zeros(batch, channels, length)
+    x[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (batch, length), generator=gen), 4).permute(0, 2, 1)
+    x[:, 4:] = torch.rand(batch, channels - 4, length, generator=gen)
+    y = (torch.rand(batch, n_tfs, generator=gen) < 0.1).float()
+    x, y = x.to(dev), y.to(dev)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step():
+        xb = reverse_complement_inputs(x) if step.k % 2 else x
+        step.k += 1
+        with torch.autocast(device_type=dev.type, dtype=torch.float16 if dev.type == "cuda" else torch.bfloat16,
+                            enabled=amp and dev.type == "cuda"):
+            loss = loss_fn(model(xb), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    step.k = 0
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    model.train()
+    for _ in range(3):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        step()
+    sync()
+    train_rate = n_batches * batch / (time.perf_counter() - t0)
+    xp = x.repeat(4, 1, 1)
+    with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp and dev.type == "cuda"):
+        predict_batches(model, xp, 400, device=dev)
+        sync()
+        t0 = time.perf_counter()
+        reps = max(1, n_batches // 4)
+        for _ in range(reps):
+            predict_batches(model, xp, 400, device=dev)
+        sync()
+    predict_rate = reps * len(xp) / (time.perf_counter() - t0)
+    return {"arch": arch, "device": device, "amp": amp, "train_windows_per_s": train_rate,
+            "predict_windows_per_s": predict_rate}
+
+
+def throughput_table(quick: bool) -> list[dict]:
+    rows = []
+    n = 4 if quick else 12
+    for arch in ("small", "full"):
+        rows.append(throughput(arch, "cpu", False, n))
+    if torch.cuda.is_available():
+        for arch in ("small", "full"):
+            for amp in (False, True):
+                rows.append(throughput(arch, "cuda", amp, 50 if quick else 200))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------- accuracy
+
+
+def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, max_test: int,
+                       sim_dir: Path | None = None) -> dict:
+    import polars as pl
+
+    from scfan.bulk.data import InputSource
+    from scfan.bulk.evaluate import EvaluateConfig, evaluate_model
+    from scfan.bulk.model import load_model
+    from scfan.bulk.train import TrainConfig, train_model
+    from scfan.bulk.windows import PrepareConfig, prepare_bulk, read_windows, sources_from_samplesheet
+    from scfan.simulate import run_simulation
+
+    preset = "test" if quick else "bench"
+    sim = sim_dir if sim_dir is not None and not quick else workdir / f"sim_{preset}"
+    if not (sim / "manifest.json").is_file():
+        run_simulation(preset=preset, seed=1, outdir=sim)
+    manifest = json.loads((sim / "manifest.json").read_text())
+    sheet = sim / "bulk_samplesheet.csv"
+    line = pl.read_csv(sheet)["line"][0]
+    prep = workdir / f"{preset}_{line}_prepare"
+    cfg = PrepareConfig(valid_chroms=tuple(manifest["valid_chroms"]), test_chroms=tuple(manifest["test_chroms"]))
+    if not (prep / "windows.parquet").is_file():
+        prepare_bulk(sources_from_samplesheet(sheet, line), sim / "genome.fa", sim / "mappability.bw",
+                     sim / "blacklist.bed", cfg, prep)
+    df, meta = read_windows(prep / "windows.parquet")
+    src = InputSource.load(sim / "genome.fa", meta["atac"], sim / "mappability.bw")
+    arch = "small" if quick else "full"
+    tcfg = TrainConfig(arch=arch, epochs=epochs, patience=2, max_train_windows=max_train, max_valid_windows=10_000,
+                       seed=0)
+    train_dir = workdir / f"{preset}_{line}_train_{arch}"
+    t0 = time.perf_counter()
+    summary = train_model(df, meta, src, tcfg, train_dir)
+    train_s = time.perf_counter() - t0
+    net, spec = load_model(train_dir / "model.pt")
+    t0 = time.perf_counter()
+    table = evaluate_model(net, spec, df, src, EvaluateConfig(max_windows=max_test, seed=0), workdir / "eval",
+                           model_name=line)
+    eval_s = time.perf_counter() - t0
+    return {"preset": preset, "line": line, "arch": arch, "n_windows": len(df), "table": table.to_dicts(),
+            "train": summary, "train_s": train_s, "eval_s": eval_s, "train_config": tcfg, "max_test": max_test}
+
+
+def real_sequence_only(quick: bool) -> dict:
+    from scfan.bulk.seqonly import SeqOnlyConfig, sequence_only_experiment
+
+    fasta = REPO.parent / "shared" / "data" / "chip_sequences" / "ctcf_gm12878.fa"
+    out = {}
+    for arch, epochs in (("small", 8),) if quick else (("small", 12), ("full", 12)):
+        t0 = time.perf_counter()
+        res = sequence_only_experiment(fasta, SeqOnlyConfig(arch=arch, epochs=epochs, seed=0))
+        out[arch] = {**res, "epochs": epochs, "seconds": time.perf_counter() - t0}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def report(path: Path, args, thr: list[dict], acc: dict | None, seq: dict | None) -> str:
+    lines = ["# Bulk-stage benchmark", "", f"Machine: {machine()}", "",
+             f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`", ""]
+    if acc is not None:
+        rows = acc["table"]
+        tfs = sorted({r["tf"] for r in rows})
+        by = {(r["tf"], r["method"]): r for r in rows}
+        lines += [f"## Accuracy on the simulator's `{acc['preset']}` preset (line {acc['line']}, {acc['arch']} model)",
+                  "",
+                  f"{acc['n_windows']} windows; training {acc['train']['epochs_run']} epoch(s) (best "
+                  f"{acc['train']['best_epoch']}), at most {acc['train_config'].max_train_windows} windows per "
+                  f"epoch, {acc['train_s']:.0f} s; test chromosomes scored on a uniform subsample of "
+                  f"{acc['max_test']} windows in {acc['eval_s']:.0f} s.", "",
+                  "| TF | scFANet AUROC | PWM AUROC | scFANet AUPRC | PWM AUPRC | recall@10%FDR | n_pos |",
+                  "|---|---|---|---|---|---|---|"]
+        for tf in tfs:
+            m, p = by.get((tf, "scfan"), {}), by.get((tf, "pwm"), {})
+            lines.append(f"| {tf} | {_fmt(m.get('auroc'))} | {_fmt(p.get('auroc', '–'))} | {_fmt(m.get('auprc'))} | "
+                         f"{_fmt(p.get('auprc', '–'))} | {_fmt(m.get('recall_at_10fdr'))} | {m.get('n_pos')} |")
+        for stat, fn in (("mean", np.nanmean), ("median", np.nanmedian)):
+            sc = [by[(tf, "scfan")] for tf in tfs]
+            pw = [by[(tf, "pwm")] for tf in tfs if (tf, "pwm") in by]
+            lines.append(f"| **{stat}** | **{fn([r['auroc'] for r in sc]):.3f}** | "
+                         f"{fn([r['auroc'] for r in pw]) if pw else float('nan'):.3f} | "
+                         f"**{fn([r['auprc'] for r in sc]):.3f}** | "
+                         f"{fn([r['auprc'] for r in pw]) if pw else float('nan'):.3f} | | |")
+        lines.append("")
+    if seq is not None:
+        lines += ["## Real data: sequence-only scFANet on GM12878 CTCF peaks (ENCODE, hg19)", "",
+                  "500 peak sequences (summit ± 100 bp) vs one dinucleotide shuffle each; 20 % of the peaks held out "
+                  "before shuffling.", "", "| model | epochs | held-out AUROC | held-out AUPRC | n_test | seconds |",
+                  "|---|---|---|---|---|---|"]
+        for arch, r in seq.items():
+            lines.append(f"| {arch} | {r['epochs']} | {r['auroc']:.3f} | {r['auprc']:.3f} | {r['n_test']} | "
+                         f"{r['seconds']:.0f} |")
+        lines.append("")
+    lines += ["## Throughput (windows of 1,000 bp, 6 channels, 16 TFs, batch 100)", "",
+              "Measured side by side in this run; training = forward + backward + Adam step; prediction = forward and "
+              "reverse-complement passes (what `predict_batches` does).", "",
+              "| model | device | AMP | training windows/s | prediction windows/s |", "|---|---|---|---|---|"]
+    for r in thr:
+        lines.append(f"| {r['arch']} | {r['device']} | {'yes' if r['amp'] else 'no'} | "
+                     f"{r['train_windows_per_s']:.0f} | {r['predict_windows_per_s']:.0f} |")
+    cpu = {r["arch"]: r for r in thr if r["device"] == "cpu"}
+    if "small" in cpu and "full" in cpu:
+        lines += ["", f"Full-size vs small model on this CPU: training "
+                  f"{cpu['small']['train_windows_per_s'] / cpu['full']['train_windows_per_s']:.1f}× slower."]
+    if not torch.cuda.is_available():
+        lines += ["", "No GPU on this machine: the CUDA rows (fp32 vs AMP) appear when the script runs where "
+                  "`torch.cuda.is_available()`; `--throughput-only` needs only torch, numpy and scfan."]
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="test preset, small model, few batches (a smoke run)")
+    ap.add_argument("--throughput-only", action="store_true", help="only the throughput table (torch + numpy)")
+    ap.add_argument("--workdir", type=Path, default=HERE / "out" / "bulk")
+    ap.add_argument("--sim-dir", type=Path, default=None, help="existing `scfan simulate --preset bench` output")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--max-train-windows", type=int, default=40_000)
+    ap.add_argument("--max-test-windows", type=int, default=30_000)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk.md")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    thr = throughput_table(args.quick)
+    acc = seq = None
+    if not args.throughput_only:
+        seq = real_sequence_only(args.quick)
+        acc = simulated_accuracy(args.workdir, args.quick, 2 if args.quick else args.epochs,
+                                 2000 if args.quick else args.max_train_windows,
+                                 3000 if args.quick else args.max_test_windows, args.sim_dir)
+    print(report(args.out, args, thr, acc, seq))
+
+
+if __name__ == "__main__":
+    main()

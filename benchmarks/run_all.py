@@ -1,0 +1,51 @@
+"""`make bench`: every benchmark, one after the other; each writes its table to benchmarks/results/<name>.md.
+
+Usage: ``.venv/bin/python benchmarks/run_all.py [--quick] [--only simulate bulk sc]``. The simulator's ``bench``
+data set is generated once into benchmarks/out/sim_bench and shared by the bulk and single-cell benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def run(cmd: list[str]) -> None:
+    print(f"\n=== {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    print(f"=== done in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
+    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc"], default=["simulate", "bulk", "sc"])
+    args = ap.parse_args()
+    py = sys.executable
+    out = HERE / "out"
+    sim = out / "sim_bench"
+    quick = ["--quick"] if args.quick else []
+    if "simulate" in args.only:
+        run([py, str(HERE / "bench_simulate.py"), *(["--presets", "test"] if args.quick else [])])
+    if not args.quick and not (sim / "manifest.json").is_file():
+        run([str(REPO / ".venv" / "bin" / "scfan"), "simulate", "--preset", "bench", "--seed", "7",
+             "--outdir", str(sim)])
+    if "bulk" in args.only:
+        run([py, str(HERE / "bench_bulk.py"), *quick, "--workdir", str(out / "bulk"),
+             *([] if args.quick else ["--sim-dir", str(sim)])])
+    if "sc" in args.only:
+        run(["bash", str(HERE / "setup_snapatac2.sh")])
+        run([py, str(HERE / "bench_sc.py"), *quick, "--workdir", str(out / "sc"),
+             *([] if args.quick else ["--sim-dir", str(sim)])])
+    print(f"\nresults: {HERE / 'results'}")
+
+
+if __name__ == "__main__":
+    main()
