@@ -9,6 +9,7 @@ export PATH := $(VENV)/bin:$(ROOT)/.tools/bin:$(PATH)
 export NXF_OFFLINE := true
 DEMO_OUT ?= $(ROOT)/demo_results
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: setup setup-python setup-nextflow demo test test-fast lint bench lock clean
 
@@ -37,7 +38,7 @@ lint:
 	$(VENV)/bin/ruff check python tests benchmarks
 
 bench: setup ## benchmarks (not tests): results in benchmarks/results/
-	$(VENV)/bin/python benchmarks/run_all.py
+	$(VENV)/bin/python benchmarks/run_all.py $(BENCH_ARGS)
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	d=$$(mktemp -d); python3 -m venv $$d; $$d/bin/pip install -q -e '.[dev]'; \

@@ -139,7 +139,7 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     df, meta = read_windows(prep / "windows.parquet")
     src = InputSource.load(sim / "genome.fa", meta["atac"], sim / "mappability.bw")
     arch = "small" if quick else "full"
-    tcfg = TrainConfig(arch=arch, epochs=epochs, patience=2, max_train_windows=max_train, max_valid_windows=10_000,
+    tcfg = TrainConfig(arch=arch, epochs=epochs, patience=2, max_train_windows=max_train, max_valid_windows=4_000,
                        seed=0)
     train_dir = workdir / f"{preset}_{line}_train_{arch}"
     t0 = time.perf_counter()
@@ -237,9 +237,9 @@ def main() -> None:
     ap.add_argument("--throughput-only", action="store_true", help="only the throughput table (torch + numpy)")
     ap.add_argument("--workdir", type=Path, default=HERE / "out" / "bulk")
     ap.add_argument("--sim-dir", type=Path, default=None, help="existing `scfan simulate --preset bench` output")
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--max-train-windows", type=int, default=40_000)
-    ap.add_argument("--max-test-windows", type=int, default=30_000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--max-train-windows", type=int, default=10_000)
+    ap.add_argument("--max-test-windows", type=int, default=10_000)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

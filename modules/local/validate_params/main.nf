@@ -7,6 +7,7 @@ process VALIDATE_PARAMS {
     input:
     path params_json, stageAs: 'params_input.json'
     path schema
+    val base_dir            // a String: a Path here would hash the folder's mtime and defeat -resume
 
     output:
     path "params.json" , emit: params
@@ -14,7 +15,7 @@ process VALIDATE_PARAMS {
 
     script:
     """
-    scfan validate-params params_input.json --schema ${schema} --base-dir '${workflow.launchDir}'
+    scfan validate-params params_input.json --schema ${schema} --base-dir '${base_dir}'
     cp params_input.json params.json
     scfan versions --process "${task.process}" > versions.yml
     """

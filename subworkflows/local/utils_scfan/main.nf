@@ -26,7 +26,8 @@ workflow PIPELINE_INITIALISATION {
     }
     def json = groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(params))
     ch_params = channel.of(json).collectFile(name: 'params_input.json', newLine: true)
-    VALIDATE_PARAMS(ch_params, file("${projectDir}/nextflow_schema.json", checkIfExists: true))
+    VALIDATE_PARAMS(ch_params, file("${projectDir}/nextflow_schema.json", checkIfExists: true),
+                    workflow.launchDir.toString())
 
     emit:
     params_json = VALIDATE_PARAMS.out.params
