@@ -7,13 +7,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyBigWig
 import pysam
 
 from scfan._io import atomic_path, write_json
 from scfan.errors import InputFileError
 from scfan.genome import Genome, check_chrom_names, fai_path, read_chrom_sizes
 from scfan.samplesheet import read_samplesheet
+from scfan.tracks import bigwig_chroms
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +25,6 @@ class CheckInputsConfig:
     bulk_samplesheet: str
     sc_samplesheet: str | None = None
     blacklist: str | None = None
-
-
-def _bigwig_chroms(path: Path) -> list[str]:
-    try:
-        bw = pyBigWig.open(str(path))
-    except RuntimeError as exc:
-        raise InputFileError(path, "cannot open as bigWig") from exc
-    if bw is None or not bw.isBigWig():
-        raise InputFileError(path, "not a bigWig file")
-    try:
-        return list(bw.chroms())
-    finally:
-        bw.close()
 
 
 def _bed_chroms(path: Path, limit: int = 200_000) -> set[str]:
@@ -89,14 +76,14 @@ def check_inputs(cfg: CheckInputsConfig, outdir: Path) -> dict:
         Genome(genome).close()  # pyfaidx writes the index next to the FASTA (or says how to make it)
     sizes = read_chrom_sizes(fai)
     ref = (str(genome), sizes.keys())
-    others: dict[str, list[str] | set[str]] = {cfg.mappability: _bigwig_chroms(Path(cfg.mappability))}
+    others: dict[str, list[str] | set[str]] = {cfg.mappability: list(bigwig_chroms(cfg.mappability))}
     if cfg.blacklist:
         others[cfg.blacklist] = _bed_chroms(Path(cfg.blacklist))
     bulk_rows = read_samplesheet(cfg.bulk_samplesheet, "bulk")
     for r in bulk_rows:
         others.setdefault(r["peaks"], _bed_chroms(Path(r["peaks"])))
         if r["atac"].endswith((".bw", ".bigWig", ".bigwig")):
-            others.setdefault(r["atac"], _bigwig_chroms(Path(r["atac"])))
+            others.setdefault(r["atac"], list(bigwig_chroms(r["atac"])))
     sc_rows: list[dict[str, str]] = []
     if cfg.sc_samplesheet:
         sc_rows = read_samplesheet(cfg.sc_samplesheet, "sc")

@@ -12,8 +12,11 @@ scale (1.0 = average accessibility). The method and the bulk track's mean are st
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+
+from scfan.errors import InputFileError
 
 NORM_METHOD = "mean_scaled_log1p"
 
@@ -44,3 +47,28 @@ def normalize_track(x: np.ndarray, mean_per_base: float | np.ndarray) -> np.ndar
     if np.any(mean <= 0):
         raise ValueError("track mean per base must be > 0")
     return np.log1p(np.asarray(x, dtype=np.float32) / mean.astype(np.float32))
+
+
+def bigwig_chroms(path: str | Path) -> dict[str, int]:
+    """Chromosome sizes declared in a bigWig header."""
+    bw = open_bigwig(path)
+    try:
+        return dict(bw.chroms())
+    finally:
+        bw.close()
+
+
+def open_bigwig(path: str | Path):
+    """Open a bigWig for reading, or raise :class:`InputFileError` naming the file."""
+    import pyBigWig  # here, not at import: the model code (and GPU benchmarks) must not need it
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "bigWig not found")
+    try:
+        bw = pyBigWig.open(str(p))
+    except RuntimeError as exc:
+        raise InputFileError(p, "cannot open as bigWig") from exc
+    if bw is None or not bw.isBigWig():
+        raise InputFileError(p, "not a bigWig file")
+    return bw

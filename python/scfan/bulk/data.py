@@ -39,7 +39,7 @@ class InputSource:
             return cls(layout, codes)
         if atac is None or mappability is None:
             raise ValueError("give both --atac and --mappability, or neither (sequence-only)")
-        from scfan.bulk.inputs import bigwig_chroms
+        from scfan.tracks import bigwig_chroms
 
         others = {str(p): list(bigwig_chroms(p)) for p in (atac, mappability) if Path(p).suffix.lower() != ".bam"}
         check_chrom_names((str(genome_fa), layout.sizes), others)

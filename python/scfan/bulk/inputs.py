@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyBigWig
 
 from scfan.errors import InputFileError
 from scfan.genome import Genome
+from scfan.tracks import open_bigwig
 
 log = logging.getLogger(__name__)
 
@@ -79,28 +79,6 @@ def load_genome_codes(genome: Genome, chroms: Sequence[str] | None = None) -> tu
     return layout, codes
 
 
-def bigwig_chroms(path: str | Path) -> dict[str, int]:
-    """Chromosome sizes declared in a bigWig header."""
-    bw = _open_bigwig(path)
-    try:
-        return dict(bw.chroms())
-    finally:
-        bw.close()
-
-
-def _open_bigwig(path: str | Path):
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(p, "bigWig not found")
-    try:
-        bw = pyBigWig.open(str(p))
-    except RuntimeError as exc:
-        raise InputFileError(p, "cannot open as bigWig") from exc
-    if bw is None or not bw.isBigWig():
-        raise InputFileError(p, "not a bigWig file")
-    return bw
-
-
 def load_track(path: str | Path, layout: FlatGenome) -> np.ndarray:
     """A bigWig (or a BAM, turned into Tn5 insertions per base) as a flat float32 array on ``layout``.
 
@@ -109,7 +87,7 @@ def load_track(path: str | Path, layout: FlatGenome) -> np.ndarray:
     p = Path(path)
     if p.suffix.lower() == ".bam":
         return bam_insertions(p, layout)
-    bw = _open_bigwig(p)
+    bw = open_bigwig(p)
     out = np.zeros(layout.total, dtype=np.float32)
     try:
         bw_sizes = bw.chroms()

@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 
 from scfan import __version__
 from scfan._io import atomic_path, write_json
-from scfan.bulk.inputs import bigwig_chroms
 from scfan.errors import InputFileError, ScfanError
 from scfan.genome import Genome, check_chrom_names
 from scfan.intervals import IntervalSchema, merge_intervals, read_bed, validate
 from scfan.samplesheet import read_samplesheet
+from scfan.tracks import bigwig_chroms
 
 log = logging.getLogger(__name__)
 

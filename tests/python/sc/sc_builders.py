@@ -106,3 +106,15 @@ def write_mtx(dir_: Path, counts: np.ndarray, peaks, barcodes) -> tuple[Path, Pa
     return mtx, bed, bcs
 
 
+def run_cli(monkeypatch, *args: str) -> int:
+    """Run ``scfan ARGS`` in this process (like the console script); returns the exit code."""
+    import sys
+
+    from scfan.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["scfan", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import sys
 
 import anndata as ad
 import numpy as np
@@ -12,26 +11,17 @@ import scipy.sparse as sp
 from sc_builders import (
     random_fragments,
     reference_counts,
+    run_cli,
     write_bam,
     write_fragments,
     write_mtx,
     write_peaks,
 )
 
-from scfan.cli.main import main
 from scfan.errors import InputFileError
 from scfan.sc.fragments import read_fragment_blocks
 from scfan.sc.ingest import IngestConfig, count_fragments, ingest_sample
 from scfan.sc.peaks import PeakIndex, read_peak_set
-
-
-def run_cli(monkeypatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["scfan", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def sheet(tmp_path, row: dict[str, str], name: str = "sc.csv"):

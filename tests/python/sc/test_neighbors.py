@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sc_builders import run_cli
 from sklearn.metrics import adjusted_rand_score
 
-from scfan.cli.main import main
 from scfan.sc.cluster import leiden
 from scfan.sc.neighbors import NeighborsConfig, compute_neighbors, knn, label_purity, lsi
-
-
-def run_cli(monkeypatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["scfan", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def chance_purity(labels: np.ndarray) -> float:
