@@ -25,6 +25,7 @@ process BULK_TRAIN_MODEL {
         --atac ${atac} \\
         --mappability ${mappability} \\
         --device ${device} \\
+        --threads ${task.cpus} \\
         ${args} \\
         --outdir train
     scfan versions --process "${task.process}" > versions.yml

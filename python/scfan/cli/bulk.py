@@ -73,6 +73,8 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA (ignored on CPU)."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch [default: cores, at most 8]; "
+                                "results are reproducible for a given thread count."),
     outdir: Path = typer.Option(..., "--outdir", help="Output folder; re-running resumes from checkpoints/last.pt."),
 ) -> None:
     """Train scFANet on the training windows (resumable; early stopping on validation loss)."""
@@ -85,7 +87,7 @@ def train_cmd(
         raise ScfanError("give --atac and --mappability (or --sequence-only)")
     cfg = TrainConfig(arch=arch, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
                       neg_ratio=neg_ratio, jitter=jitter, max_train_windows=max_train_windows, seed=seed,
-                      device=device, amp=amp)
+                      device=device, amp=amp, num_threads=threads)
     df, meta = read_windows(windows)
     src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability)
     summary = train_model(df, meta, src, cfg, outdir)
