@@ -37,13 +37,16 @@ def machine() -> str:
 
 def run_worker(python: str, *args: str) -> tuple[float, float]:
     """Run one worker; returns (wall seconds, peak RSS GiB) of that process alone."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([python, str(WORKER), *args], env={**os.environ, "PYTHONPATH": str(REPO / "python")})
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"worker {args[0]} failed with exit code {proc.returncode}")
-    return time.perf_counter() - t0, usage.ru_maxrss / 2**20
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".rss") as rss:
+        t0 = time.perf_counter()
+        proc = subprocess.run([python, str(WORKER), *args],
+                              env={**os.environ, "PYTHONPATH": str(REPO / "python"), "SCFAN_BENCH_RSS_FILE": rss.name})
+        wall = time.perf_counter() - t0
+        if proc.returncode:
+            raise RuntimeError(f"worker {args[0]} failed with exit code {proc.returncode}")
+        return wall, int(Path(rss.name).read_text()) / 2**20
 
 
 def load_matrix(path: Path):
@@ -181,14 +184,15 @@ def bench_neighbors(shared: Path) -> list[str]:
 
 
 def bench_pooled(cell_counts: list[int], workdir: Path) -> list[str]:
-    lines = ["| cells | k | pooled 1 Mb chunk, all cells (s) | pooled nnz | cell-windows/s (1 kb, 20k random "
-             "queries) | peak RSS (GiB) |", "|---|---|---|---|---|---|"]
+    lines = ["| cells | k | (cell, 1 kb window) pairs | time (s) | cell-windows/s | time per cell (ms) "
+             "| peak RSS (GiB) |",
+             "|---|---|---|---|---|---|---|"]
     for n in cell_counts:
         out = workdir / f"pooled_{n}.json"
         _, rss = run_worker(sys.executable, "pooled", str(n), str(out))
         r = json.loads(out.read_text())
-        lines.append(f"| {n:,} | 100 | {r['pooled_chunk_s']:.2f} | {r['pooled_nnz']:,} | {r['windows_per_s']:,.0f} "
-                     f"| {rss:.2f} |")
+        lines.append(f"| {n:,} | 100 | {r['windows']:,} | {r['windows_s']:.1f} | {r['windows_per_s']:,.0f} | "
+                     f"{1000 * r['windows_s'] / n:.2f} | {rss:.2f} |")
     return lines
 
 
@@ -239,9 +243,10 @@ def main() -> None:
         "## Neighbours on real data (counts path)", "", *neighbors, "",
         "Anchor: SnapATAC2 reaches ARI 0.717 on hemato_atac.", "",
         "## Pooled tracks as the number of cells grows", "",
-        "Synthetic cells with 250 fragments each on a 2 Mb chromosome, random k = 100 neighbourhoods. "
-        "`pooled` fetches all cells' fragments of the chunk once and multiplies by the pooling matrix; "
-        "`normalized_windows` answers random (cell, 1 kb window) queries in one 1 Mb chunk.", "", *pooled, "",
+        "Synthetic cells with 250 fragments each on a 2 Mb chromosome, random k = 100 neighbourhoods; every "
+        "cell scored on 20 random 1 kb windows of one 1 Mb chunk with `PooledTracks.normalized_windows` "
+        "(fragments fetched once per chunk, then pooled 2,048 cells at a time). Linear scaling = constant time "
+        "per cell.", "", *pooled, "",
     ])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

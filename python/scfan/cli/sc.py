@@ -58,20 +58,24 @@ def merge_cmd(
 def neighbors_cmd(
     cells: Path = typer.Option(..., help="cells.h5ad from ingest/merge."),
     k: int = typer.Option(100, "--k", min=1, help="Neighbours pooled per cell, the cell included."),
-    n_components: int = typer.Option(30, "--n-components", min=2, help="LSI components computed."),
+    n_components: int = typer.Option(30, "--n-components", min=2, help="Embedding components computed."),
+    embedding: str = typer.Option("spectral", "--embedding", help="spectral (default) or lsi: the embedding the "
+                                  "neighbours are found in (LSI is always stored in obsm['X_lsi'])."),
     drop_depth_component: bool = typer.Option(True, "--drop-depth-component/--keep-depth-component",
                                               help="Drop the LSI component most correlated with depth."),
     seed: int = typer.Option(0, help="Seed of the randomized SVD (and of pynndescent for large data)."),
     out: Path = typer.Option(..., help="Output cells_nn.h5ad."),
 ) -> None:
-    """TF-IDF → LSI → kNN: adds obsm['X_lsi'], obsp['pooling'], obsp['connectivities'], uns['lsi']."""
+    """Spectral / LSI embedding → kNN: adds obsm['X_spectral'], obsm['X_lsi'], obsp['pooling'] and
+    obsp['connectivities']."""
     import anndata as ad
 
     from scfan.errors import InputFileError
     from scfan.sc.ingest import write_cells
     from scfan.sc.neighbors import NeighborsConfig, compute_neighbors
 
-    cfg = NeighborsConfig(k=k, n_components=n_components, drop_depth_component=drop_depth_component, seed=seed)
+    cfg = NeighborsConfig(k=k, n_components=n_components, drop_depth_component=drop_depth_component, seed=seed,
+                          embedding=embedding)
     try:
         adata = ad.read_h5ad(cells)
     except (OSError, KeyError, ValueError) as exc:

@@ -1,7 +1,19 @@
-"""Single-cell preparation: ingest fragments/BAM/counts into AnnData, LSI neighbours, pooled per-cell tracks."""
+"""Single-cell preparation: ingest fragments/BAM/counts into AnnData, LSI neighbours, pooled per-cell tracks.
 
-from scfan.sc.ingest import IngestConfig, ingest_sample, merge_cells
-from scfan.sc.neighbors import NeighborsConfig, compute_neighbors
-from scfan.sc.pooling import PooledTracks
+Submodules are imported on first use, so ``scfan sc ingest`` does not pay for scikit-learn or pynndescent.
+"""
 
-__all__ = ["IngestConfig", "NeighborsConfig", "PooledTracks", "compute_neighbors", "ingest_sample", "merge_cells"]
+from importlib import import_module
+
+_EXPORTS = {
+    "IngestConfig": "scfan.sc.ingest", "ingest_sample": "scfan.sc.ingest", "merge_cells": "scfan.sc.ingest",
+    "NeighborsConfig": "scfan.sc.neighbors", "compute_neighbors": "scfan.sc.neighbors",
+    "PooledTracks": "scfan.sc.pooling",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'scfan.sc' has no attribute {name!r}")

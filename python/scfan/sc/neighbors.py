@@ -1,4 +1,13 @@
-"""TF-IDF → LSI embedding → k nearest neighbours → the row-normalised pooling matrix used for per-cell tracks."""
+"""Cell embeddings (spectral, and TF-IDF → LSI) → k nearest neighbours → the row-normalised pooling matrix.
+
+The neighbours come from a spectral embedding by default: cells are binarised, peaks weighted by their inverse
+document frequency, profiles L2-normalised, and the leading eigenvectors of the normalised cosine-similarity
+matrix ``D^-1/2 (S - I) D^-1/2`` (``S = Y Yᵀ``, ``D`` its row sums without the diagonal) taken, scaled by their
+eigenvalues, without ever forming the cells × cells matrix (Lanczos on ``v ↦ Y (Yᵀ v)``, so the cost grows with
+the non-zeros). On the real hemato_atac data this gives kNN label purity ~0.78 and a Leiden ARI ~0.73–0.75,
+against ~0.5 / ~0.62 for LSI (benchmarks/results/bench_sc.md). LSI stays available (``embedding='lsi'``) and is
+always stored in ``obsm['X_lsi']``.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +34,11 @@ class NeighborsConfig:
     seed: int = 0
     exact_max_cells: int = 20_000
     scale_factor: float = 1e4
+    embedding: str = "spectral"  # or "lsi": which embedding the neighbours are computed on
+
+    def __post_init__(self) -> None:
+        if self.embedding not in ("spectral", "lsi"):
+            raise ScfanError(f"embedding {self.embedding!r}: expected 'spectral' or 'lsi'")
 
 
 def tfidf(X: sp.spmatrix, scale_factor: float = 1e4) -> sp.csr_matrix:
@@ -66,6 +80,47 @@ def lsi(X: sp.spmatrix, n_components: int, *, drop_depth_component: bool, seed: 
     info = {"n_components": int(n_comp), "singular_values": s.tolist(), "depth_correlation": corr.tolist(),
             "dropped_component": -1 if dropped is None else dropped,
             "dropped_depth_correlation": float("nan") if dropped is None else float(corr[dropped]),
+            "seed": seed}
+    return emb.astype(np.float32), info
+
+
+def spectral(X: sp.spmatrix, n_components: int, *, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Spectral embedding of a cells × peaks matrix (see the module docstring); ``(cells × n_components, info)``.
+
+    The trivial leading eigenvector is dropped; components are scaled by their eigenvalues and their signs fixed,
+    so the result is deterministic for a given matrix.
+    """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    X.data[:] = 1.0
+    n = X.shape[0]
+    df = np.asarray(X.sum(axis=0)).ravel()
+    idf = np.where(df > 0, np.log(n / np.maximum(df, 1.0)), 0.0)
+    Y = sp.csr_matrix(X @ sp.diags(idf))
+    norm = np.sqrt(np.asarray(Y.multiply(Y).sum(axis=1)).ravel())
+    empty = norm == 0
+    Y = sp.csr_matrix(sp.diags(np.where(empty, 0.0, 1.0 / np.maximum(norm, 1e-300))) @ Y)
+    self_sim = np.where(empty, 0.0, 1.0)
+    deg = Y @ np.asarray(Y.T @ np.ones(n)).ravel() - self_sim
+    inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-300)), 0.0)
+    A = sp.csr_matrix(sp.diags(inv_sqrt) @ Y)
+    AT = sp.csr_matrix(A.T)
+    diag = self_sim * inv_sqrt**2
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v).ravel()
+        return A @ (AT @ v) - diag * v
+
+    n_comp = max(2, min(n_components, n - 2))
+    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    v0 = np.random.default_rng(seed).random(n) + 0.5
+    vals, vecs = eigsh(op, k=n_comp + 1, which="LA", v0=v0, tol=1e-8)
+    order = np.argsort(-vals)
+    vals, vecs = vals[order], vecs[:, order]
+    vecs = vecs * np.sign(vecs[np.abs(vecs).argmax(axis=0), np.arange(vecs.shape[1])])
+    emb = vecs[:, 1:] * vals[1:]
+    info = {"n_components": int(n_comp), "eigenvalues": vals.tolist(), "empty_cells": int(empty.sum()),
             "seed": seed}
     return emb.astype(np.float32), info
 
@@ -138,7 +193,8 @@ def connectivities(neighbors: np.ndarray) -> sp.csr_matrix:
 
 
 def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
-    """Add ``obsm['X_lsi']``, ``obsp['pooling']``, ``obsp['connectivities']`` and ``uns['lsi']`` to ``adata``."""
+    """Add ``obsm['X_lsi']`` (and ``obsm['X_spectral']``), ``obsp['pooling']``, ``obsp['connectivities']``,
+    ``uns['lsi']`` and ``uns['neighbors']`` to ``adata``; neighbours come from ``cfg.embedding``."""
     n = adata.n_obs
     if n < 3:
         raise ScfanError(f"sc neighbors: need at least 3 cells, got {n}")
@@ -150,14 +206,19 @@ def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
         raise ScfanError("sc neighbors: k must be >= 1")
     emb, info = lsi(adata.X, cfg.n_components, drop_depth_component=cfg.drop_depth_component, seed=cfg.seed,
                     scale_factor=cfg.scale_factor)
-    nbrs = knn(emb, k, seed=cfg.seed, exact_max_cells=cfg.exact_max_cells)
     adata.obsm["X_lsi"] = emb
+    if cfg.embedding == "spectral":
+        emb, spec_info = spectral(adata.X, cfg.n_components, seed=cfg.seed)
+        adata.obsm["X_spectral"] = emb
+        adata.uns["spectral"] = spec_info
+    nbrs = knn(emb, k, seed=cfg.seed, exact_max_cells=cfg.exact_max_cells)
     adata.obsp["pooling"] = pooling_matrix(nbrs)
     adata.obsp["connectivities"] = connectivities(nbrs)
     info.update(k=int(k), config=asdict(cfg))
     adata.uns["lsi"] = info
-    log.info("LSI: %d components (dropped %s, depth r = %.2f); kNN k = %d", emb.shape[1],
-             info["dropped_component"], info["dropped_depth_correlation"], k)
+    adata.uns["neighbors"] = {"embedding": cfg.embedding, "k": int(k), "obsm_key": f"X_{cfg.embedding}"}
+    log.info("LSI: %d components (dropped %s, depth r = %.2f); kNN k = %d on the %s embedding", emb.shape[1],
+             info["dropped_component"], info["dropped_depth_correlation"], k, cfg.embedding)
     return adata
 
 

@@ -140,12 +140,14 @@ class PooledTracks:
         return out
 
     def normalized_windows(self, cell_idx: np.ndarray, chrom: str, centers: np.ndarray, context: int = 1000,
-                           chunk_bp: int = 1_000_000) -> np.ndarray:
+                           chunk_bp: int = 1_000_000, cell_block: int = 2048) -> np.ndarray:
         """Normalised pooled signal of (cell, window) pairs: an ``(n, context)`` float32 array.
 
         Window ``q`` covers ``[centers[q] - context // 2, centers[q] - context // 2 + context)`` of ``chrom``
         for cell ``cell_idx[q]``; bases outside the chromosome are zero. Queries are grouped into genomic
-        chunks of about ``chunk_bp`` (the result does not depend on it); each chunk fetches fragments once.
+        chunks of about ``chunk_bp``; each chunk fetches fragments once, then pools ``cell_block`` cells at a
+        time, so memory is bounded by ``cell_block`` × chunk whatever the number of cells (neither parameter
+        changes a number).
         """
         cell_idx = np.asarray(cell_idx, dtype=np.int64)
         lo = np.asarray(centers, dtype=np.int64) - context // 2
@@ -162,8 +164,12 @@ class PooledTracks:
             if b <= a:
                 continue
             cells, inverse = np.unique(cell_idx[q], return_inverse=True)
-            chunk = self.pooled(chrom, a, b, cells)
-            out[q] = _extract_windows(chunk, inverse, lo[q] - a, context)
+            ins = self.insertions(chrom, a, b).astype(np.float64)
+            for s in range(0, len(cells), max(cell_block, 1)):
+                sel = (inverse >= s) & (inverse < s + cell_block)
+                pooled = sp.csr_matrix(self.pooling[cells[s : s + cell_block]] @ ins)
+                pooled.sort_indices()
+                out[q[sel]] = _extract_windows(pooled, inverse[sel] - s, lo[q[sel]] - a, context)
         return normalize_track(out, self.pooled_mean[cell_idx][:, None])
 
 

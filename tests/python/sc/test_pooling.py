@@ -70,8 +70,8 @@ def test_pooled_matches_dense_product_and_windows_do_not_depend_on_chunking(tiny
         cell_idx = rng.integers(0, len(cells), n_q)
         centers = rng.integers(-300, CHROM_SIZES["chr1"] + 300, n_q)
         centers[:3] = [0, 499, CHROM_SIZES["chr1"] - 1]
-        results = [pt.normalized_windows(cell_idx, "chr1", centers, context=1000, chunk_bp=c)
-                   for c in (1, 777, 5_000, 10**9)]
+        results = [pt.normalized_windows(cell_idx, "chr1", centers, context=1000, chunk_bp=c, cell_block=b)
+                   for c in (1, 777, 5_000, 10**9) for b in (1, 3, 2048)]
         full = pool.toarray().astype(np.float64) @ per_base(rows, cells, "chr1", 0, CHROM_SIZES["chr1"])
         padded = np.pad(full, ((0, 0), (1000, 1000)))
         expected = np.stack([padded[c, x - 500 + 1000: x + 500 + 1000] for c, x in zip(cell_idx, centers,
@@ -80,6 +80,7 @@ def test_pooled_matches_dense_product_and_windows_do_not_depend_on_chunking(tiny
         expected = normalize_track(expected, mean[cell_idx][:, None])
         for r in results:
             np.testing.assert_allclose(r, expected, rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(r, results[0])  # chunking and cell blocks change no number
         assert results[0].shape == (n_q, 1000) and results[0].dtype == np.float32
         assert np.all(results[0][0, :500] == 0)  # left of the chromosome start
 
