@@ -1,4 +1,8 @@
-"""Per-TF evaluation on held-out chromosomes (AUROC, AUPRC, recall at fixed FDR, best F1) against a PWM baseline."""
+"""Per-TF evaluation on held-out chromosomes (AUROC, AUPRC, recall at fixed FDR, best F1) against a PWM baseline.
+
+Beside the plain metrics, AUROC and AUPRC restricted to the windows open in the line's bulk ATAC show whether a model
+knows which TF binds, not only where chromatin is open (see :func:`open_window_mask` for the rule).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,10 @@ from scfan.logging_utils import progress_enabled
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["model", "tf", "method", "auroc", "auprc", "recall_at_10fdr", "recall_at_5fdr", "f1_best",
-                  "threshold_best", "n_pos", "n_neg"]
+                  "threshold_best", "n_pos", "n_neg", "auroc_open", "auprc_open", "n_pos_open", "n_neg_open", "note"]
+_FLOAT_COLUMNS = ["auroc", "auprc", "recall_at_10fdr", "recall_at_5fdr", "f1_best", "threshold_best", "auroc_open",
+                  "auprc_open"]
+_INT_COLUMNS = ["n_pos", "n_neg", "n_pos_open", "n_neg_open"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,36 @@ def binary_metrics(y: np.ndarray, score: np.ndarray) -> dict:
             "f1_best": float(f1[best]), "threshold_best": float(thr[best]), "n_pos": n_pos, "n_neg": n_neg}
 
 
+def missing_class_note(n_pos: int, n_neg: int, split: str, subset: str = "") -> str | None:
+    """Why metrics are NaN (no positive or no negative window), or ``None`` when both classes are present."""
+    where = f"{subset} windows of split {split!r}" if subset else f"split {split!r}"
+    if n_pos == 0:
+        return f"no positive window in {where}"
+    if n_neg == 0:
+        return f"no negative window in {where}"
+    return None
+
+
+def open_window_mask(accessibility: np.ndarray) -> np.ndarray:
+    """Windows open in the bulk ATAC: mean normalised accessibility strictly above the median over the given windows.
+
+    ``accessibility`` holds one value per scored window (its mean normalised accessibility over the labelled window,
+    not the whole model context). The median is taken over the windows being scored, so about half of them count as
+    open; ties at the median (e.g. many windows with no insertion) count as closed.
+    """
+    accessibility = np.asarray(accessibility, dtype=np.float64)
+    if not len(accessibility):
+        return np.zeros(0, dtype=bool)
+    return accessibility > np.median(accessibility)
+
+
+def window_accessibility(src: InputSource, chroms: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """Mean normalised bulk accessibility over each window (``src`` must hold an ATAC track)."""
+    flat = src.layout.flat_starts(chroms, starts)
+    out = [gather(src.accessibility, flat[i : i + 8192], window).mean(axis=1) for i in range(0, len(flat), 8192)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0, np.float64)
+
+
 def _metrics_schema():
     import pandera.polars as pa
 
@@ -67,7 +104,10 @@ def _metrics_schema():
         "model": pa.Column(pl.Utf8), "tf": pa.Column(pl.Utf8), "method": pa.Column(pl.Utf8, pa.Check.isin(
             ["scfan", "pwm"])),
         **{c: pa.Column(pl.Float64, nullable=True) for c in METRIC_COLUMNS[3:9]},
-        "n_pos": pa.Column(pl.Int64), "n_neg": pa.Column(pl.Int64)}, strict=True, ordered=True)
+        "n_pos": pa.Column(pl.Int64), "n_neg": pa.Column(pl.Int64),
+        "auroc_open": pa.Column(pl.Float64, nullable=True), "auprc_open": pa.Column(pl.Float64, nullable=True),
+        "n_pos_open": pa.Column(pl.Int64, nullable=True), "n_neg_open": pa.Column(pl.Int64, nullable=True),
+        "note": pa.Column(pl.Utf8, nullable=True)}, strict=True, ordered=True)
 
 
 def predict_windows(model, spec: ModelSpec, src: InputSource, chroms: np.ndarray, starts: np.ndarray,
@@ -129,6 +169,10 @@ def plot_curves(path: Path, kind: str, curves: dict[str, list[tuple[str, np.ndar
     plt.close(fig)
 
 
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def evaluate_model(model, spec: ModelSpec, windows: pl.DataFrame, src: InputSource, cfg: EvaluateConfig,
                    outdir: str | Path, model_name: str = "scfan") -> pl.DataFrame:
     """Score the chosen split, compute metrics for the model and the PWM baseline, write TSV + plots + JSON."""
@@ -146,9 +190,27 @@ def evaluate_model(model, spec: ModelSpec, windows: pl.DataFrame, src: InputSour
         raise ScfanError(f"the windows table lacks label column(s) {', '.join(missing)} of the model")
     chroms, starts, labels = windows_arrays(df, tf_names)
     probs = predict_windows(model, spec, src, chroms, starts, cfg.batch_size)
+    is_open = None
+    if src.uses_tracks:
+        is_open = open_window_mask(window_accessibility(src, chroms, starts, spec.window))
+        log.info("%d of %d %s windows open (mean accessibility above the median)", int(is_open.sum()), len(df),
+                 cfg.split)
     rows, roc, pr = [], {}, {}
     for j, tf in enumerate(tf_names):
         y = labels[:, j]
+        n_pos = int(y.sum())
+        note = missing_class_note(n_pos, len(y) - n_pos, cfg.split)
+        if note is not None:
+            log.warning("%s: %s; its metrics are written as NaN", tf, note)
+        open_note = None
+        if is_open is None:
+            open_note = "no ATAC track (sequence-only model): no open-chromatin metrics"
+        elif note is None:
+            n_pos_open = int(y[is_open].sum())
+            open_note = missing_class_note(n_pos_open, int(is_open.sum()) - n_pos_open, cfg.split, "open")
+            if open_note is not None:
+                log.warning("%s: %s; its open-chromatin metrics are written as NaN", tf, open_note)
+        row_note = "; ".join(n for n in (note, open_note) if n) or None
         scored = [("scfan", probs[:, j])]
         motif = motif_for_tf(tf, spec.motifs.get(tf)) if cfg.pwm_baseline else None
         if cfg.pwm_baseline and motif is None:
@@ -158,25 +220,32 @@ def evaluate_model(model, spec: ModelSpec, windows: pl.DataFrame, src: InputSour
         roc[tf], pr[tf] = [], []
         for method, s in scored:
             m = binary_metrics(y, s)
-            rows.append({"model": model_name, "tf": tf, "method": method, **m})
+            if is_open is None:
+                mo = {"auroc": float("nan"), "auprc": float("nan"), "n_pos": None, "n_neg": None}
+            else:
+                mo = binary_metrics(y[is_open], s[is_open])
+            rows.append({"model": model_name, "tf": tf, "method": method, **m, "auroc_open": mo["auroc"],
+                         "auprc_open": mo["auprc"], "n_pos_open": mo["n_pos"], "n_neg_open": mo["n_neg"],
+                         "note": row_note})
             if m["n_pos"] and m["n_neg"]:
                 fpr, tpr, _ = roc_curve(y, s)
                 p, r, _ = precision_recall_curve(y, s)
                 roc[tf].append((method, fpr, tpr, m["auroc"]))
                 pr[tf].append((method, r, p, m["auprc"]))
-    table = pl.DataFrame(rows, schema={c: (pl.Utf8 if c in ("model", "tf", "method") else
-                                           pl.Int64 if c.startswith("n_") else pl.Float64) for c in METRIC_COLUMNS})
+    table = pl.DataFrame(rows, schema={c: (pl.Int64 if c in _INT_COLUMNS else pl.Float64 if c in _FLOAT_COLUMNS
+                                           else pl.Utf8) for c in METRIC_COLUMNS})
     table = validate(_metrics_schema(), table, outdir / "metrics.tsv")
     with atomic_path(outdir / "metrics.tsv") as tmp:
         table.write_csv(tmp, separator="\t", float_precision=6)
     plot_curves(outdir / "roc.png", "roc", roc)
     plot_curves(outdir / "pr.png", "pr", pr)
-    summary = {m: table.filter(pl.col("method") == m).select(pl.col("auroc").mean().alias("mean_auroc"),
-                                                             pl.col("auprc").mean().alias("mean_auprc")).to_dicts()[0]
+    # means over the TFs with both classes present (NaN rows, explained in ``note``, are left out)
+    summary = {m: table.filter(pl.col("method") == m).fill_nan(None).select(
+        *(pl.col(c).mean().alias(f"mean_{c}") for c in ("auroc", "auprc", "auroc_open", "auprc_open"))).to_dicts()[0]
                for m in table["method"].unique().sort().to_list()}
     write_json(outdir / "evaluate.json", {"config": asdict(cfg), "n_windows": len(df), "summary": summary,
                                           "package_version": __version__})
     for m, s in summary.items():
-        log.info("%s: mean AUROC %.4f, mean AUPRC %.4f on %d %s windows", m, s["mean_auroc"], s["mean_auprc"],
-                 len(df), cfg.split)
+        log.info("%s: mean AUROC %s, mean AUPRC %s (open windows: AUROC %s, AUPRC %s) on %d %s windows", m,
+                 *(_fmt(s[f"mean_{c}"]) for c in ("auroc", "auprc", "auroc_open", "auprc_open")), len(df), cfg.split)
     return table

@@ -131,7 +131,9 @@ def test_cli_end_to_end(tiny_bulk, tmp_path):
     assert r.returncode == 0, r.stderr
     m = pl.read_csv(tmp_path / "eval" / "metrics.tsv", separator="\t")
     assert m.columns == ["model", "tf", "method", "auroc", "auprc", "recall_at_10fdr", "recall_at_5fdr", "f1_best",
-                         "threshold_best", "n_pos", "n_neg"]
+                         "threshold_best", "n_pos", "n_neg", "auroc_open", "auprc_open", "n_pos_open", "n_neg_open",
+                         "note"]
+    assert m["n_pos_open"].min() >= 0 and (m["n_pos_open"] + m["n_neg_open"] < m["n_pos"] + m["n_neg"]).all()
     assert m["tf"].to_list() == ["TFA", "TFB"] and (m["model"] == "L1").all()
     assert (tmp_path / "eval" / "roc.png").stat().st_size > 1000 and (tmp_path / "eval" / "pr.png").is_file()
     (tmp_path / "r.bed").write_text("chr1\t5000\t5600\tr1\nchr3\t100\t150\tr2\n")
