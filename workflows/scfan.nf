@@ -1,12 +1,13 @@
 /*
  * SCFAN: one run of the pipeline.
  *   inputs (or SIMULATE) -> CHECK_INPUTS -> BULK_TRAIN (per line)  \
- *                                        -> SC_PREPARE (per sample) -> [per-cell inference: next stage]
+ *                                        -> SC_PREPARE (per sample) /-> SC_INFER (cell shards) -> activity
  */
 include { SIMULATE     } from '../modules/local/simulate/main'
 include { CHECK_INPUTS } from '../modules/local/check_inputs/main'
 include { BULK_TRAIN   } from '../subworkflows/local/bulk_train/main'
 include { SC_PREPARE   } from '../subworkflows/local/sc_prepare/main'
+include { SC_INFER     } from '../subworkflows/local/sc_infer/main'
 include { bulkLines ; scSamples } from '../subworkflows/local/utils_scfan/main'
 
 workflow SCFAN {
@@ -44,15 +45,35 @@ workflow SCFAN {
     ch_versions = ch_versions.mix(CHECK_INPUTS.out.versions)
     ch_fai      = CHECK_INPUTS.out.fai.first()
 
-    BULK_TRAIN(bulkLines(CHECK_INPUTS.out.bulk_samplesheet), ch_fasta, ch_fai, ch_mappability, ch_blacklist)
-    ch_versions = ch_versions.mix(BULK_TRAIN.out.versions)
+    if (params.models) {
+        // pre-trained models: NAME=path or path (named after the file, or its folder for .../<name>/model.pt)
+        ch_models = params_json.flatMap { _json ->
+            params.models.tokenize(',')*.trim().collect { item ->
+                def parts = item.contains('=') ? item.split('=', 2) : [null, item]
+                def f = file(parts[1], checkIfExists: true)
+                def name = parts[0] ?: (f.baseName == 'model' ? f.parent.name : f.baseName.replaceAll(/\.model$/, ''))
+                [[id: name], f]
+            }
+        }
+        ch_metrics = channel.empty()
+    } else {
+        BULK_TRAIN(bulkLines(CHECK_INPUTS.out.bulk_samplesheet), ch_fasta, ch_fai, ch_mappability, ch_blacklist)
+        ch_versions = ch_versions.mix(BULK_TRAIN.out.versions)
+        ch_models   = BULK_TRAIN.out.models
+        ch_metrics  = BULK_TRAIN.out.metrics
+    }
 
     SC_PREPARE(scSamples(CHECK_INPUTS.out.sc_samplesheet), ch_sc_peaks, ch_fai)
     ch_versions = ch_versions.mix(SC_PREPARE.out.versions)
 
+    SC_INFER(SC_PREPARE.out.cells.first(), ch_models, SC_PREPARE.out.fragments, ch_fasta, ch_fai, ch_mappability,
+             params.infer_shards as int)
+    ch_versions = ch_versions.mix(SC_INFER.out.versions)
+
     emit:
-    models   = BULK_TRAIN.out.models
-    metrics  = BULK_TRAIN.out.metrics
+    models   = ch_models
+    metrics  = ch_metrics
     cells    = SC_PREPARE.out.cells
+    activity = SC_INFER.out.activity
     versions = ch_versions
 }

@@ -16,6 +16,7 @@ import numpy as np
 
 from scfan.errors import InputFileError
 from scfan.genome import Genome
+from scfan.tn5 import read_insertion
 from scfan.tracks import open_bigwig
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ def load_track(path: str | Path, layout: FlatGenome) -> np.ndarray:
 
 
 def bam_insertions(path: Path, layout: FlatGenome, min_mapq: int = 30) -> np.ndarray:
-    """Tn5 insertion counts per base from an ATAC BAM (read 5' ends shifted +4 / −5, as in ATAC-seq practice)."""
+    """Tn5 insertion counts per base from an ATAC BAM (:func:`scfan.tn5.read_insertion`: +4 / −5 from the
+    5' ends, the convention of fragment files)."""
     import pysam
 
     out = np.zeros(layout.total, dtype=np.float32)
@@ -136,7 +138,7 @@ def bam_insertions(path: Path, layout: FlatGenome, min_mapq: int = 30) -> np.nda
                     continue
                 if read.mapping_quality < min_mapq:
                     continue
-                pos.append(read.reference_end - 5 if read.is_reverse else read.reference_start + 4)
+                pos.append(read_insertion(read.reference_start, read.reference_end, read.is_reverse))
             p = np.asarray(pos, dtype=np.int64)
             p = p[(p >= 0) & (p < size)]
             np.add.at(out, layout.offsets[chrom] + p, 1.0)

@@ -1,4 +1,4 @@
-"""scFANet: the 3-layer CNN of scFAN, its input encoding, batched prediction, and the model file.
+"""scFANet: the 3-layer CNN of scFAN and its model file (input encoding and batched prediction: :mod:`scfan.inference`).
 
 Input channels (in this order, recorded as ``channels`` in the model file): ``A, C, G, T`` one-hot, then
 ``accessibility`` (``TrackNorm.apply`` of Tn5 insertions per base) and ``mappability`` (in [0, 1]); a sequence-only
@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from scfan import __version__
 from scfan._io import atomic_path
 from scfan.errors import InputFileError
+from scfan.inference import encode_inputs, predict_batches, reverse_complement_inputs  # noqa: F401 (re-exported)
 from scfan.tracks import TrackNorm
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Sc
         raise InputFileError(p, f"cannot load as an scFAN model file ({exc.__class__.__name__})") from exc
     if not isinstance(d, dict) or "state_dict" not in d:
         raise InputFileError(p, "not an scFAN model file (expected a dict with 'state_dict')")
+    if d.get("format_version") != FORMAT_VERSION:
+        raise InputFileError(p, f"model file format version {d.get('format_version')!r}; this scfan "
+                             f"({__version__}) reads version {FORMAT_VERSION}: retrain with `scfan bulk train`")
     spec = ModelSpec(
         arch=ArchConfig.from_dict(d["arch"]), tf_names=tuple(d["tf_names"]), channels=tuple(d["channels"]),
         window=int(d["window"]), context=int(d["context"]),
@@ -153,67 +156,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Sc
     model = build_model(spec)
     model.load_state_dict(d["state_dict"])
     return model.to(device).eval(), spec
-
-
-def encode_inputs(onehot: np.ndarray, accessibility: np.ndarray | None = None,
-                  mappability: np.ndarray | None = None) -> torch.Tensor:
-    """Stack ``onehot (N, 4, L)``, normalised ``accessibility (N, L)`` and ``mappability (N, L)`` into ``(N, C, L)``.
-
-    With no tracks, returns the 4 DNA channels (sequence-only models).
-    """
-    onehot = np.asarray(onehot, dtype=np.float32)
-    if accessibility is None and mappability is None:
-        return torch.from_numpy(np.ascontiguousarray(onehot))
-    if accessibility is None or mappability is None:
-        raise ValueError("give both accessibility and mappability, or neither")
-    x = np.concatenate([onehot, np.asarray(accessibility, dtype=np.float32)[:, None, :],
-                        np.asarray(mappability, dtype=np.float32)[:, None, :]], axis=1)
-    return torch.from_numpy(x)
-
-
-def reverse_complement_inputs(x: torch.Tensor) -> torch.Tensor:
-    """Reverse complement of encoded inputs ``(N, C, L)``: DNA channels flipped (ACGT→TGCA), all positions reversed."""
-    dna = x[:, :4].flip(1)
-    return torch.cat([dna, x[:, 4:]], dim=1).flip(-1)
-
-
-COMPUTE_BLOCK = 64
-
-
-@torch.no_grad()
-def predict_batches(model: nn.Module, inputs: torch.Tensor | np.ndarray, batch_size: int = 256,
-                    *, average_rc: bool = True, device: str | torch.device | None = None,
-                    block: int = COMPUTE_BLOCK) -> np.ndarray:
-    """Probabilities ``(N, n_tfs)`` (float32) in eval mode, forward/RC-averaged, identical for any ``batch_size``.
-
-    CPU/GPU kernels may round differently for different batch shapes and row positions, so the model is always run on
-    fixed blocks of ``block`` rows (rows ``k*block … (k+1)*block``, the last one zero-padded). ``batch_size`` only sets
-    how many rows move to the device at once (rounded up to a multiple of ``block``); it never changes a number.
-    """
-    was_training = model.training
-    model.eval()
-    x = torch.as_tensor(inputs, dtype=torch.float32)
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    n = x.shape[0]
-    chunk = max(block, -(-batch_size // block) * block)
-    outs = []
-    for i in range(0, n, chunk):
-        xc = x[i : i + chunk]
-        pad = (-xc.shape[0]) % block
-        if pad:
-            xc = torch.cat([xc, xc.new_zeros((pad, *xc.shape[1:]))])
-        xc = xc.to(dev)
-        for j in range(0, xc.shape[0], block):
-            xb = xc[j : j + block]
-            p = torch.sigmoid(model(xb).float())
-            if average_rc:
-                p = 0.5 * (p + torch.sigmoid(model(reverse_complement_inputs(xb)).float()))
-            outs.append(p.cpu())
-    model.train(was_training)
-    if not outs:
-        n_out = model.head[-1].out_features if hasattr(model, "head") else 0
-        return np.zeros((0, n_out), dtype=np.float32)
-    return torch.cat(outs)[:n].numpy()
 
 
 def channel_names(use_tracks: bool) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from scfan.cli.common import make_app
 
 log = logging.getLogger("scfan")
 
-sc_app = make_app("Single-cell preparation: ingest, merge, neighbours, clustering.")
+sc_app = make_app("Single cell: ingest, merge, neighbours, clustering, per-cell TF binding and activity.")
 
 
 def register(app: typer.Typer) -> None:
@@ -111,3 +111,67 @@ def cluster_cmd(
         tab.to_csv(tmp, sep="\t", index=False)
     write_json(out.with_name(out.name.removesuffix(".tsv") + ".config.json"), asdict(cfg))
     log.info("wrote %s (%d clusters)", out, len(set(labels.tolist())))
+
+
+def _fragments_map(items: list[str]) -> dict[str, Path]:
+    from scfan.errors import ScfanError
+
+    out: dict[str, Path] = {}
+    for item in items:
+        sample, sep, path = item.partition("=")
+        if not sep or not sample or not path:
+            raise ScfanError(f"--fragments {item!r}: expected SAMPLE=path/to/fragments.tsv.gz")
+        if sample in out:
+            raise ScfanError(f"--fragments: sample {sample!r} given twice")
+        out[sample] = Path(path)
+    return out
+
+
+@sc_app.command("predict")
+def predict_cmd(
+    cells: Path = typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'])."),
+    model: list[str] = typer.Option(..., "--model", help="Trained bulk model, NAME=model.pt or model.pt "
+                                    "(repeat for several; features are named NAME:TF)."),
+    fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz (bgzip + tabix), one "
+                                        "per sample of the cells file."),
+    genome: Path = typer.Option(..., help="Genome FASTA the models were trained on."),
+    mappability: Path = typer.Option(..., help="Mappability bigWig (values in [0, 1])."),
+    shard: str = typer.Option("1/1", help="Shard i/n of the cells (1-based); every shard count gives the same "
+                              "numbers."),
+    mode: str = typer.Option("exact", help="exact (every cell on its own pooled track) or fast (metacells)."),
+    min_signal: float = typer.Option(1.0, "--min-signal", help="Score a cell's peak when its pooled count is >= "
+                                     "this × the cell's mean pooled count over peaks."),
+    bound_threshold: float = typer.Option(0.5, "--bound-threshold", help="Probability counted as bound "
+                                          "(layer frac_bound)."),
+    top_k: int = typer.Option(2, "--top-k", help="TFs counted per window for X (scFAN: 2)."),
+    metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in fast mode."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Windows moved to the device at once."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CUDA (ignored on CPU)."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    out: Path = typer.Option(..., help="Output activity shard .h5ad."),
+) -> None:
+    """Per-cell TF binding → the shard's cells × features activity (.h5ad: X top-k frequency, layers mean_prob,
+    frac_bound)."""
+    from scfan.sc.predict import PredictConfig, predict_activity, write_activity
+
+    cfg = PredictConfig(mode=mode, shard=shard, min_signal=min_signal, bound_threshold=bound_threshold,
+                        top_k=top_k, batch_size=batch_size, metacell_size=metacell_size, device=device, amp=amp,
+                        num_threads=threads)
+    adata = predict_activity(cells, model, _fragments_map(fragments), genome, mappability, cfg)
+    write_activity(adata, out)
+    log.info("wrote %s (%d cells × %d features; %d without a scored window)", out, adata.n_obs, adata.n_vars,
+             int(adata.obs["no_scored_windows"].sum()))
+
+
+@sc_app.command("merge-activity")
+def merge_activity_cmd(
+    shards: list[Path] = typer.Argument(..., help="Activity shards from `sc predict`."),
+    out: Path = typer.Option(..., help="Output tf_activity.h5ad."),
+) -> None:
+    """Gather activity shards into one cells × features matrix (every shard exactly once)."""
+    from scfan.sc.predict import merge_activity, write_activity
+
+    adata = merge_activity(shards)
+    write_activity(adata, out)
+    log.info("wrote %s (%d cells × %d features from %d shard(s))", out, adata.n_obs, adata.n_vars, len(shards))

@@ -20,6 +20,7 @@ import polars as pl
 import pysam
 
 from scfan.errors import InputFileError
+from scfan.tn5 import fragment_from_pair
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +202,9 @@ def read_bam_blocks(path: str | Path, *, barcode_tag: str = "CB", min_mapq: int 
 
     One fragment per read pair, taken from the leftmost mate (``template_length > 0``) of a proper pair that is
     primary, mapped, not QC-failed, with MAPQ >= ``min_mapq``, and tagged. As in cellranger-atac, the Tn5 shift
-    is +4 on the forward read and -5 on the reverse read: ``start = pos + 4``, ``end = pos + tlen - 5`` (0-based,
-    half-open, so the insertions are ``start`` and ``end - 1``). Duplicate-flagged reads are kept; identical
-    fragments collapse into one when counted, as in a fragments file.
+    is +4 on the forward read and -5 on the reverse read (:mod:`scfan.tn5`): ``start = pos + 4``,
+    ``end = pos + tlen - 5`` (0-based, half-open, so the insertions are ``start`` and ``end - 1``).
+    Duplicate-flagged reads are kept; identical fragments collapse into one when counted, as in a fragments file.
     """
     p = Path(path)
     try:
@@ -235,8 +236,7 @@ def read_bam_blocks(path: str | Path, *, barcode_tag: str = "CB", min_mapq: int 
                                              record=read.query_name)
                     continue
                 n_tagged += 1
-                s = read.reference_start + 4
-                e = read.reference_start + read.template_length - 5
+                s, e = fragment_from_pair(read.reference_start, read.template_length)
                 if e <= s:
                     continue
                 starts.append(s)

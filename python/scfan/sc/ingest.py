@@ -28,6 +28,7 @@ from scfan.intervals import parse_region_id
 from scfan.samplesheet import read_samplesheet
 from scfan.sc.fragments import FragmentBlock, read_bam_blocks, read_fragment_blocks
 from scfan.sc.peaks import PeakIndex, read_peak_set
+from scfan.tn5 import fragment_insertions
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,7 @@ def count_fragments(blocks: Iterable[FragmentBlock], peaks: PeakIndex, *, label:
             n_frag = np.pad(n_frag, (0, len(registry) - len(n_frag)))
             n_in = np.pad(n_in, (0, len(registry) - len(n_in)))
         n_frag += np.bincount(bc, minlength=len(n_frag))
-        start = df["start"].to_numpy()
-        sites = np.concatenate([start, df["end"].to_numpy() - 1])
+        sites = np.concatenate(fragment_insertions(df["start"].to_numpy(), df["end"].to_numpy()))
         site_bc = np.concatenate([bc, bc])
         site_idx, col = peaks.lookup(chrom, sites)
         if len(site_idx):

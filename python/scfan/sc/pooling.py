@@ -27,6 +27,7 @@ import scipy.sparse as sp
 
 from scfan.errors import InputFileError, ScfanError
 from scfan.sc.fragments import FRAGMENT_SCHEMA, check_fragments_index
+from scfan.tn5 import fragment_insertions
 from scfan.tracks import normalize_track
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class PooledTracks:
     cell_ids
         Cell ids ``<sample>#<barcode>`` in the row order of ``pooling``.
     pooling
-        Row-normalised cells × cells matrix (``obsp['pooling']``).
+        Row-normalised units × cells matrix: ``obsp['pooling']`` (a unit per cell), or rows that average
+        groups of cells (metacells).
     total_insertions
         Genome-wide insertions per cell (2 × unique fragments), for the normalisation.
     genome_size
@@ -53,8 +55,8 @@ class PooledTracks:
                  total_insertions: np.ndarray, genome_size: float):
         self.n_cells = len(cell_ids)
         pooling = sp.csr_matrix(pooling, dtype=np.float64)
-        if pooling.shape != (self.n_cells, self.n_cells):
-            raise ScfanError(f"pooling matrix is {pooling.shape}, expected {self.n_cells} × {self.n_cells} cells")
+        if pooling.shape[1] != self.n_cells:
+            raise ScfanError(f"pooling matrix is {pooling.shape}, expected (units) × {self.n_cells} cells")
         self.pooling = pooling
         self._tabix: dict[str, pysam.TabixFile] = {}
         self._cells: dict[str, pl.DataFrame] = {}
@@ -121,7 +123,7 @@ class PooledTracks:
                 continue
             df = df.unique(maintain_order=True).join(cells, on="barcode", how="inner", maintain_order="left")
             r = df["row"].to_numpy()
-            for pos in (df["start"].to_numpy(), df["end"].to_numpy() - 1):
+            for pos in fragment_insertions(df["start"].to_numpy(), df["end"].to_numpy()):
                 ok = (pos >= start) & (pos < end)
                 rows.append(r[ok])
                 cols.append(pos[ok] - start)

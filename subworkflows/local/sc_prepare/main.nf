@@ -25,7 +25,8 @@ workflow SC_PREPARE {
     ch_versions = ch_versions.mix(SC_NEIGHBORS.out.versions)
 
     emit:
-    samples  = SC_INGEST.out.cells       // [ meta, <sample>.cells.h5ad ]
-    cells    = SC_NEIGHBORS.out.cells    // cells_nn.h5ad (all samples, with pooling matrix)
-    versions = ch_versions
+    samples   = SC_INGEST.out.cells       // [ meta, <sample>.cells.h5ad ]
+    fragments = SC_INGEST.out.fragments   // [ meta, <sample>.fragments.tsv.gz, .tbi ]
+    cells     = SC_NEIGHBORS.out.cells    // cells_nn.h5ad (all samples, with pooling matrix)
+    versions  = ch_versions
 }

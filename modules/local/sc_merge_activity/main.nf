@@ -1,0 +1,18 @@
+process SC_MERGE_ACTIVITY {
+    tag "${shards instanceof List ? shards.size() : 1} shard(s)"
+    label 'process_low'
+
+    input:
+    path shards, stageAs: 'shards/*'
+
+    output:
+    path "tf_activity.h5ad", emit: activity
+    path "versions.yml"    , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    scfan sc merge-activity ${args} --out tf_activity.h5ad ${shards}
+    scfan versions --process "${task.process}" > versions.yml
+    """
+}

@@ -1,0 +1,37 @@
+process SC_PREDICT {
+    tag "shard ${shard}"
+    label 'process_medium'
+    label 'process_gpu'
+
+    input:
+    tuple val(shard), path(cells)
+    tuple val(model_names), path(models, stageAs: 'models/model*.pt')
+    tuple val(samples), path(fragments, stageAs: 'fragments/*')   // <sample>.fragments.tsv.gz (+ .tbi)
+    path fasta
+    path fai
+    path mappability
+
+    output:
+    path "activity_shard_*.h5ad", emit: activity
+    path "versions.yml"         , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def model_files = models instanceof List ? models : [models]
+    def model_args = [model_names, model_files].transpose().collect { name, f -> "--model ${name}=${f}" }.join(' ')
+    def fragment_args = samples.collect { s -> "--fragments ${s}=fragments/${s}.fragments.tsv.gz" }.join(' ')
+    def (i, n) = shard.tokenize('/')
+    """
+    scfan sc predict \\
+        --cells ${cells} \\
+        ${model_args} \\
+        ${fragment_args} \\
+        --genome ${fasta} \\
+        --mappability ${mappability} \\
+        --shard ${shard} \\
+        --threads ${task.cpus} \\
+        ${args} \\
+        --out activity_shard_${i}_of_${n}.h5ad
+    scfan versions --process "${task.process}" > versions.yml
+    """
+}

@@ -1,0 +1,527 @@
+"""Per-cell TF binding: every cell's open windows through the bulk models, reduced on the fly to TF activity.
+
+Window-major, never cell-major: the genome is walked in chunks; for each chunk every cell's fragments are fetched
+once (:meth:`PooledTracks.insertions`), the DNA and mappability of each window are read once and shared by every
+cell, pooled tracks are built a block of cells at a time, and the (cell, window) pairs are predicted in large
+batches whose probabilities go straight into per-cell accumulators (:class:`ActivityAccumulator`). Nothing of size
+cells × windows × TFs is ever held.
+
+Which windows a cell is scored on: the windows of the peaks whose *pooled* count (``pooling @ X``, the mean
+insertions in the peak over the cell's neighbourhood) is at least ``min_signal`` × that cell's mean pooled count
+over all peaks (default 1: the peaks more open than the cell's average peak). A relative rule keeps the number of
+scored windows independent of sequencing depth, which a fixed count threshold would not.
+
+Two modes:
+
+- ``exact``: each cell is predicted on its own pooled track (the scFAN computation).
+- ``fast``: cells are grouped into metacells of about ``metacell_size`` cells that share most neighbours (greedy
+  over the pooling graph, deterministic); each metacell's track is the mean of its members' pooled tracks, is
+  predicted once per window that any member scores, and every member takes those predictions on its *own* scored
+  windows. The model runs about ``metacell_size`` × fewer times; ``benchmarks/bench_sc_infer.py`` measures the
+  agreement with ``exact``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import torch
+
+from scfan.bulk.inputs import codes_to_onehot, encode_codes
+from scfan.bulk.model import ModelSpec, channel_names, load_model
+from scfan.errors import InputFileError, ScfanError
+from scfan.inference import predict_batches, resolve_device
+from scfan.intervals import parse_region_id
+from scfan.sc.pooling import PooledTracks, _extract_windows
+from scfan.tracks import normalize_track
+
+log = logging.getLogger(__name__)
+
+MODES = ("exact", "fast")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Settings of ``scfan sc predict`` (written into the activity file's ``uns``)."""
+
+    mode: str = "exact"
+    shard: str = "1/1"
+    min_signal: float = 1.0
+    bound_threshold: float = 0.5
+    top_k: int = 2
+    batch_size: int = 512
+    metacell_size: int = 20
+    chunk_bp: int = 500_000
+    cell_block: int = 1024
+    device: str = "auto"
+    amp: bool = True
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ScfanError(f"--mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        parse_shard(self.shard)
+        if self.min_signal < 0 or not 0 < self.bound_threshold < 1 or self.top_k < 1 or self.batch_size < 1:
+            raise ScfanError("--min-signal must be >= 0, --bound-threshold in (0, 1), --top-k and --batch-size >= 1")
+        if self.metacell_size < 1 or self.chunk_bp < 1 or self.cell_block < 1:
+            raise ScfanError("--metacell-size, chunk and block sizes must be >= 1")
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/n"`` (1-based, ``1 <= i <= n``) → ``(i, n)``."""
+    try:
+        i_text, n_text = str(spec).split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise ScfanError(f"--shard {spec!r}: expected i/n, e.g. 2/8") from None
+    if n < 1 or not 1 <= i <= n:
+        raise ScfanError(f"--shard {spec!r}: expected 1 <= i <= n (shards are numbered from 1)")
+    return i, n
+
+
+def shard_cells(n_cells: int, spec: str) -> np.ndarray:
+    """Row indices of the cells in shard ``spec``: contiguous, balanced blocks covering every cell once."""
+    i, n = parse_shard(spec)
+    return np.arange((i - 1) * n_cells // n, i * n_cells // n, dtype=np.int64)
+
+
+@dataclass
+class ModelSet:
+    """Trained bulk models run side by side; features are named ``<model>:<TF>``."""
+
+    names: list[str]
+    models: list[torch.nn.Module]
+    specs: list[ModelSpec]
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def window(self) -> int:
+        return self.specs[0].window
+
+    @property
+    def context(self) -> int:
+        return self.specs[0].context
+
+    @property
+    def features(self) -> list[str]:
+        return [f"{n}:{tf}" for n, s in zip(self.names, self.specs, strict=True) for tf in s.tf_names]
+
+    def var(self) -> pl.DataFrame:
+        return pl.DataFrame({"feature": self.features,
+                             "model": [n for n, s in zip(self.names, self.specs, strict=True) for _ in s.tf_names],
+                             "tf": [tf for s in self.specs for tf in s.tf_names]})
+
+    def predict(self, x: torch.Tensor, batch_size: int, amp: bool) -> np.ndarray:
+        return np.concatenate([predict_batches(m, x, batch_size, amp=amp) for m in self.models], axis=1)
+
+
+def model_name(arg: str) -> tuple[str, Path]:
+    """``NAME=path`` or ``path`` (named after the file, or its folder for ``…/<name>/model.pt``)."""
+    name, sep, path = arg.partition("=")
+    if not sep:
+        p = Path(arg)
+        return (p.parent.name if p.stem in ("model", "") else p.stem.removesuffix(".model")), p
+    return name, Path(path)
+
+
+def load_models(args: Sequence[str], device: torch.device) -> ModelSet:
+    """Load every model; refuse sequence-only models and models whose inputs differ from the first's."""
+    if not args:
+        raise ScfanError("no --model given")
+    names, models, specs, paths = [], [], [], []
+    want = channel_names(True)
+    for arg in args:
+        name, path = model_name(arg)
+        if not name or ":" in name:
+            raise ScfanError(f"--model {arg!r}: the model name must be non-empty and contain no ':'")
+        if name in names:
+            raise ScfanError(f"--model {arg!r}: two models named {name!r}; name them with NAME=path")
+        model, spec = load_model(path, device)
+        if tuple(spec.channels) != want:
+            raise InputFileError(path, f"model input channels {','.join(spec.channels)}; per-cell inference needs "
+                                 f"{','.join(want)} (a model trained with --atac and --mappability)")
+        if specs and (spec.window, spec.context) != (specs[0].window, specs[0].context):
+            raise InputFileError(path, f"model window/context {spec.window}/{spec.context} bp differs from "
+                                 f"{paths[0]}'s {specs[0].window}/{specs[0].context} bp")
+        names.append(name)
+        models.append(model)
+        specs.append(spec)
+        paths.append(str(path))
+    return ModelSet(names, models, specs, paths)
+
+
+def peak_windows(var_names: Sequence[str], sizes: dict[str, int], window: int, context: int,
+                 cells_path: str | Path = "cells") -> pl.DataFrame:
+    """Model windows of every peak (``chrom:start-end``): tiled every ``window`` bp, the context kept on the
+    chromosome. Columns ``chrom``, ``start``, ``peak`` (peak column index), sorted by position."""
+    chroms, starts, peak_idx = [], [], []
+    flank = (context - window) // 2
+    for j, rid in enumerate(var_names):
+        try:
+            c, s, e = parse_region_id(str(rid))
+        except ValueError:
+            raise InputFileError(cells_path, "peak name is not chrom:start-end", record=str(rid)) from None
+        if c not in sizes:
+            raise InputFileError(cells_path, f"peak on chromosome {c!r}, which the genome FASTA does not have",
+                                 record=str(rid))
+        if sizes[c] < context:
+            raise InputFileError(cells_path, f"chromosome {c!r} is shorter than the {context} bp model input",
+                                 record=str(rid))
+        ws = np.array([(s + e) // 2 - window // 2]) if e - s <= window else np.arange(s, e - window // 2, window)
+        ws = np.clip(ws, flank, sizes[c] - window - flank)
+        chroms.extend([c] * len(ws))
+        starts.append(ws)
+        peak_idx.extend([j] * len(ws))
+    st = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+    df = pl.DataFrame({"chrom": chroms, "start": st.astype(np.int64), "peak": np.asarray(peak_idx, np.int64)},
+                      schema={"chrom": pl.Utf8, "start": pl.Int64, "peak": pl.Int64})
+    order = {c: i for i, c in enumerate(sizes)}
+    return (df.with_columns(pl.col("chrom").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
+            .sort(["_o", "start", "peak"]).drop("_o"))
+
+
+def scored_peaks(counts: sp.spmatrix, pooling: sp.spmatrix, cells: np.ndarray, min_signal: float) -> sp.csr_matrix:
+    """Boolean cells × peaks CSR: peaks whose pooled count is ≥ ``min_signal`` × the cell's mean pooled count (and
+    > 0). Rows follow ``cells``."""
+    pooled = sp.csr_matrix(sp.csr_matrix(pooling)[cells] @ sp.csr_matrix(counts, dtype=np.float64))
+    mean = np.asarray(pooled.sum(axis=1)).ravel() / max(pooled.shape[1], 1)
+    row_of = np.repeat(np.arange(pooled.shape[0]), np.diff(pooled.indptr))
+    keep = (pooled.data > 0) & (pooled.data >= min_signal * mean[row_of])
+    out = sp.csr_matrix((np.ones(int(keep.sum()), dtype=bool), pooled.indices[keep],
+                         np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=pooled.shape[0]))])),
+                        shape=pooled.shape)
+    out.sort_indices()
+    return out
+
+
+def greedy_metacells(pooling: sp.spmatrix, size: int) -> np.ndarray:
+    """Metacell id of every cell: in cell order, each unassigned cell opens a metacell and takes its unassigned
+    neighbours of highest pooling weight (ties by index) until ``size`` members. Deterministic, O(cells × k)."""
+    P = sp.csr_matrix(pooling)
+    n = P.shape[0]
+    assign = np.full(n, -1, dtype=np.int64)
+    next_id = 0
+    for c in range(n):
+        if assign[c] >= 0:
+            continue
+        idx, w = P.indices[P.indptr[c] : P.indptr[c + 1]], P.data[P.indptr[c] : P.indptr[c + 1]]
+        order = np.lexsort((idx, -w))
+        cand = idx[order]
+        cand = cand[(assign[cand] < 0) & (cand != c)][: size - 1]
+        assign[c] = next_id
+        assign[cand] = next_id
+        next_id += 1
+    return assign
+
+
+@dataclass
+class Units:
+    """What gets a pooled track: one unit per cell (exact) or per metacell (fast)."""
+
+    pooling: sp.csr_matrix  # units × all cells, rows sum to 1
+    of_cell: np.ndarray  # unit of each shard cell
+    members: np.ndarray | None = None  # metacell id of every cell (fast mode)
+
+
+def make_units(mode: str, pooling: sp.spmatrix, cells: np.ndarray, metacell_size: int) -> Units:
+    P = sp.csr_matrix(pooling, dtype=np.float64)
+    if mode == "exact":
+        return Units(sp.csr_matrix(P[cells]), np.arange(len(cells), dtype=np.int64))
+    assign = greedy_metacells(P, metacell_size)
+    ids, of_cell = np.unique(assign[cells], return_inverse=True)
+    rows, cols = [], []
+    for u, m in enumerate(ids):
+        members = np.flatnonzero(assign == m)
+        rows.append(np.full(len(members), u))
+        cols.append(members)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    member_of = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(ids), P.shape[0]))
+    size = np.asarray(member_of.sum(axis=1)).ravel()
+    unit_pool = sp.csr_matrix(sp.diags(1.0 / size) @ member_of @ P)
+    unit_pool.sort_indices()
+    return Units(unit_pool, of_cell.astype(np.int64), assign)
+
+
+class ActivityAccumulator:
+    """Per-cell running sums: top-k counts, probability sums, bound counts and windows scored (float64)."""
+
+    def __init__(self, n_cells: int, n_features: int, top_k: int, bound_threshold: float):
+        self.top_k = min(top_k, n_features)
+        self.threshold = bound_threshold
+        self.top = np.zeros((n_cells, n_features))
+        self.prob_sum = np.zeros((n_cells, n_features))
+        self.bound = np.zeros((n_cells, n_features))
+        self.n_scored = np.zeros(n_cells, dtype=np.int64)
+
+    def add(self, cells: np.ndarray, probs: np.ndarray) -> None:
+        """Add the predictions ``probs (n, F)`` of ``n`` (cell, window) pairs (cells may repeat)."""
+        if not len(cells):
+            return
+        p = probs.astype(np.float64)
+        np.add.at(self.prob_sum, cells, p)
+        np.add.at(self.bound, cells, (p > self.threshold).astype(np.float64))
+        # top-k by probability; ties broken by the lower feature index so the result is deterministic
+        order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
+        np.add.at(self.top, (np.repeat(cells, self.top_k), order.ravel()), 1.0)
+        np.add.at(self.n_scored, cells, 1)
+
+    def layers(self) -> dict[str, np.ndarray]:
+        n = self.n_scored[:, None].astype(np.float64)
+        div = np.where(n > 0, n, 1.0)
+        return {"top_k_freq": (self.top / (div * self.top_k)).astype(np.float32),
+                "mean_prob": (self.prob_sum / div).astype(np.float32),
+                "frac_bound": (self.bound / div).astype(np.float32)}
+
+
+class _ChunkInputs:
+    """DNA one-hot and mappability of the windows of one genomic chunk, read once for every cell."""
+
+    def __init__(self, genome, mappability_bw, chrom: str, ctx_starts: np.ndarray, context: int):
+        self.a = int(ctx_starts.min())
+        self.b = int(ctx_starts.max()) + context
+        codes = encode_codes(genome.fetch(chrom, self.a, self.b))
+        idx = (ctx_starts - self.a)[:, None] + np.arange(context)[None, :]
+        self.onehot = codes_to_onehot(codes[idx])
+        vals = np.asarray(mappability_bw.values(chrom, self.a, self.b, numpy=True), dtype=np.float32)
+        self.mapp = np.nan_to_num(vals, nan=0.0)[idx]
+        self.offsets = ctx_starts - self.a
+
+
+def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, scored: sp.csr_matrix,
+                          windows: pl.DataFrame, genome, mappability_bw, cfg: PredictConfig,
+                          device: torch.device) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(cell_rows, window_rows, probs)`` batches over every scored (cell, window) pair of the shard.
+
+    ``tracks`` must have been built on ``units.pooling``; ``cell_rows`` index the shard's cells and
+    ``window_rows`` the rows of ``windows``.
+    """
+    del device  # models already live on it
+    context, window = models.context, models.window
+    flank = (context - window) // 2
+    peak_of_window = windows["peak"].to_numpy()
+    # windows of each peak, as CSR peak → window rows
+    order = np.argsort(peak_of_window, kind="stable")
+    n_peaks = scored.shape[1]
+    w_ptr = np.concatenate([[0], np.cumsum(np.bincount(peak_of_window, minlength=n_peaks))])
+    w_of_peak = order
+    # every scored (cell, window) pair, cell-major then window order
+    cell_of_pair = np.repeat(np.arange(scored.shape[0]), np.diff(scored.indptr))
+    peaks_of_pair = scored.indices
+    n_w = w_ptr[peaks_of_pair + 1] - w_ptr[peaks_of_pair]
+    pair_cell = np.repeat(cell_of_pair, n_w)
+    first = np.repeat(w_ptr[peaks_of_pair], n_w)
+    k = np.arange(int(n_w.sum())) - np.repeat(np.cumsum(n_w) - n_w, n_w)
+    pair_win = w_of_peak[first + k]
+    chroms = windows["chrom"].to_numpy().astype(str)
+    starts = windows["start"].to_numpy()
+    # genomic chunks of consecutive windows on one chromosome
+    chunk_id = np.zeros(len(windows), dtype=np.int64)
+    cur, c0, s0 = 0, None, 0
+    for i in range(len(windows)):
+        if chroms[i] != c0 or starts[i] - s0 >= cfg.chunk_bp:
+            cur += 1 if c0 is not None else 0
+            c0, s0 = chroms[i], starts[i]
+        chunk_id[i] = cur
+    pair_chunk = chunk_id[pair_win]
+    by_chunk = np.argsort(pair_chunk, kind="stable")
+    bounds = np.searchsorted(pair_chunk[by_chunk], np.arange(chunk_id.max() + 2 if len(windows) else 1))
+    n_units = units.pooling.shape[0]
+    for ch in range(len(bounds) - 1):
+        sel = by_chunk[bounds[ch] : bounds[ch + 1]]
+        if not len(sel):
+            continue
+        p_cell, p_win = pair_cell[sel], pair_win[sel]
+        p_unit = units.of_cell[p_cell]
+        key = p_unit * len(windows) + p_win
+        ukeys, inverse = np.unique(key, return_inverse=True)  # sorted: unit-major, then window
+        u_unit, u_win = ukeys // len(windows), ukeys % len(windows)
+        chrom = chroms[p_win[0]]
+        wins = np.unique(u_win)
+        inputs = _ChunkInputs(genome, mappability_bw, chrom, starts[wins] - flank, context)
+        win_local = np.searchsorted(wins, u_win)
+        ins = tracks.insertions(chrom, inputs.a, inputs.b).astype(np.float64)
+        probs = np.empty((len(ukeys), len(models.features)), dtype=np.float32)
+        blocks = np.searchsorted(u_unit, np.arange(0, n_units + cfg.cell_block, cfg.cell_block))
+        for b0, b1 in zip(blocks[:-1], blocks[1:], strict=True):
+            if b0 == b1:
+                continue
+            units_here = np.unique(u_unit[b0:b1])
+            pooled = sp.csr_matrix(tracks.pooling[units_here] @ ins)
+            pooled.sort_indices()
+            for s in range(b0, b1, cfg.batch_size * 4):
+                e = min(s + cfg.batch_size * 4, b1)
+                rows = np.searchsorted(units_here, u_unit[s:e])
+                acc = _extract_windows(pooled, rows, inputs.offsets[win_local[s:e]], context)
+                acc = normalize_track(acc, tracks.pooled_mean[u_unit[s:e]][:, None])
+                wl = win_local[s:e]
+                x = np.concatenate([inputs.onehot[wl], acc[:, None, :], inputs.mapp[wl][:, None, :]], axis=1)
+                probs[s:e] = models.predict(torch.from_numpy(x), cfg.batch_size, cfg.amp)
+        yield p_cell, p_win, probs[inverse]
+
+
+def check_barcodes(fragments: dict[str, str | Path], cell_ids: Sequence[str], max_lines: int = 200_000) -> None:
+    """Refuse a fragments file none of whose first ``max_lines`` barcodes is a cell of its sample."""
+    by_sample: dict[str, set[str]] = {}
+    for cid in cell_ids:
+        s, _, b = str(cid).partition("#")
+        by_sample.setdefault(s, set()).add(b)
+    for sample, path in fragments.items():
+        if sample not in by_sample:
+            continue
+        seen = 0
+        try:
+            with gzip.open(path, "rt") as fh:
+                for line in fh:
+                    if line.startswith("#"):
+                        continue
+                    parts = line.split("\t")
+                    if len(parts) >= 4 and parts[3] in by_sample[sample]:
+                        break
+                    seen += 1
+                    if seen >= max_lines:
+                        break
+                else:  # the whole file read without a match
+                    raise InputFileError(path, f"no barcode matches a cell of sample {sample!r} in the cells "
+                                         "file; expected the fragments the cells were counted from")
+        except (OSError, EOFError) as exc:
+            raise InputFileError(path, f"cannot read as gzip fragments ({exc})") from exc
+        if seen >= max_lines:
+            raise InputFileError(path, f"none of the first {max_lines} barcodes matches a cell of sample "
+                                 f"{sample!r} in the cells file; expected the fragments the cells were counted from")
+
+
+def read_cells_for_inference(path: str | Path) -> ad.AnnData:
+    """A ``cells_nn.h5ad`` with the pooling matrix and per-cell fragment counts, or a one-line error."""
+    try:
+        adata = ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputFileError(path, f"cannot read as AnnData ({exc.__class__.__name__})") from exc
+    if "pooling" not in adata.obsp:
+        raise InputFileError(path, "no obsp['pooling'] (the cells' neighbours); run `scfan sc neighbors` first")
+    if "n_fragments" not in adata.obs:
+        raise InputFileError(path, "no obs['n_fragments']; expected a cells file written by `scfan sc ingest`")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputFileError(path, f"{adata.n_obs} cells × {adata.n_vars} peaks; expected at least one of each")
+    return adata
+
+
+def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragments: dict[str, str | Path],
+                     genome_fa: str | Path, mappability: str | Path, cfg: PredictConfig) -> ad.AnnData:
+    """TF activity of the shard's cells (see the module docstring); returns the shard's AnnData."""
+    from tqdm import tqdm
+
+    from scfan import __version__
+    from scfan.genome import Genome, check_chrom_names
+    from scfan.logging_utils import progress_enabled
+    from scfan.tracks import open_bigwig
+
+    device = resolve_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    models = load_models(model_args, device)
+    adata = read_cells_for_inference(cells_path)
+    samples = list(dict.fromkeys(str(c).partition("#")[0] for c in adata.obs_names))
+    missing = [s for s in samples if s not in fragments]
+    if missing:
+        raise ScfanError(f"{cells_path}: no fragments file given for sample(s) {', '.join(missing)} "
+                         f"(have {', '.join(fragments) or 'none'}); pass --fragments SAMPLE=path for each")
+    fragments = {s: fragments[s] for s in samples}
+    check_barcodes(fragments, adata.obs_names)
+    cells = shard_cells(adata.n_obs, cfg.shard)
+    with Genome(genome_fa) as genome:
+        sizes = dict(genome.sizes)
+        windows = peak_windows(adata.var_names, sizes, models.window, models.context, cells_path)
+        bw = open_bigwig(mappability)
+        try:
+            check_chrom_names((str(genome_fa), sizes), {str(mappability): list(bw.chroms())})
+            scored = scored_peaks(adata.X, adata.obsp["pooling"], cells, cfg.min_signal)
+            units = make_units(cfg.mode, adata.obsp["pooling"], cells, cfg.metacell_size)
+            totals = 2.0 * adata.obs["n_fragments"].to_numpy(dtype=np.float64)
+            acc = ActivityAccumulator(len(cells), len(models.features), cfg.top_k, cfg.bound_threshold)
+            log.info("shard %s: %d of %d cells, %d units (%s mode), %d windows on %d peaks, %d (cell, peak) pairs "
+                     "scored; %d model(s), %d features, device %s", cfg.shard, len(cells), adata.n_obs,
+                     units.pooling.shape[0], cfg.mode, len(windows), adata.n_vars, scored.nnz, len(models.names),
+                     len(models.features), device)
+            with PooledTracks(fragments, list(adata.obs_names), units.pooling, totals, sum(sizes.values())) as tr:
+                batches = iter_cell_predictions(models, tr, units, scored, windows, genome, bw, cfg, device)
+                for p_cell, _p_win, probs in tqdm(batches, desc=f"predict shard {cfg.shard}", unit="chunk",
+                                                   disable=not progress_enabled(), leave=False):
+                    acc.add(p_cell, probs)
+        finally:
+            bw.close()
+    layers = acc.layers()
+    obs = adata.obs.iloc[cells].copy()
+    obs["n_scored_windows"] = acc.n_scored
+    obs["no_scored_windows"] = acc.n_scored == 0
+    if units.members is not None:
+        obs["metacell"] = units.members[cells]
+    n_empty = int((acc.n_scored == 0).sum())
+    if n_empty:
+        log.warning("%d cell(s) have no scored window (no pooled signal in any peak): flagged in "
+                    "obs['no_scored_windows'], activity 0", n_empty)
+    var = models.var().to_pandas().set_index("feature")
+    var.index.name = None
+    out = ad.AnnData(X=layers["top_k_freq"], obs=obs, var=var,
+                     layers={"mean_prob": layers["mean_prob"], "frac_bound": layers["frac_bound"]})
+    i, n = parse_shard(cfg.shard)
+    out.uns["scfan_activity"] = {
+        "config": {k: v for k, v in cfg.__dict__.items() if v is not None},
+        "shard_index": i, "shard_count": n, "n_cells_total": int(adata.n_obs),
+        "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
+        "n_windows": int(len(windows)), "n_peaks": int(adata.n_vars), "package_version": __version__,
+        "X": f"frequency of each feature among a window's top {acc.top_k} (per cell, rows sum to 1)",
+    }
+    return out
+
+
+def write_activity(adata: ad.AnnData, out: str | Path) -> None:
+    from scfan._io import atomic_path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        adata.write_h5ad(tmp)
+
+
+def merge_activity(paths: Sequence[str | Path]) -> ad.AnnData:
+    """Gather shard files into one activity matrix (cells in the cells file's order); every shard exactly once."""
+    if not paths:
+        raise ScfanError("no shard files given")
+    parts: dict[int, ad.AnnData] = {}
+    ref = None
+    for p in paths:
+        try:
+            a = ad.read_h5ad(p)
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputFileError(p, f"cannot read as AnnData ({exc.__class__.__name__})") from exc
+        info = a.uns.get("scfan_activity")
+        if not isinstance(info, dict) or "shard_index" not in info:
+            raise InputFileError(p, "not an activity shard written by `scfan sc predict`")
+        i, n = int(info["shard_index"]), int(info["shard_count"])
+        if ref is None:
+            ref = (n, list(a.var_names), info["config"].get("mode"), int(info["n_cells_total"]), p)
+        if n != ref[0] or list(a.var_names) != ref[1] or info["config"].get("mode") != ref[2]:
+            raise InputFileError(p, f"shard {i}/{n} does not match {ref[4]} (shard count, features or mode differ)")
+        if i in parts:
+            raise InputFileError(p, f"shard {i}/{n} given twice")
+        parts[i] = a
+    missing = [i for i in range(1, ref[0] + 1) if i not in parts]
+    if missing:
+        raise ScfanError(f"shard(s) {', '.join(map(str, missing))} of {ref[0]} missing")
+    merged = ad.concat([parts[i] for i in sorted(parts)], axis=0, merge="same")
+    if merged.n_obs != ref[3] or not merged.obs_names.is_unique:
+        raise ScfanError(f"the shards hold {merged.n_obs} cells ({merged.obs_names.nunique()} distinct); "
+                         f"expected each of the {ref[3]} cells once")
+    info = dict(parts[1].uns["scfan_activity"])
+    info.pop("shard_index")
+    merged.uns["scfan_activity"] = info
+    merged.obs["no_scored_windows"] = merged.obs["no_scored_windows"].astype(bool)
+    return merged

@@ -1,0 +1,39 @@
+/*
+ * SC_INFER: per-cell TF binding. The cells are split into params.infer_shards shards, each predicted as its own
+ * task (label process_gpu) from the trained models, the pooled fragments and the genome, then gathered into the
+ * cells x <model>:<TF> activity matrix. Any shard count gives the same matrix.
+ */
+include { SC_PREDICT        } from '../../../modules/local/sc_predict/main'
+include { SC_MERGE_ACTIVITY } from '../../../modules/local/sc_merge_activity/main'
+
+workflow SC_INFER {
+    take:
+    cells           // cells_nn.h5ad (value channel)
+    models          // [ meta, model.pt ] per model
+    fragments       // [ meta, <sample>.fragments.tsv.gz, .tbi ] per sample
+    fasta
+    fai
+    mappability
+    n_shards        // integer
+
+    main:
+    ch_versions = channel.empty()
+
+    ch_models = models
+        .toSortedList { a, b -> a[0].id <=> b[0].id }
+        .map { list -> [list.collect { it[0].id }, list.collect { it[1] }] }
+    ch_fragments = fragments
+        .toSortedList { a, b -> a[0].id <=> b[0].id }
+        .map { list -> [list.collect { it[0].id }, list.collect { [it[1], it[2]] }.flatten()] }
+    ch_shards = channel.of(1..n_shards).map { i -> "${i}/${n_shards}" }.combine(cells)
+
+    SC_PREDICT(ch_shards, ch_models, ch_fragments, fasta, fai, mappability)
+    ch_versions = ch_versions.mix(SC_PREDICT.out.versions.first())
+
+    SC_MERGE_ACTIVITY(SC_PREDICT.out.activity.collect(sort: true))
+    ch_versions = ch_versions.mix(SC_MERGE_ACTIVITY.out.versions)
+
+    emit:
+    activity = SC_MERGE_ACTIVITY.out.activity   // tf_activity.h5ad
+    versions = ch_versions
+}

@@ -1,0 +1,291 @@
+"""Per-cell inference (`scfan sc predict` / `merge-activity`) on tiny inputs written here, and the Tn5 convention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pyBigWig
+import pytest
+import scipy.sparse as sp
+import torch
+from sc_builders import CHROM_SIZES, random_fragments, run_cli, write_bam, write_fragments, write_peaks
+
+from scfan.bulk.model import ArchConfig, ModelSpec, ScFANet, channel_names, save_model
+from scfan.sc import predict as P
+from scfan.tracks import TrackNorm
+
+EMPTY_CELL = "AAAC9999-1"  # all its fragments lie between peaks: no insertion in any peak
+
+
+def _write_fasta(path: Path, seed: int, sizes: dict[str, int]) -> Path:
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as fh:
+        for chrom, n in sizes.items():
+            seq = "".join(np.array(list("ACGT"))[rng.integers(0, 4, n)])
+            fh.write(f">{chrom}\n" + "\n".join(seq[i : i + 60] for i in range(0, n, 60)) + "\n")
+    return path
+
+
+def _write_mappability(path: Path) -> Path:
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader(list(CHROM_SIZES.items()))
+    for chrom, n in CHROM_SIZES.items():
+        vals = np.ones(n)
+        vals[:300] = 0.5
+        bw.addEntries(chrom, 0, values=vals.tolist(), span=1, step=1)
+    bw.close()
+    return path
+
+
+def _write_model(path: Path, tfs: tuple[str, ...], seed: int, *, tracks: bool = True, version: int | None = None):
+    torch.manual_seed(seed)
+    spec = ModelSpec(arch=ArchConfig.preset("small"), tf_names=tfs, channels=channel_names(tracks), window=200,
+                     context=1000, track_norm=TrackNorm(0.05) if tracks else None)
+    model = ScFANet(len(spec.channels), spec.context, len(tfs), spec.arch)
+    # non-trivial BatchNorm statistics, so eval-mode numbers depend on them
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    save_model(path, model, spec)
+    if version is not None:
+        d = torch.load(path, weights_only=True)
+        d["format_version"] = version
+        torch.save(d, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_sc(tmp_path_factory):
+    """12 cells + one cell without any insertion in a peak, a 2-chromosome genome, two small models."""
+    root = tmp_path_factory.mktemp("sc_predict")
+    rows = random_fragments(seed=5, n_cells=12, per_cell=400)
+    rows += [("chr1", s, s + 150, EMPTY_CELL, 1) for s in range(15_000, 19_000, 12)]
+    rows = sorted(set(rows), key=lambda r: (r[0], r[1], r[2], r[3]))
+    frags = write_fragments(root / "fragments.tsv.gz", rows)
+    peaks = write_peaks(root / "peaks.bed", [("chr1", 1_000, 1_500), ("chr1", 3_000, 3_800), ("chr1", 9_000, 9_200),
+                                             ("chr1", 12_000, 14_000), ("chr2", 5_000, 6_500), ("chr2", 8_000, 8_400)])
+    sheet = root / "sc.csv"
+    sheet.write_text(f"sample,fragments\ns1,{frags.name}\n")
+    fasta = _write_fasta(root / "genome.fa", 3, CHROM_SIZES)
+    mapp = _write_mappability(root / "map.bw")
+    ex = run_cli
+    mp = pytest.MonkeyPatch()
+    try:
+        assert ex(mp, "sc", "ingest", "--samplesheet", str(sheet), "--sample", "s1", "--peaks", str(peaks),
+                  "--min-fragments", "50", "--out", str(root / "cells.h5ad")) == 0
+        assert ex(mp, "sc", "neighbors", "--cells", str(root / "cells.h5ad"), "--k", "4", "--n-components", "4",
+                  "--out", str(root / "cells_nn.h5ad")) == 0
+    finally:
+        mp.undo()
+    # the empty cell pools only itself, so it has no pooled signal in any peak
+    a = ad.read_h5ad(root / "cells_nn.h5ad")
+    e = list(a.obs_names).index(f"s1#{EMPTY_CELL}")
+    pool = sp.lil_matrix(a.obsp["pooling"])
+    pool[e, :] = 0
+    for j in range(a.n_obs):
+        if j != e:
+            pool[j, e] = 0
+    pool[e, e] = 1
+    pool = sp.csr_matrix(pool)
+    pool = sp.csr_matrix(sp.diags(1 / np.asarray(pool.sum(axis=1)).ravel()) @ pool)
+    a.obsp["pooling"] = pool
+    a.write_h5ad(root / "cells_nn.h5ad")
+    m1 = _write_model(root / "lineA.model.pt", ("TF1", "TF2", "TF3"), 1)
+    m2 = _write_model(root / "lineB.model.pt", ("TF1", "TF4"), 2)
+    return {"root": root, "cells": root / "cells_nn.h5ad", "cells_raw": root / "cells.h5ad", "fragments": frags,
+            "fasta": fasta, "mapp": mapp, "models": [m1, m2], "empty": f"s1#{EMPTY_CELL}"}
+
+
+def _predict(monkeypatch, t, out: Path, *extra: str, models=None, cells=None, fasta=None, fragments=None) -> int:
+    models = models if models is not None else [f"lineA={t['models'][0]}", f"lineB={t['models'][1]}"]
+    args = ["sc", "predict", "--cells", str(cells or t["cells"]), "--fragments", f"s1={fragments or t['fragments']}",
+            "--genome", str(fasta or t["fasta"]), "--mappability", str(t["mapp"]), "--device", "cpu",
+            "--threads", "1", "--out", str(out), *extra]
+    for m in models:
+        args += ["--model", m]
+    return run_cli(monkeypatch, *args)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_one_shard_equals_three_shards(tiny_sc, tmp_path, monkeypatch, mode):
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "one.h5ad", "--mode", mode, "--metacell-size", "3") == 0
+    shards = []
+    for i in (1, 2, 3):
+        shards.append(tmp_path / f"s{i}.h5ad")
+        assert _predict(monkeypatch, tiny_sc, shards[-1], "--mode", mode, "--metacell-size", "3",
+                        "--shard", f"{i}/3") == 0
+    assert run_cli(monkeypatch, "sc", "merge-activity", *map(str, shards[::-1]), "--out",
+                   str(tmp_path / "merged.h5ad")) == 0
+    one, merged = ad.read_h5ad(tmp_path / "one.h5ad"), ad.read_h5ad(tmp_path / "merged.h5ad")
+    assert list(one.obs_names) == list(merged.obs_names) == list(ad.read_h5ad(tiny_sc["cells"]).obs_names)
+    assert list(one.var_names) == ["lineA:TF1", "lineA:TF2", "lineA:TF3", "lineB:TF1", "lineB:TF4"]
+    assert list(one.var["model"]) == ["lineA"] * 3 + ["lineB"] * 2
+    np.testing.assert_array_equal(one.X, merged.X)
+    for layer in ("mean_prob", "frac_bound"):
+        np.testing.assert_array_equal(one.layers[layer], merged.layers[layer])
+    np.testing.assert_array_equal(one.obs["n_scored_windows"], merged.obs["n_scored_windows"])
+    scored = one.obs["n_scored_windows"].to_numpy() > 0
+    assert scored.sum() >= 12
+    # X: each scored window adds its top-2 features, so a cell's row sums to 1
+    np.testing.assert_allclose(np.asarray(one.X)[scored].sum(axis=1), 1.0, atol=1e-5)
+    assert np.all((one.layers["mean_prob"] > 0)[scored])
+
+
+def test_batch_size_does_not_change_numbers(tiny_sc, tmp_path, monkeypatch):
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "b1.h5ad", "--batch-size", "1") == 0
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "b512.h5ad", "--batch-size", "512") == 0
+    a, b = ad.read_h5ad(tmp_path / "b1.h5ad"), ad.read_h5ad(tmp_path / "b512.h5ad")
+    np.testing.assert_allclose(a.layers["mean_prob"], b.layers["mean_prob"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a.X, b.X, atol=1e-6)
+
+
+def test_cell_without_signal_is_flagged_not_dropped(tiny_sc, tmp_path, monkeypatch):
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "a.h5ad") == 0
+    a = ad.read_h5ad(tmp_path / "a.h5ad")
+    assert tiny_sc["empty"] in a.obs_names
+    row = a.obs.loc[tiny_sc["empty"]]
+    assert row["n_scored_windows"] == 0 and bool(row["no_scored_windows"])
+    assert a.obs["no_scored_windows"].sum() == 1
+    i = list(a.obs_names).index(tiny_sc["empty"])
+    assert np.all(np.asarray(a.X)[i] == 0)
+
+
+def test_predictions_follow_the_pooled_track(tiny_sc):
+    """The accessibility channel reaching the model is the cell's pooled track on the bulk scale."""
+    from scfan.genome import Genome
+    from scfan.sc.pooling import PooledTracks
+    from scfan.tracks import open_bigwig
+
+    models = P.load_models([str(p) for p in tiny_sc["models"]], torch.device("cpu"))
+    assert models.names == ["lineA", "lineB"]
+    a = P.read_cells_for_inference(tiny_sc["cells"])
+    cells = np.arange(a.n_obs)
+    cfg = P.PredictConfig(batch_size=64)
+    seen: list[torch.Tensor] = []
+    orig = models.predict
+
+    def spy(x, batch_size, amp):
+        seen.append(x.clone())
+        return orig(x, batch_size, amp)
+
+    models.predict = spy
+    with Genome(tiny_sc["fasta"]) as g:
+        sizes = dict(g.sizes)
+        win = P.peak_windows(a.var_names, sizes, models.window, models.context)
+        scored = P.scored_peaks(a.X, a.obsp["pooling"], cells, cfg.min_signal)
+        units = P.make_units("exact", a.obsp["pooling"], cells, 1)
+        bw = open_bigwig(tiny_sc["mapp"])
+        totals = 2.0 * a.obs["n_fragments"].to_numpy(np.float64)
+        with PooledTracks({"s1": tiny_sc["fragments"]}, list(a.obs_names), units.pooling, totals,
+                          sum(sizes.values())) as tr:
+            out = list(P.iter_cell_predictions(models, tr, units, scored, win, g, bw, cfg, None))
+            pc = np.concatenate([o[0] for o in out])
+            pw = np.concatenate([o[1] for o in out])
+            x = torch.cat(seen).numpy()
+            # reference for one pair: the pooled window built by PooledTracks itself
+            c, w = int(pc[0]), int(pw[0])
+            start = int(win["start"][w]) - 400
+            ref = tr.normalized_windows(np.array([c]), str(win["chrom"][w]), np.array([start + 500]), 1000)[0]
+        bw.close()
+    # rows of one chunk are predicted unit-major, window-minor; find the pair's row
+    row = next(i for i in range(len(pc)) if pc[i] == c and pw[i] == w)
+    np.testing.assert_allclose(x[row, 4], ref, rtol=1e-6)
+    assert set(np.unique(x[:, :4].sum(axis=1))) <= {0.0, 1.0}  # one-hot DNA
+    assert np.all((x[:, 5] >= 0) & (x[:, 5] <= 1))  # mappability
+
+
+def test_greedy_metacells_are_deterministic_and_bounded():
+    rng = np.random.default_rng(0)
+    n, k = 60, 5
+    rows = np.repeat(np.arange(n), k)
+    cols = np.concatenate([np.r_[i, rng.choice(np.delete(np.arange(n), i), k - 1, replace=False)] for i in range(n)])
+    pool = sp.csr_matrix((np.full(n * k, 1 / k), (rows, cols)), shape=(n, n))
+    a = P.greedy_metacells(pool, 4)
+    assert np.array_equal(a, P.greedy_metacells(pool, 4))
+    assert a.min() == 0 and np.bincount(a).max() <= 4 and (a >= 0).all()
+
+
+def test_shard_spec():
+    assert P.parse_shard("2/3") == (2, 3)
+    got = np.concatenate([P.shard_cells(10, f"{i}/3") for i in (1, 2, 3)])
+    assert np.array_equal(got, np.arange(10))
+
+
+# --- bad input: one line naming the file and what was expected, exit 2, nothing written -----------------------
+
+def _bad(monkeypatch, capsys, t, tmp_path, expect: str, *extra, **kw):
+    out = tmp_path / "out" / "activity.h5ad"
+    code = _predict(monkeypatch, t, out, *extra, **kw)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expect in err, err
+    msg = [ln for ln in err.strip().splitlines() if "error" in ln.lower()]
+    assert len(msg) == 1, err
+    assert not out.exists()
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+@pytest.mark.parametrize("shard", ["3/2", "0/0", "1", "a/b", "0/3"])
+def test_shard_out_of_range(tiny_sc, tmp_path, monkeypatch, capsys, shard):
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "--shard", "--shard", shard)
+
+
+def test_model_of_another_format_version(tiny_sc, tmp_path, monkeypatch, capsys):
+    m = _write_model(tmp_path / "old.pt", ("TF1",), 3, version=99)
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "format version 99", models=[str(m)])
+
+
+def test_sequence_only_model_is_refused(tiny_sc, tmp_path, monkeypatch, capsys):
+    m = _write_model(tmp_path / "seq.pt", ("TF1",), 3, tracks=False)
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "input channels A,C,G,T;", models=[str(m)])
+
+
+def test_two_models_with_one_name(tiny_sc, tmp_path, monkeypatch, capsys):
+    m = tiny_sc["models"][0]
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "two models named 'x'", models=[f"x={m}", f"x={m}"])
+
+
+def test_cells_without_neighbours(tiny_sc, tmp_path, monkeypatch, capsys):
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "no obsp['pooling']", cells=tiny_sc["cells_raw"])
+
+
+def test_genome_missing_a_peak_chromosome(tiny_sc, tmp_path, monkeypatch, capsys):
+    fa = _write_fasta(tmp_path / "chr1_only.fa", 3, {"chr1": CHROM_SIZES["chr1"]})
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "peak on chromosome 'chr2', which the genome FASTA does not have",
+         fasta=fa)
+
+
+def test_fragments_whose_barcodes_match_no_cell(tiny_sc, tmp_path, monkeypatch, capsys):
+    rows = [(c, s, e, "GGGG" + b[4:], n) for c, s, e, b, n in random_fragments(seed=9, n_cells=3, per_cell=50)]
+    other = write_fragments(tmp_path / "other.tsv.gz", rows)
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "barcode matches a cell of sample 's1'", fragments=other)
+
+
+# --- Tn5: one insertion convention for bulk reads and single-cell fragments -----------------------------------
+
+def test_pseudobulk_of_single_cell_path_equals_bulk_path(tmp_path):
+    from scfan.bulk.inputs import FlatGenome, bam_insertions
+    from scfan.sc.fragments import read_bam_blocks
+    from scfan.sc.pooling import PooledTracks
+
+    rows = random_fragments(seed=11, n_cells=6, per_cell=200)
+    bam = write_bam(tmp_path / "reads.bam", rows)
+    layout = FlatGenome.from_sizes(CHROM_SIZES)
+    bulk = bam_insertions(bam, layout)
+    # single-cell path: BAM → fragments (read_bam_blocks) → fragments file → PooledTracks insertions of every cell
+    frag_rows = []
+    for block in read_bam_blocks(bam):
+        for s, e, b in block.frame.iter_rows():
+            frag_rows.append((block.chrom, s, e, b, 1))
+    frag_rows = sorted(set(frag_rows), key=lambda r: (r[0], r[1], r[2], r[3]))
+    frags = write_fragments(tmp_path / "from_bam.tsv.gz", frag_rows)
+    cells = sorted({f"s#{r[3]}" for r in frag_rows})
+    with PooledTracks({"s": frags}, cells, sp.identity(len(cells), format="csr"), np.ones(len(cells)), 1.0) as tr:
+        for chrom, size in CHROM_SIZES.items():
+            pseudo = np.asarray(tr.insertions(chrom, 0, size).sum(axis=0)).ravel()
+            o = layout.offsets[chrom]
+            np.testing.assert_array_equal(pseudo, bulk[o : o + size])
+    assert bulk.sum() == 2 * len(rows)
