@@ -66,7 +66,7 @@ workflow SCFAN {
     SC_PREPARE(scSamples(CHECK_INPUTS.out.sc_samplesheet), ch_sc_peaks, ch_fai)
     ch_versions = ch_versions.mix(SC_PREPARE.out.versions)
 
-    SC_INFER(SC_PREPARE.out.cells.first(), ch_models, SC_PREPARE.out.fragments, ch_fasta, ch_fai, ch_mappability,
+    SC_INFER(SC_PREPARE.out.cells, ch_models, SC_PREPARE.out.fragments, ch_fasta, ch_fai, ch_mappability,
              params.infer_shards as int)
     ch_versions = ch_versions.mix(SC_INFER.out.versions)
 

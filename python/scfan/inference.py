@@ -91,6 +91,25 @@ def predict_batches(model: nn.Module, inputs: torch.Tensor | np.ndarray, batch_s
     return torch.cat(outs)[:n].numpy()
 
 
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with every BatchNorm folded into the convolution before it (one op instead of two, the
+    same function up to float rounding); dropout is already the identity in eval mode."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for seq in fused.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        layers = list(seq)
+        for i in range(len(layers) - 1):
+            if isinstance(layers[i], nn.Conv1d) and isinstance(layers[i + 1], nn.BatchNorm1d):
+                seq[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
+                seq[i + 1] = nn.Identity()
+    return fused
+
+
 def predict_windows(model: nn.Module, spec: ModelSpec, src: InputSource, chroms: np.ndarray, starts: np.ndarray,
                     batch_size: int = 256, chunk: int = 8192) -> np.ndarray:
     """Model probabilities ``(N, n_tfs)`` for bulk windows, built chunk by chunk from the in-memory inputs."""

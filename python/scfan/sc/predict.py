@@ -14,10 +14,10 @@ scored windows independent of sequencing depth, which a fixed count threshold wo
 Two modes:
 
 - ``exact``: each cell is predicted on its own pooled track (the scFAN computation).
-- ``fast``: cells are grouped into metacells of about ``metacell_size`` cells that share most neighbours (greedy
-  over the pooling graph, deterministic); each metacell's track is the mean of its members' pooled tracks, is
-  predicted once per window that any member scores, and every member takes those predictions on its *own* scored
-  windows. The model runs about ``metacell_size`` × fewer times; ``benchmarks/bench_sc_infer.py`` measures the
+- ``fast``: cells are grouped into metacells of at most ``metacell_size`` cells that share most neighbours (greedy
+  over the pooling graph, deterministic); each metacell is predicted on its seed cell's pooled track (same depth
+  as any cell's own track; the mean of the members' tracks was denser than what exact mode sees), once per window
+  that any member scores, and every member takes those predictions on its *own* scored windows. The model runs about ``metacell_size`` × fewer times; ``benchmarks/bench_sc_infer.py`` measures the
   agreement with ``exact``.
 """
 
@@ -38,7 +38,7 @@ import torch
 from scfan.bulk.inputs import codes_to_onehot, encode_codes
 from scfan.bulk.model import ModelSpec, channel_names, load_model
 from scfan.errors import InputFileError, ScfanError
-from scfan.inference import predict_batches, resolve_device
+from scfan.inference import fuse_for_inference, predict_batches, resolve_device
 from scfan.intervals import parse_region_id
 from scfan.sc.pooling import PooledTracks, _extract_windows
 from scfan.tracks import normalize_track
@@ -152,7 +152,7 @@ def load_models(args: Sequence[str], device: torch.device) -> ModelSet:
             raise InputFileError(path, f"model window/context {spec.window}/{spec.context} bp differs from "
                                  f"{paths[0]}'s {specs[0].window}/{specs[0].context} bp")
         names.append(name)
-        models.append(model)
+        models.append(fuse_for_inference(model))
         specs.append(spec)
         paths.append(str(path))
     return ModelSet(names, models, specs, paths)
@@ -237,15 +237,12 @@ def make_units(mode: str, pooling: sp.spmatrix, cells: np.ndarray, metacell_size
         return Units(sp.csr_matrix(P[cells]), np.arange(len(cells), dtype=np.int64))
     assign = greedy_metacells(P, metacell_size)
     ids, of_cell = np.unique(assign[cells], return_inverse=True)
-    rows, cols = [], []
-    for u, m in enumerate(ids):
-        members = np.flatnonzero(assign == m)
-        rows.append(np.full(len(members), u))
-        cols.append(members)
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    member_of = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(ids), P.shape[0]))
-    size = np.asarray(member_of.sum(axis=1)).ravel()
-    unit_pool = sp.csr_matrix(sp.diags(1.0 / size) @ member_of @ P)
+    # a metacell is predicted on its seed's pooled track (the first cell of the metacell in cell order): the same
+    # depth as any cell's own pooled track, so fast mode sees no denser input than exact mode
+    seed_of = np.full(assign.max() + 1, -1, dtype=np.int64)
+    for c in range(len(assign) - 1, -1, -1):
+        seed_of[assign[c]] = c
+    unit_pool = sp.csr_matrix(P[seed_of[ids]])
     unit_pool.sort_indices()
     return Units(unit_pool, of_cell.astype(np.int64), assign)
 

@@ -289,3 +289,16 @@ def test_pseudobulk_of_single_cell_path_equals_bulk_path(tmp_path):
             o = layout.offsets[chrom]
             np.testing.assert_array_equal(pseudo, bulk[o : o + size])
     assert bulk.sum() == 2 * len(rows)
+
+
+def test_fused_model_computes_the_same_function(tiny_sc):
+    from scfan.bulk.model import load_model
+    from scfan.inference import fuse_for_inference, predict_batches
+
+    model, _ = load_model(tiny_sc["models"][0])
+    fused = fuse_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())  # the original is left intact
+    x = torch.rand(70, 6, 1000)
+    x[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (70, 1000)), 4).permute(0, 2, 1).float()
+    np.testing.assert_allclose(predict_batches(fused, x), predict_batches(model, x), atol=2e-6)
