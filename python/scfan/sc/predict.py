@@ -17,8 +17,8 @@ Two modes:
 - ``fast``: cells are grouped into metacells of at most ``metacell_size`` cells that share most neighbours (greedy
   over the pooling graph, deterministic); each metacell is predicted on its seed cell's pooled track (same depth
   as any cell's own track; the mean of the members' tracks was denser than what exact mode sees), once per window
-  that any member scores, and every member takes those predictions on its *own* scored windows. The model runs about ``metacell_size`` × fewer times; ``benchmarks/bench_sc_infer.py`` measures the
-  agreement with ``exact``.
+  that any member scores, and every member takes those predictions on its *own* scored windows. The model runs
+  up to ``metacell_size`` × fewer times; ``benchmarks/bench_sc_infer.py`` measures the agreement with ``exact``.
 """
 
 from __future__ import annotations
