@@ -129,3 +129,45 @@ def windows_arrays(df: pl.DataFrame, tf_names: list[str]) -> tuple[np.ndarray, n
     """``chroms`` (str array), ``starts`` (int64) and labels ``(N, n_tfs)`` float32 of a windows table."""
     labels = df.select(tf_names).to_numpy().astype(np.float32) if tf_names else np.zeros((len(df), 0), np.float32)
     return df["chrom"].to_numpy().astype(str), df["start"].to_numpy().astype(np.int64), labels
+
+
+def window_mean_accessibility(src: InputSource, chroms: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """Mean normalised bulk accessibility over each labelled window (not its whole context)."""
+    if not src.uses_tracks:
+        raise ValueError("this input source has no accessibility track")
+    flat = src.layout.flat_starts(chroms, starts)
+    out = [gather(src.accessibility, flat[i : i + 8192], window).mean(axis=1) for i in range(0, len(flat), 8192)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0, np.float64)
+
+
+def open_negative_pool(neg_pool: np.ndarray, accessibility: np.ndarray, quantile: float) -> np.ndarray:
+    """The hard negatives: windows of ``neg_pool`` open in the bulk ATAC yet bound by no TF.
+
+    Open here means a mean normalised accessibility above the ``quantile`` of ``accessibility`` (one value per window
+    of the split, so the threshold is the line's own). Windows bound by another TF need no pool of their own: in the
+    multi-task model every positive window is already a negative for the TFs that do not bind it.
+    """
+    if not len(accessibility):
+        return neg_pool[:0]
+    threshold = np.quantile(accessibility, quantile)
+    return neg_pool[accessibility[neg_pool] > threshold]
+
+
+def sample_epoch_hard(pos_idx: np.ndarray, neg_pool: np.ndarray, open_pool: np.ndarray, neg_ratio: float,
+                      hard_frac: float, max_windows: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Like :func:`sample_epoch`, but a ``hard_frac`` share of the negatives comes from ``open_pool``.
+
+    The rest are drawn uniformly from the other windows of ``neg_pool``; when ``open_pool`` is smaller than its share
+    every open negative is taken.
+    """
+    n_neg = min(len(neg_pool), int(round(neg_ratio * len(pos_idx))))
+    n_hard = min(len(open_pool), int(round(hard_frac * n_neg)))
+    hard = rng.choice(open_pool, size=n_hard, replace=False) if n_hard else np.zeros(0, dtype=np.int64)
+    rest_pool = np.setdiff1d(neg_pool, hard, assume_unique=True)
+    n_rest = min(len(rest_pool), n_neg - n_hard)
+    rest = rng.choice(rest_pool, size=n_rest, replace=False) if n_rest else np.zeros(0, dtype=np.int64)
+    idx = np.concatenate([pos_idx, hard, rest]).astype(np.int64)
+    rng.shuffle(idx)
+    if max_windows is not None and len(idx) > max_windows:
+        idx = idx[:max_windows]
+    return idx

@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from scfan import __version__
 from scfan._io import atomic_path, write_json
-from scfan.bulk.data import InputSource, context_starts, windows_arrays
+from scfan.bulk.data import InputSource, context_starts, window_mean_accessibility, windows_arrays
 from scfan.bulk.inputs import codes_to_onehot, gather
 from scfan.bulk.model import ModelSpec, predict_batches
 from scfan.bulk.pwm import jaspar_counts, log_odds, max_pwm_scores, motif_for_tf
@@ -88,13 +88,6 @@ def open_window_mask(accessibility: np.ndarray) -> np.ndarray:
     if not len(accessibility):
         return np.zeros(0, dtype=bool)
     return accessibility > np.median(accessibility)
-
-
-def window_accessibility(src: InputSource, chroms: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
-    """Mean normalised bulk accessibility over each window (``src`` must hold an ATAC track)."""
-    flat = src.layout.flat_starts(chroms, starts)
-    out = [gather(src.accessibility, flat[i : i + 8192], window).mean(axis=1) for i in range(0, len(flat), 8192)]
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0, np.float64)
 
 
 def _metrics_schema():
@@ -192,7 +185,7 @@ def evaluate_model(model, spec: ModelSpec, windows: pl.DataFrame, src: InputSour
     probs = predict_windows(model, spec, src, chroms, starts, cfg.batch_size)
     is_open = None
     if src.uses_tracks:
-        is_open = open_window_mask(window_accessibility(src, chroms, starts, spec.window))
+        is_open = open_window_mask(window_mean_accessibility(src, chroms, starts, spec.window))
         log.info("%d of %d %s windows open (mean accessibility above the median)", int(is_open.sum()), len(df),
                  cfg.split)
     rows, roc, pr = [], {}, {}

@@ -1,5 +1,8 @@
 """Training scFANet on labelled bulk windows: multi-task BCE, Adam, per-epoch negatives, early stopping, resumable.
 
+Each epoch sees every positive window and fresh negatives, part of them hard (open in the line's ATAC, bound by no
+TF); the model kept, and early stopping, follow the mean AUPRC over TFs on a fixed validation subset.
+
 Determinism: every epoch seeds its own numpy and torch generators from ``(seed, epoch)``, so a run killed after
 epoch *k* and resumed from ``checkpoints/last.pt`` replays epochs *k+1…* exactly as an uninterrupted run would.
 """
@@ -26,11 +29,15 @@ from scfan.bulk.data import (
     context_starts,
     jittered_context_starts,
     negative_pool,
+    open_negative_pool,
     positive_mask,
     sample_epoch,
+    sample_epoch_hard,
+    window_mean_accessibility,
     windows_arrays,
 )
-from scfan.bulk.model import ArchConfig, ModelSpec, ScFANet, build_model, channel_names, save_model
+from scfan.bulk.model import ArchConfig, ModelSpec, ScFANet, build_model, channel_names, predict_batches, save_model
+from scfan.bulk.train_config import TrainConfig
 from scfan.errors import ScfanError
 from scfan.logging_utils import progress_enabled
 
@@ -40,40 +47,13 @@ log = logging.getLogger(__name__)
 _RESUMABLE_CHANGES = {"epochs", "patience", "device", "amp", "num_threads"}
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Parameters of ``scfan bulk train`` (written to ``train.json`` and into the model file)."""
-
-    arch: str = "small"
-    epochs: int = 20
-    patience: int = 3
-    batch_size: int = 100
-    lr: float = 1e-3
-    neg_ratio: float = 1.0
-    neg_margin: int = 200
-    jitter: int = 20
-    rc_augment: bool = True
-    max_train_windows: int | None = None
-    max_valid_windows: int | None = 20000
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        ArchConfig.preset(self.arch)
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.neg_ratio < 0 or self.jitter < 0:
-            raise ScfanError("epochs and batch-size must be >= 1, lr > 0, neg-ratio and jitter >= 0")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ScfanError(f"--device {self.device!r}: expected auto, cpu or cuda")
-
-
 @dataclass
 class TrainState:
     """What a checkpoint holds besides the config: resumable progress."""
 
     epoch: int = 0  # epochs completed
-    best_loss: float = float("inf")
+    best_score: float = float("-inf")  # validation mean AUPRC (or minus the loss when no TF has a valid positive)
+    best_loss: float = float("nan")
     best_epoch: int = 0
     bad_epochs: int = 0
     finished: bool = False
@@ -112,18 +92,102 @@ def _init_model(spec: ModelSpec, seed: int) -> ScFANet:
         return build_model(spec)
 
 
-def _valid_indices(is_pos: np.ndarray, pool: np.ndarray, cfg: TrainConfig) -> np.ndarray:
-    """A fixed validation subset: positives + negatives at the training ratio (same every epoch)."""
+def best_kmer_window(pwm: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` consecutive columns of a log-odds matrix ``(4, W)`` with the highest summed column maximum.
+
+    Columns are centred (mean 0 over the four bases) so that a filter built from them scores background near 0; a
+    matrix narrower than ``k`` is padded with zero columns on both sides.
+    """
+    pwm = pwm - pwm.mean(axis=0, keepdims=True)
+    if pwm.shape[1] < k:
+        left = (k - pwm.shape[1]) // 2
+        return np.pad(pwm, ((0, 0), (left, k - pwm.shape[1] - left)))
+    score = np.convolve(pwm.max(axis=0), np.ones(k), mode="valid")
+    start = int(np.argmax(score))
+    return pwm[:, start : start + k]
+
+
+def motif_initialise(model: ScFANet, spec: ModelSpec) -> list[str]:
+    """Seed first-layer filters with the JASPAR matrices of the model's TFs (both strands when they fit).
+
+    Filter ``2i`` holds TF *i*'s most informative ``kernel``-bp stretch, filter ``2i + 1`` its reverse complement
+    (forward strands only when ``2 × n_tfs`` exceeds half the filters); track weights of these filters start at 0,
+    so each starts as a motif scanner that training then refines. Returns the TFs that got a filter.
+    """
+    from scfan.bulk.pwm import jaspar_counts, log_odds, motif_for_tf
+
+    conv = model.body[0]
+    n_filters, k = conv.out_channels, conv.kernel_size[0]
+    kernels, used = [], []
+    for tf in spec.tf_names:
+        motif = motif_for_tf(tf, spec.motifs.get(tf))
+        if motif is None:
+            log.info("%s: no JASPAR matrix; its filter is not motif-initialised", tf)
+            continue
+        kernels.append(best_kmer_window(log_odds(jaspar_counts(motif)), k))
+        used.append(tf)
+    both = 2 * len(kernels) <= n_filters // 2
+    if not both:
+        kernels = kernels[: n_filters // 2]
+        used = used[: len(kernels)]
+    with torch.no_grad():
+        row = 0
+        for w in kernels:
+            for kern in (w, w[::-1, ::-1]) if both else (w,):
+                conv.weight[row].zero_()
+                conv.weight[row, :4] = torch.from_numpy(np.ascontiguousarray(kern, dtype=np.float32))
+                conv.bias[row] = 0.0
+                row += 1
+    return used
+
+
+def _valid_indices(is_pos: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """A fixed validation subset (the same every epoch): every validation window, or, above ``max_valid_windows``,
+    all positives plus a uniform sample of the other windows.
+
+    The negatives are not filtered or balanced, so open unbound windows weigh in the validation AUPRC as they do on
+    the test chromosomes.
+    """
+    n = len(is_pos)
+    if cfg.max_valid_windows is None or n <= cfg.max_valid_windows:
+        return np.arange(n)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 10**6]))
-    idx = sample_epoch(np.flatnonzero(is_pos), pool, cfg.neg_ratio, cfg.max_valid_windows, rng)
-    return np.sort(idx)
+    pos = np.flatnonzero(is_pos)
+    if len(pos) > cfg.max_valid_windows // 2:
+        pos = rng.choice(pos, cfg.max_valid_windows // 2, replace=False)
+    rest = np.flatnonzero(~is_pos)
+    neg = rng.choice(rest, min(len(rest), cfg.max_valid_windows - len(pos)), replace=False)
+    return np.sort(np.concatenate([pos, neg]))
+
+
+def validation_scores(model: nn.Module, src: InputSource, chroms, starts, labels: np.ndarray, spec: ModelSpec,
+                      device, batch_size: int = 256) -> tuple[float, float, np.ndarray]:
+    """Mean AUPRC over the TFs with both classes, mean BCE, and per-TF AUPRC (NaN where a class is missing).
+
+    Predictions are forward/RC-averaged as at evaluation; deterministic for given weights.
+    """
+    from sklearn.metrics import average_precision_score
+
+    cs = context_starts(starts, spec.window, spec.context)
+    probs = np.concatenate([predict_batches(model, src.batch(chroms[i : i + 4096], cs[i : i + 4096], spec.context),
+                                            batch_size, device=device) for i in range(0, len(starts), 4096)])
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    loss = float(-(labels * np.log(p) + (1 - labels) * np.log1p(-p)).mean())
+    per_tf = np.full(labels.shape[1], np.nan)
+    for j in range(labels.shape[1]):
+        n_pos = labels[:, j].sum()
+        if 0 < n_pos < len(labels):
+            per_tf[j] = average_precision_score(labels[:, j], probs[:, j])
+    mean = float(np.nanmean(per_tf)) if np.isfinite(per_tf).any() else float("nan")
+    return mean, loss, per_tf
 
 
 def _run_epoch(model: nn.Module, src: InputSource, chroms, starts, labels, idx: np.ndarray, spec: ModelSpec,
                cfg: TrainConfig, rng: np.random.Generator, opt, scaler, device, train: bool,
                desc: str = "") -> float:
     model.train(train)
-    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    weight = torch.full((labels.shape[1],), float(cfg.pos_weight), device=device) if train else None
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum", pos_weight=weight)
     total, n = 0.0, 0
     batches = range(0, len(idx), cfg.batch_size)
     if progress_enabled():
@@ -174,7 +238,10 @@ def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainC
     outdir = Path(outdir)
     tf_names = list(meta["tf_names"])
     device = resolve_device(cfg.device)
-    spec = ModelSpec(arch=ArchConfig.preset(cfg.arch), tf_names=tuple(tf_names),
+    arch = ArchConfig.preset(cfg.arch)
+    if cfg.dropout is not None:
+        arch = replace(arch, dropout=tuple(float(d) for d in cfg.dropout))
+    spec = ModelSpec(arch=arch, tf_names=tuple(tf_names),
                      channels=channel_names(src.uses_tracks), window=int(meta["window"]),
                      context=int(meta["context"]), track_norm=src.track_norm, train_config=asdict(cfg),
                      motifs=meta.get("motifs", {}))
@@ -186,19 +253,35 @@ def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainC
     if not tr_pos.any():
         raise ScfanError("no positive training window for any TF")
     tr_pool = negative_pool(tr_chroms, tr_starts, spec.window, tr_pos, cfg.neg_margin)
-    va_pos = positive_mask(va_labels)
-    va_idx = _valid_indices(va_pos, negative_pool(va_chroms, va_starts, spec.window, va_pos, cfg.neg_margin), cfg)
+    tr_open = tr_pool[:0]
+    if cfg.sampler == "hard":
+        if src.uses_tracks:
+            tr_open = open_negative_pool(tr_pool, window_mean_accessibility(src, tr_chroms, tr_starts, spec.window),
+                                         cfg.open_quantile)
+        else:
+            log.info("sequence-only training: no accessibility, so no open hard negatives; negatives are uniform")
+    va_idx = _valid_indices(positive_mask(va_labels), cfg)
     if not len(va_idx):
         raise ScfanError("the validation chromosomes have no windows; choose other --valid-chroms in prepare")
-    log.info("train: %d positive windows, %d negative candidates; valid subset %d windows; device %s",
-             int(tr_pos.sum()), len(tr_pool), len(va_idx), device)
+    va_chroms, va_starts, va_labels = va_chroms[va_idx], va_starts[va_idx], va_labels[va_idx]
+    no_valid_pos = [tf for tf, n in zip(tf_names, va_labels.sum(axis=0), strict=True) if n == 0]
+    for tf in no_valid_pos:
+        log.warning("%s: no positive window in split 'valid'; left out of the validation mean AUPRC", tf)
+    if len(no_valid_pos) == len(tf_names):
+        log.warning("no TF has a positive window in split 'valid': the model is selected on validation loss")
+    log.info("train: %d positive windows, %d negative candidates (%d open, for hard negatives); valid subset %d "
+             "windows; device %s", int(tr_pos.sum()), len(tr_pool), len(tr_open), len(va_idx), device)
 
     ckpt_path = outdir / "checkpoints" / "last.pt"
     with contextlib.ExitStack() as stack:
         if device.type == "cpu":
             stack.enter_context(deterministic_cpu(cfg.num_threads))
-        model = _init_model(spec, cfg.seed).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        model = _init_model(spec, cfg.seed)
+        if cfg.motif_init:
+            seeded = motif_initialise(model, spec)
+            log.info("first-layer filters seeded from JASPAR for %d of %d TF(s)", len(seeded), len(tf_names))
+        model = model.to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
         state, best_state = TrainState(log_rows=[]), None
         if ckpt_path.exists():
@@ -219,26 +302,30 @@ def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainC
             epoch = state.epoch + 1
             rng, torch_seed = _epoch_generators(cfg.seed, epoch)
             torch.manual_seed(torch_seed)  # dropout; reseeded per epoch so resumption replays exactly
-            idx = sample_epoch(np.flatnonzero(tr_pos), tr_pool, cfg.neg_ratio, cfg.max_train_windows, rng)
+            if cfg.sampler == "hard":
+                idx = sample_epoch_hard(np.flatnonzero(tr_pos), tr_pool, tr_open, cfg.neg_ratio, cfg.hard_frac,
+                                        cfg.max_train_windows, rng)
+            else:
+                idx = sample_epoch(np.flatnonzero(tr_pos), tr_pool, cfg.neg_ratio, cfg.max_train_windows, rng)
             t0 = time.perf_counter()
             tr_loss = _run_epoch(model, src, tr_chroms, tr_starts, tr_labels, idx, spec, cfg, rng, opt, scaler,
                                  device, True, f"epoch {epoch}")
             dt = time.perf_counter() - t0
             n_seen += len(idx)
-            va_loss = _run_epoch(model, src, va_chroms, va_starts, va_labels, va_idx, spec, cfg, rng, opt, scaler,
-                                 device, False, "valid")
-            improved = va_loss < state.best_loss
+            va_auprc, va_loss, _ = validation_scores(model, src, va_chroms, va_starts, va_labels, spec, device)
+            score = va_auprc if np.isfinite(va_auprc) else -va_loss
+            improved = score > state.best_score
             if improved:
-                state.best_loss, state.best_epoch, state.bad_epochs = va_loss, epoch, 0
+                state.best_score, state.best_loss, state.best_epoch, state.bad_epochs = score, va_loss, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 state.bad_epochs += 1
             state.epoch = epoch
-            state.log_rows.append([epoch, len(idx), round(tr_loss, 6), round(va_loss, 6), round(len(idx) / dt, 1),
-                                   int(improved)])
+            state.log_rows.append([epoch, len(idx), round(tr_loss, 6), round(va_loss, 6), round(va_auprc, 6),
+                                   round(len(idx) / dt, 1), int(improved)])
             state.finished = state.bad_epochs >= cfg.patience or epoch >= cfg.epochs
-            log.info("epoch %d: train loss %.4f, valid loss %.4f, %.0f windows/s%s", epoch, tr_loss, va_loss,
-                     len(idx) / dt, " (best)" if improved else "")
+            log.info("epoch %d: train loss %.4f, valid loss %.4f, valid mean AUPRC %.4f, %.0f windows/s%s", epoch,
+                     tr_loss, va_loss, va_auprc, len(idx) / dt, " (best)" if improved else "")
             with atomic_path(ckpt_path) as tmp:
                 torch.save(_checkpoint_payload(model, opt, scaler, best_state, state, cfg), tmp)
             if on_epoch_end is not None:
@@ -248,14 +335,16 @@ def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainC
         model.load_state_dict(best_state)
         elapsed = time.perf_counter() - t_start
 
-    header = "epoch\tn_windows\ttrain_loss\tvalid_loss\twindows_per_s\timproved\n"
+    header = "epoch\tn_windows\ttrain_loss\tvalid_loss\tvalid_mean_auprc\twindows_per_s\timproved\n"
     write_text(outdir / "train_log.tsv", header + "".join("\t".join(map(str, r)) + "\n" for r in state.log_rows))
     summary = {"config": asdict(cfg), "tf_names": tf_names, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
-               "best_valid_loss": state.best_loss, "device": str(device), "package_version": __version__,
+               "best_valid_loss": state.best_loss,
+               "best_valid_mean_auprc": state.best_score if state.best_score >= 0 else None,
+               "device": str(device), "package_version": __version__,
                "train_windows_per_s_this_session": round(n_seen / elapsed, 1) if n_seen and elapsed else None,
                "line": meta.get("line")}
     write_json(outdir / "train.json", summary)
     save_model(outdir / "model.pt", model.cpu(), replace(spec))
-    log.info("model written: %s (best epoch %d, valid loss %.4f)", outdir / "model.pt", state.best_epoch,
-             state.best_loss)
+    log.info("model written: %s (best epoch %d, valid loss %.4f, valid mean AUPRC %.4f)", outdir / "model.pt",
+             state.best_epoch, state.best_loss, state.best_score)
     return summary

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from scfan.bulk.train_config import TrainConfig
 from scfan.cli.common import make_app
 
 log = logging.getLogger("scfan.bulk")
@@ -62,32 +63,48 @@ def train_cmd(
     atac: Path = typer.Option(None, "--atac", help="Bulk ATAC bigWig (insertions per base) or BAM."),
     mappability: Path = typer.Option(None, "--mappability", help="Mappability bigWig."),
     sequence_only: bool = typer.Option(False, "--sequence-only", help="Train on DNA alone (no --atac/--mappability)."),
-    arch: str = typer.Option("small", "--arch", help="small (CPU tests) or full (scFAN: 160/240/240, dense 919)."),
-    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs."),
-    patience: int = typer.Option(3, "--patience", help="Early stopping: epochs without validation improvement."),
-    batch_size: int = typer.Option(100, "--batch-size", help="Training batch size."),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
-    neg_ratio: float = typer.Option(1.0, "--neg-ratio", help="Negatives per positive, resampled every epoch."),
-    jitter: int = typer.Option(20, "--jitter", help="Random shift of the input (± bp)."),
-    max_train_windows: int = typer.Option(None, "--max-train-windows", help="Cap on training windows per epoch."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA (ignored on CPU)."),
+    arch: str = typer.Option(TrainConfig.arch, "--arch", help="small (the CPU default) or full (scFAN: 160/240/240, "
+                             "dense 919; the gpu profile's)."),
+    epochs: int = typer.Option(TrainConfig.epochs, "--epochs", help="Maximum epochs."),
+    patience: int = typer.Option(TrainConfig.patience, "--patience", help="Early stopping: epochs without "
+                                 "validation mean AUPRC improvement."),
+    batch_size: int = typer.Option(TrainConfig.batch_size, "--batch-size", help="Training batch size."),
+    lr: float = typer.Option(TrainConfig.lr, "--lr", help="Adam learning rate."),
+    neg_ratio: float = typer.Option(TrainConfig.neg_ratio, "--neg-ratio", help="Negatives per positive, resampled "
+                                    "every epoch."),
+    sampler: str = typer.Option(TrainConfig.sampler, "--sampler", help="hard (part of the negatives open in the "
+                                "ATAC but bound by no TF) or random."),
+    hard_frac: float = typer.Option(TrainConfig.hard_frac, "--hard-frac", help="Share of the negatives that are "
+                                    "open (hard) windows."),
+    open_quantile: float = typer.Option(TrainConfig.open_quantile, "--open-quantile", help="A window is open for "
+                                        "the sampler above this quantile of the training windows' accessibility."),
+    motif_init: bool = typer.Option(TrainConfig.motif_init, "--motif-init/--no-motif-init", help="Seed first-layer "
+                                    "filters with the TFs' JASPAR matrices."),
+    jitter: int = typer.Option(TrainConfig.jitter, "--jitter", help="Random shift of the input (± bp)."),
+    max_train_windows: int = typer.Option(TrainConfig.max_train_windows, "--max-train-windows",
+                                          help="Cap on training windows per epoch."),
+    max_valid_windows: int = typer.Option(TrainConfig.max_valid_windows, "--max-valid-windows",
+                                          help="Size of the fixed validation subset."),
+    seed: int = typer.Option(TrainConfig.seed, "--seed", help="Random seed."),
+    device: str = typer.Option(TrainConfig.device, "--device", help="auto, cpu or cuda."),
+    amp: bool = typer.Option(TrainConfig.amp, "--amp/--no-amp", help="Mixed precision on CUDA (ignored on CPU)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch [default: cores, at most 8]; "
                                 "results are reproducible for a given thread count."),
     outdir: Path = typer.Option(..., "--outdir", help="Output folder; re-running resumes from checkpoints/last.pt."),
 ) -> None:
-    """Train scFANet on the training windows (resumable; early stopping on validation loss)."""
+    """Train scFANet on the training windows (resumable; model selection on validation mean AUPRC)."""
     from scfan.bulk.data import InputSource
-    from scfan.bulk.train import TrainConfig, train_model
+    from scfan.bulk.train import train_model
     from scfan.bulk.windows import read_windows
     from scfan.errors import ScfanError
 
     if not sequence_only and (atac is None or mappability is None):
         raise ScfanError("give --atac and --mappability (or --sequence-only)")
     cfg = TrainConfig(arch=arch, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
-                      neg_ratio=neg_ratio, jitter=jitter, max_train_windows=max_train_windows, seed=seed,
-                      device=device, amp=amp, num_threads=threads)
+                      neg_ratio=neg_ratio, sampler=sampler, hard_frac=hard_frac, open_quantile=open_quantile,
+                      motif_init=motif_init,
+                      jitter=jitter, max_train_windows=max_train_windows, max_valid_windows=max_valid_windows,
+                      seed=seed, device=device, amp=amp, num_threads=threads)
     df, meta = read_windows(windows)
     src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability)
     summary = train_model(df, meta, src, cfg, outdir)

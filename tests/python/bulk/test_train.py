@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 
@@ -10,7 +12,14 @@ import polars as pl
 import pytest
 import torch
 
-from scfan.bulk.data import InputSource, jittered_context_starts, negative_pool, sample_epoch
+from scfan.bulk.data import (
+    InputSource,
+    jittered_context_starts,
+    negative_pool,
+    open_negative_pool,
+    sample_epoch,
+    sample_epoch_hard,
+)
 from scfan.bulk.inputs import FlatGenome
 from scfan.bulk.model import load_model
 from scfan.bulk.train import TrainConfig, train_model
@@ -98,6 +107,47 @@ def test_negatives_keep_away_from_positives():
     assert len(idx) == 4 and set(np.flatnonzero(is_pos)) <= set(idx.tolist())
     idx2 = sample_epoch(np.flatnonzero(is_pos), pool, 1.0, None, rng)
     assert set(idx.tolist()) != set(idx2.tolist()) or len(pool) <= 2  # resampled each epoch
+
+
+def test_hard_sampler_takes_its_share_from_open_unbound_windows():
+    acc = np.r_[np.zeros(90), np.arange(1, 11)].astype(float)  # windows 90..99 are the open ones
+    pool = np.arange(10, 100)  # 0..9 are positives
+    open_pool = open_negative_pool(pool, acc, 0.9)
+    assert open_pool.tolist() == list(range(90, 100))  # strictly above the 90th percentile (0.1 here)
+    pos = np.arange(10)
+    idx = sample_epoch_hard(pos, pool, open_pool, 2.0, 0.25, None, np.random.default_rng(0))
+    neg = np.setdiff1d(idx, pos)
+    assert len(idx) == 30 and len(np.unique(idx)) == 30 and set(pos) <= set(idx.tolist())
+    assert len(np.intersect1d(neg, open_pool)) >= 5  # 5 hard ones, plus any the uniform draw happens to hit
+    assert len(np.intersect1d(sample_epoch(pos, pool, 2.0, None, np.random.default_rng(0)), open_pool)) < 5
+    again = sample_epoch_hard(pos, pool, open_pool, 2.0, 0.25, None, np.random.default_rng(0))
+    assert idx.tolist() == again.tolist()
+    all_open = sample_epoch_hard(pos, pool, open_pool, 2.0, 1.0, None, np.random.default_rng(1))
+    assert set(open_pool) <= set(all_open.tolist())  # share larger than the open pool: every open window, rest random
+
+
+def test_tf_without_validation_positives_warns_and_training_goes_on(tiny_prepared, tmp_path, caplog):
+    tb, windows = tiny_prepared
+    df, meta = read_windows(windows)
+    src = InputSource.load(tb.genome, tb.atac, tb.mappability)
+    no_b = df.with_columns(pl.when(pl.col("split") == "valid").then(0).otherwise(pl.col("TFB")).cast(pl.UInt8)
+                           .alias("TFB"))
+    with caplog.at_level(logging.WARNING, logger="scfan.bulk.train"):
+        train_model(no_b, meta, src, TrainConfig(**{**FAST, "epochs": 1}), tmp_path / "b")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("TFB" in m and "'valid'" in m for m in warned), warned
+    assert not any("TFA" in m for m in warned), warned
+    summary = json.loads((tmp_path / "b" / "train.json").read_text())
+    assert 0 < summary["best_valid_mean_auprc"] <= 1 and (tmp_path / "b" / "model.pt").is_file()
+    # no TF with a validation positive: a warning, selection on the validation loss, still a model
+    caplog.clear()
+    none = no_b.with_columns(pl.when(pl.col("split") == "valid").then(0).otherwise(pl.col("TFA")).cast(pl.UInt8)
+                             .alias("TFA"))
+    with caplog.at_level(logging.WARNING, logger="scfan.bulk.train"):
+        train_model(none, meta, src, TrainConfig(**{**FAST, "epochs": 1}), tmp_path / "none")
+    assert "selected on validation loss" in caplog.text
+    assert json.loads((tmp_path / "none" / "train.json").read_text())["best_valid_mean_auprc"] is None
+    assert (tmp_path / "none" / "model.pt").is_file()
 
 
 def test_jitter_stays_on_the_chromosome():

@@ -1,0 +1,65 @@
+"""``TrainConfig``: the parameters of ``scfan bulk train`` and their defaults, the one source of truth.
+
+The CLI options, the pipeline's ``params`` (nextflow.config) and nextflow_schema.json take their defaults from here
+(a unit test holds them equal); the ``gpu`` profile (conf/gpu.config) overrides them for the full-size model. Kept
+free of torch so the CLI can read the defaults cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scfan.errors import ScfanError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Parameters of ``scfan bulk train`` (written to ``train.json`` and into the model file)."""
+
+    arch: str = "small"
+    epochs: int = 20
+    patience: int = 3
+    batch_size: int = 100
+    lr: float = 1e-3
+    #: decoupled weight decay (AdamW; 0 = plain Adam)
+    weight_decay: float = 0.0
+    neg_ratio: float = 1.0
+    #: ``hard``: a ``hard_frac`` share of the negatives are open-chromatin windows bound by no TF (see
+    #: :func:`scfan.bulk.data.open_negative_pool`); ``random``: all negatives uniform over the pool.
+    sampler: str = "hard"
+    hard_frac: float = 0.5
+    #: a window is "open" for the sampler when its mean accessibility is above this quantile of the training windows
+    open_quantile: float = 0.9
+    #: seed first-layer filters with the TFs' JASPAR matrices (see :func:`scfan.bulk.train.motif_initialise`);
+    #: off by default: it did not raise test AUPRC on the test preset (docs/bulk.md, ablation)
+    motif_init: bool = False
+    #: weight of a positive label in the loss (1 = unweighted)
+    pos_weight: float = 1.0
+    #: dropout after the three convolutions; ``None`` keeps the architecture's (0.2, 0.2, 0.5)
+    dropout: tuple[float, float, float] | None = None
+    neg_margin: int = 200
+    jitter: int = 20
+    rc_augment: bool = True
+    max_train_windows: int | None = None
+    max_valid_windows: int | None = 20000
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        from scfan.bulk.model import ArchConfig  # torch is imported only when a config is built
+
+        ArchConfig.preset(self.arch)
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.neg_ratio < 0 or self.jitter < 0:
+            raise ScfanError("epochs and batch-size must be >= 1, lr > 0, neg-ratio and jitter >= 0")
+        if self.weight_decay < 0:
+            raise ScfanError("--weight-decay must be >= 0")
+        if self.pos_weight <= 0:
+            raise ScfanError("--pos-weight must be > 0")
+        if self.sampler not in ("hard", "random"):
+            raise ScfanError(f"--sampler {self.sampler!r}: expected hard or random")
+        if not (0 <= self.hard_frac <= 1 and 0 <= self.open_quantile < 1):
+            raise ScfanError("--hard-frac must be in [0, 1] and --open-quantile in [0, 1)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ScfanError(f"--device {self.device!r}: expected auto, cpu or cuda")
