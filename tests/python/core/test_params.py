@@ -57,6 +57,13 @@ def test_inputs_required_unless_simulating(schema):
     assert all("unless simulate_preset" in v.expected for v in vs)
 
 
+def test_pretrained_models_make_the_bulk_samplesheet_optional(schema):
+    vs = validate_params({"outdir": "o", "models": "lineA=a.pt"}, schema)
+    assert {v.name for v in vs} == {"genome", "mappability", "sc_samplesheet", "sc_peaks"}
+    vs = validate_params({"outdir": "o", "simulate_preset": "test", "infer_mode": "quick", "infer_shards": 0}, schema)
+    assert {v.name for v in vs} == {"infer_mode", "infer_shards"}
+
+
 def test_nonexistent_input_path(schema, tmp_path):
     missing = tmp_path / "nope.fa"
     vs = validate_params({"outdir": "o", "simulate_preset": "test", "genome": str(missing)}, schema)

@@ -125,3 +125,23 @@ def test_cell_types_separable_by_tfidf_svd(sim_view, sim_fragments, good_cells, 
     ari = adjusted_rand_score(good_cells["cell_type"].to_list(), labels)
     print(f"TF-IDF/SVD + k-means on {x.shape[0]} cells x {x.shape[1]} peaks: ARI = {ari:.3f}")
     assert ari > 0.6
+
+
+def test_bound_window_labels_mark_windows_holding_a_bound_site_centre():
+    import numpy as np
+    import polars as pl
+
+    from scfan.simulate.truth import bound_window_labels
+
+    sites = pl.DataFrame({"chrom": ["chr1", "chr1", "chr2", "chr1"], "start": [100, 500, 100, 900],
+                          "end": [110, 510, 110, 910], "tf": ["A", "A", "A", "B"],
+                          "decoy": [False, True, False, False],
+                          "bound_types": [["t1"], ["t1"], ["t2"], ["t1"]], "bound_lines": [[], [], [], []]},
+                         schema_overrides={"bound_lines": pl.List(pl.Utf8)})
+    chroms = np.array(["chr1", "chr1", "chr1", "chr2", "chr1"])
+    starts = np.array([0, 105, 450, 50, 850])
+    # chr1:0-200 holds A's centre 105; 105-305 holds it too (start inclusive); the decoy at 505 never counts;
+    # chr2's site is bound in t2 only; B's site is another TF
+    assert bound_window_labels(sites, chroms, starts, 200, "A", "t1").tolist() == [True, True, False, False, False]
+    assert bound_window_labels(sites, chroms, starts, 200, "A", "t2").tolist() == [False, False, False, True, False]
+    assert bound_window_labels(sites, chroms, starts, 200, "B", "t1").tolist() == [False, False, False, False, True]
