@@ -26,7 +26,8 @@ def run(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
-    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc"], default=["simulate", "bulk", "sc"])
+    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc", "infer"],
+                    default=["simulate", "bulk", "sc", "infer"])
     args = ap.parse_args()
     py = sys.executable
     out = HERE / "out"
@@ -44,6 +45,10 @@ def main() -> None:
         run(["bash", str(HERE / "setup_snapatac2.sh")])
         run([py, str(HERE / "bench_sc.py"), *quick, "--workdir", str(out / "sc"),
              *([] if args.quick else ["--sim-dir", str(sim)])])
+    if "infer" in args.only:
+        run([py, str(HERE / "bench_sc_infer.py"), "--workdir", str(out / "sc_infer"),
+             *(["--cells", "40", "--naive-cells", "4", "--memory-totals", "100", "200"] if args.quick else
+               ["--sim-dir", str(sim), "--memory-totals", "1000", "2000", "4000", "6000", "--shard-cells", "500"])])
     print(f"\nresults: {HERE / 'results'}")
 
 
