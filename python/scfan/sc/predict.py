@@ -466,6 +466,7 @@ def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragment
                     "obs['no_scored_windows'], activity 0", n_empty)
     var = models.var().to_pandas().set_index("feature")
     var.index.name = None
+    var = var.astype({"model": "category", "tf": "category"})  # as AnnData would store them, without its notice
     out = ad.AnnData(X=layers["top_k_freq"], obs=obs, var=var,
                      layers={"mean_prob": layers["mean_prob"], "frac_bound": layers["frac_bound"]})
     i, n = parse_shard(cfg.shard)
