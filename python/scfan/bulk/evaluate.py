@@ -16,13 +16,13 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from scfan import __version__
 from scfan._io import atomic_path, write_json
-from scfan.bulk.data import InputSource, context_starts, window_mean_accessibility, windows_arrays
+from scfan.bulk.data import InputSource, window_mean_accessibility, windows_arrays
 from scfan.bulk.inputs import codes_to_onehot, gather
-from scfan.bulk.model import ModelSpec, predict_batches
+from scfan.bulk.model import ModelSpec
 from scfan.bulk.pwm import jaspar_counts, log_odds, max_pwm_scores, motif_for_tf
 from scfan.errors import ScfanError
+from scfan.inference import predict_windows
 from scfan.intervals import validate
-from scfan.logging_utils import progress_enabled
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +101,6 @@ def _metrics_schema():
         "auroc_open": pa.Column(pl.Float64, nullable=True), "auprc_open": pa.Column(pl.Float64, nullable=True),
         "n_pos_open": pa.Column(pl.Int64, nullable=True), "n_neg_open": pa.Column(pl.Int64, nullable=True),
         "note": pa.Column(pl.Utf8, nullable=True)}, strict=True, ordered=True)
-
-
-def predict_windows(model, spec: ModelSpec, src: InputSource, chroms: np.ndarray, starts: np.ndarray,
-                    batch_size: int = 256, chunk: int = 8192) -> np.ndarray:
-    """Model probabilities ``(N, n_tfs)`` for windows, built chunk by chunk from the in-memory inputs."""
-    cs = context_starts(starts, spec.window, spec.context)
-    out = []
-    chunks = range(0, len(starts), chunk)
-    if progress_enabled():
-        from tqdm import tqdm
-
-        chunks = tqdm(chunks, desc="predict", unit="chunk", leave=False)
-    for i in chunks:
-        x = src.batch(chroms[i : i + chunk], cs[i : i + chunk], spec.context)
-        out.append(predict_batches(model, x, batch_size))
-    return np.concatenate(out) if out else np.zeros((0, len(spec.tf_names)), np.float32)
 
 
 def pwm_scores(src: InputSource, chroms: np.ndarray, starts: np.ndarray, window: int, motif_id: str) -> np.ndarray:

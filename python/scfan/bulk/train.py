@@ -39,6 +39,7 @@ from scfan.bulk.data import (
 from scfan.bulk.model import ArchConfig, ModelSpec, ScFANet, build_model, channel_names, predict_batches, save_model
 from scfan.bulk.train_config import TrainConfig
 from scfan.errors import ScfanError
+from scfan.inference import resolve_device
 from scfan.logging_utils import progress_enabled
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,6 @@ class TrainState:
     bad_epochs: int = 0
     finished: bool = False
     log_rows: list | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ScfanError("--device cuda requested but no CUDA device is available")
-    return torch.device(name)
 
 
 @contextlib.contextmanager

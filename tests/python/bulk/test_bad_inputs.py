@@ -9,8 +9,7 @@ import sys
 import numpy as np
 import pyBigWig
 import pytest
-
-from conftest import CHROMS, write_narrowpeak
+from bulk_builders import CHROMS, write_narrowpeak
 
 
 def _scfan(*args):
