@@ -1,0 +1,44 @@
+"""``scfan sc chromvar``: the chromVAR baseline (motif deviations per cell) for the TFs the models predict."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger("scfan")
+
+
+def chromvar_cmd(
+    cells: Path = typer.Option(..., help="cells.h5ad from `sc ingest` / `sc merge` (cells × peaks counts)."),
+    genome: Path = typer.Option(..., help="Genome FASTA the peaks were called on (.fai beside it, or built)."),
+    motif: list[str] = typer.Option(None, "--motif", help="JASPAR matrix id (MA0139.2), TF name (CTCF: JASPAR "
+                                    "CORE vertebrates, latest version) or NAME=MATRIX_ID; repeat for several."),
+    motifs_from_activity: Path = typer.Option(None, "--motifs-from-activity", help="tf_activity.h5ad from "
+                                              "`sc merge-activity`: add every TF of its var['tf'] by name."),
+    n_jobs: int = typer.Option(1, "--n-jobs", min=1, help="Worker threads for the background-peak search."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the pynndescent background search."),
+    n_background_iterations: int = typer.Option(50, "--n-background-iterations", min=2,
+                                                help="Background peak sets per peak (chromVAR: 50)."),
+    p_value: float = typer.Option(5e-5, "--p-value", help="MOODS motif-match p-value threshold."),
+    background: str = typer.Option("exact", "--background", help="exact (KD-tree nearest peaks) or pynndescent "
+                                   "(pychromvar's own search, seeded)."),
+    out: Path = typer.Option(..., help="Output chromvar.h5ad (cells × motifs)."),
+) -> None:
+    """chromVAR deviations per cell and motif (.h5ad: X z-scores, layers['deviations'], var tf / jaspar_id)."""
+    from scfan.sc.chromvar import ChromvarConfig, run_chromvar, tfs_from_activity, write_chromvar
+
+    items = list(motif or [])
+    if motifs_from_activity is not None:
+        items += tfs_from_activity(motifs_from_activity)
+    cfg = ChromvarConfig(motifs=tuple(items), seed=seed, n_jobs=n_jobs, background=background,
+                         n_background_iterations=n_background_iterations, p_value=p_value)
+    adata = run_chromvar(cells, genome, cfg.motifs, cfg)
+    write_chromvar(adata, out)
+    log.info("wrote %s (%d cells × %d motifs)", out, adata.n_obs, adata.n_vars)
+
+
+def register(sc_app: typer.Typer) -> None:
+    """Add ``scfan sc chromvar`` to the ``sc`` group."""
+    sc_app.command("chromvar")(chromvar_cmd)
