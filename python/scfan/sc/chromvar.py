@@ -414,14 +414,15 @@ def run_chromvar(cells_path: str | Path, genome_fasta: str | Path, motifs: Seque
     work.uns["peak_seq"] = seqs
     with _quiet_tqdm("pychromvar.preprocessing", "pychromvar.match_motif"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The method uns_keys", category=FutureWarning)
+        pychromvar.match_motif(work, motifs=[m.matrix for m in resolved], p_value=cfg.p_value)
+        match = sp.csr_matrix(np.asarray(work.varm["motif_match"], dtype=np.uint8))
+        n_matched = np.asarray(match.sum(axis=0)).ravel().astype(np.int64)
+        if not n_matched.any():
+            raise InputFileError(cells_path, f"no motif ({', '.join(m.tf for m in resolved)}) matches any of the "
+                                 f"{len(keep)} peaks with counts at p < {cfg.p_value:g} in {genome_fasta}; expected "
+                                 "peak sequences that hold motifs")
         pychromvar.add_gc_bias(work)
         bg = background_peaks(work, cfg)
-        pychromvar.match_motif(work, motifs=[m.matrix for m in resolved], p_value=cfg.p_value)
-    match = sp.csr_matrix(np.asarray(work.varm["motif_match"], dtype=np.uint8))
-    n_matched = np.asarray(match.sum(axis=0)).ravel().astype(np.int64)
-    if not n_matched.any():
-        raise InputFileError(cells_path, f"no motif ({', '.join(m.tf for m in resolved)}) matches any of the "
-                             f"{len(keep)} peaks at p < {cfg.p_value:g}; expected peak sequences that hold motifs")
     if (n_matched == 0).any():
         log.warning("motif(s) %s match no peak: deviations 0", ", ".join(
             m.tf for m, n in zip(resolved, n_matched, strict=True) if n == 0))
