@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -86,31 +85,51 @@ def neighbors_cmd(
 
 @sc_app.command("cluster")
 def cluster_cmd(
-    cells: Path = typer.Option(..., help="cells_nn.h5ad (with obsp['connectivities'])."),
-    resolution: float = typer.Option(1.0, help="Leiden resolution."),
-    seed: int = typer.Option(0, help="Leiden seed."),
-    out: Path = typer.Option(..., help="Output clusters.tsv (cell_id, sample, cluster)."),
+    matrix: Path = typer.Option(..., help="Cells × features: .h5ad (X, --layer or --obsm), or a TSV/CSV with cell "
+                                "ids in the first column and feature names in the header."),
+    layer: str = typer.Option(None, help="Layer of the .h5ad to cluster (TF activity: mean_prob)."),
+    obsm: str = typer.Option(None, help="Embedding of the .h5ad to cluster instead (e.g. X_spectral, X_lsi)."),
+    labels: Path = typer.Option(None, help="Cell labels TSV/CSV (cell_id + --label-column) for ARI/NMI; default: "
+                                "the .h5ad's obs column of that name, if any."),
+    label_column: str = typer.Option("cell_type", "--label-column", help="Label column name."),
+    diff_matrix: Path = typer.Option(None, "--diff-matrix", help="Test this matrix's features between the clusters "
+                                     "(default: the clustered matrix), e.g. TF activity on chromatin clusters."),
+    diff_layer: str = typer.Option(None, "--diff-layer", help="Layer of --diff-matrix tested."),
+    resolution: float = typer.Option(None, help="Leiden resolution; default: the highest-silhouette one of "
+                                     "0.05–2.0."),
+    n_neighbors: int = typer.Option(15, "--n-neighbors", min=2, help="kNN graph neighbours."),
+    n_pcs: int = typer.Option(30, "--n-pcs", min=2, help="PCA components when there are more features."),
+    scale: bool = typer.Option(None, "--scale/--no-scale", help="z-score features (default: yes for matrices, no "
+                               "for embeddings)."),
+    tsne: bool = typer.Option(False, "--tsne", help="Also compute t-SNE (obsm['X_tsne'])."),
+    seed: int = typer.Option(0, help="Seed of PCA, Leiden, UMAP, t-SNE and silhouette sampling."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Output folder: clusters.tsv, differential_tfs.tsv, "
+                                 "clustered.h5ad, cluster.json."),
 ) -> None:
-    """Leiden clustering of the kNN graph; writes a TSV of cell ids and cluster numbers."""
-    import anndata as ad
+    """Leiden clusters of any cells × features matrix, UMAP, ARI/NMI against labels, and Wilcoxon differential
+    features per cluster (Benjamini–Hochberg)."""
+    from scfan.sc.cluster import ClusterConfig, cluster_matrix, read_labels, read_matrix, write_result
 
-    from scfan._io import atomic_path, write_json
-    from scfan.errors import InputFileError
-    from scfan.sc.cluster import ClusterConfig, leiden
-
-    cfg = ClusterConfig(resolution=resolution, seed=seed)
-    try:
-        adata = ad.read_h5ad(cells, backed=None)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputFileError(cells, f"cannot read as AnnData ({exc})") from exc
-    if "connectivities" not in adata.obsp:
-        raise InputFileError(cells, "no obsp['connectivities']; run `scfan sc neighbors` first")
-    labels = leiden(adata.obsp["connectivities"], resolution=cfg.resolution, seed=cfg.seed)
-    with atomic_path(out) as tmp:
-        tab = adata.obs[["sample"]].assign(cluster=labels).rename_axis("cell_id").reset_index()
-        tab.to_csv(tmp, sep="\t", index=False)
-    write_json(out.with_name(out.name.removesuffix(".tsv") + ".config.json"), asdict(cfg))
-    log.info("wrote %s (%d clusters)", out, len(set(labels.tolist())))
+    cfg = ClusterConfig(layer=layer, obsm=obsm, scale=scale, n_pcs=n_pcs, n_neighbors=n_neighbors,
+                        resolution=resolution, seed=seed, tsne=tsne, label_column=label_column,
+                        diff_layer=diff_layer)
+    fm = read_matrix(matrix, layer=layer, obsm=obsm)
+    if labels is not None:
+        fm.labels = read_labels(labels, label_column)
+    elif fm.adata is not None and label_column in fm.adata.obs:
+        fm.labels = fm.adata.obs[label_column].astype(str).set_axis(fm.cells)
+    else:
+        log.warning("no labels (%s): ARI/NMI skipped", label_column)
+    if fm.labels is not None:
+        unknown = len(set(fm.cells) - set(fm.labels.index))
+        if unknown:
+            log.warning("%d of %d cells have no label", unknown, len(fm.cells))
+    diff = read_matrix(diff_matrix, layer=diff_layer) if diff_matrix is not None else None
+    res = cluster_matrix(fm, cfg, diff=diff)
+    write_result(res, out_dir)
+    s = res.summary
+    log.info("wrote %s: %d cells in %d clusters (resolution %s)%s", out_dir, s["n_cells"], s["n_clusters"],
+             s["resolution"], "" if s["ari"] is None else f"; ARI {s['ari']:.3f}, NMI {s['nmi']:.3f}")
 
 
 def _fragments_map(items: list[str]) -> dict[str, Path]:

@@ -1,25 +1,82 @@
-"""Leiden clustering of the cells' kNN graph (``obsp['connectivities']``)."""
+"""Clustering of any cells × features matrix, and the features that tell the clusters apart.
+
+``scfan sc cluster`` reads a TF activity ``.h5ad`` (a layer), an embedding (``obsm``), or a matrix made by another
+tool (``.h5ad``, or a TSV/CSV with cell ids in the first column and feature names in the header), and runs the
+scverse recipe: per-feature z-scores (matrices, not embeddings), PCA when there are more features than
+``n_pcs``, a kNN graph (``scanpy.pp.neighbors``), Leiden (igraph) at a resolution picked by a label-free rule,
+UMAP (and t-SNE on request), ARI / NMI against labels when given, and differential activity per cluster
+(Wilcoxon rank-sum, Benjamini–Hochberg) on the unscaled values of the matrix, or of a second matrix of the same
+cells (``diff_matrix``: e.g. TF activity tested between clusters found on the chromatin embedding).
+
+Resolution rule (``resolution=None``): Leiden is run on a grid of resolutions and the partition with the highest
+mean silhouette width on the representation the graph was built from is kept (at least 2 clusters; ties go to
+the lower resolution). On the simulator's ``test`` preset this picks the partition closest to the cell types for
+the spectral embedding, LSI and TF activity alike (docs/analysis.md has the table), without looking at labels.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import anndata as ad
 import igraph as ig
 import leidenalg
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
+from scfan.errors import InputFileError, ScfanError
+
 log = logging.getLogger(__name__)
+
+#: Resolutions tried by the silhouette rule.
+RESOLUTION_GRID: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0)
+#: Silhouette widths are computed on at most this many cells (a seeded sample) above it.
+SILHOUETTE_MAX_CELLS = 5000
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
     """Settings of ``scfan sc cluster``."""
 
-    resolution: float = 1.0
+    layer: str | None = None  # h5ad layer (None: X)
+    obsm: str | None = None  # h5ad embedding key instead of a matrix (e.g. X_spectral)
+    scale: bool | None = None  # z-score features; None: yes for matrices, no for embeddings
+    n_pcs: int = 30  # PCA to this many components when the matrix has more features
+    n_neighbors: int = 15
+    resolution: float | None = None  # None: silhouette rule over RESOLUTION_GRID
+    resolutions: tuple[float, ...] = RESOLUTION_GRID
     seed: int = 0
-    n_iterations: int = -1
+    tsne: bool = False
+    label_column: str = "cell_type"
+    diff_layer: str | None = None  # layer of diff_matrix tested between clusters (None: X)
+    n_iterations: int = 2
+
+    def __post_init__(self) -> None:
+        if self.layer and self.obsm:
+            raise ScfanError("give either --layer or --obsm, not both")
+        if self.n_neighbors < 2:
+            raise ScfanError(f"n_neighbors {self.n_neighbors}: expected >= 2")
+        if self.resolution is not None and self.resolution <= 0:
+            raise ScfanError(f"resolution {self.resolution}: expected > 0")
+
+
+@dataclass
+class FeatureMatrix:
+    """Cells × features values with their ids, plus optional labels and the source AnnData."""
+
+    cells: list[str]
+    features: list[str]
+    values: np.ndarray
+    source: Path
+    adata: ad.AnnData | None = None
+    labels: pd.Series | None = None
+    dropped: list[str] = field(default_factory=list)
+    embedding: bool = False  # features are an obsm embedding, not the AnnData's var
 
 
 def leiden(graph: sp.spmatrix, *, resolution: float = 1.0, seed: int = 0, n_iterations: int = -1) -> np.ndarray:
@@ -29,10 +86,374 @@ def leiden(graph: sp.spmatrix, *, resolution: float = 1.0, seed: int = 0, n_iter
     g.es["weight"] = upper.data.astype(float).tolist()
     part = leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, weights="weight",
                                     resolution_parameter=resolution, seed=seed, n_iterations=n_iterations)
-    labels = np.asarray(part.membership)
-    # Renumber by decreasing size (ties by first cell), independent of leidenalg's internal order.
+    return _by_size(np.asarray(part.membership))
+
+
+def _by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels by decreasing cluster size (ties by first cell), independent of the algorithm's order."""
     ids, first, counts = np.unique(labels, return_index=True, return_counts=True)
     order = np.lexsort((first, -counts))
     remap = np.empty(len(ids), dtype=np.int64)
     remap[order] = np.arange(len(ids))
     return remap[np.searchsorted(ids, labels)]
+
+
+# --------------------------------------------------------------------------------------------------------- reading
+
+
+def read_matrix(path: str | Path, *, layer: str | None = None, obsm: str | None = None) -> FeatureMatrix:
+    """Read a cells × features matrix from ``.h5ad`` (X, a layer or an obsm embedding) or a TSV/CSV table."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".h5ad"):
+        return _read_h5ad(path, layer, obsm)
+    if name.endswith((".tsv", ".csv", ".txt")):
+        if layer or obsm:
+            raise InputFileError(path, "--layer/--obsm apply to .h5ad input only")
+        return _read_table(path)
+    raise InputFileError(path, "expected a .h5ad, .tsv or .csv file")
+
+
+def _read_h5ad(path: Path, layer: str | None, obsm: str | None) -> FeatureMatrix:
+    try:
+        adata = ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputFileError(path, f"cannot read as AnnData ({exc.__class__.__name__})") from exc
+    _check_unique(path, list(map(str, adata.obs_names)))
+    if obsm:
+        if obsm not in adata.obsm:
+            raise InputFileError(path, f"no obsm[{obsm!r}] (has: {', '.join(adata.obsm) or 'none'})")
+        values = np.asarray(adata.obsm[obsm], dtype=np.float64)
+        features = [f"{obsm}_{i + 1}" for i in range(values.shape[1])]
+    else:
+        if layer and layer not in adata.layers:
+            raise InputFileError(path, f"no layer {layer!r} (has: {', '.join(adata.layers) or 'none'})")
+        m = adata.layers[layer] if layer else adata.X
+        if m is None:
+            raise InputFileError(path, "X is empty")
+        values = np.asarray(m.toarray() if sp.issparse(m) else m, dtype=np.float64)
+        features = list(map(str, adata.var_names))
+    return FeatureMatrix(list(map(str, adata.obs_names)), features, values, path, adata=adata,
+                         embedding=obsm is not None)
+
+
+def _check_unique(path: Path, ids: list[str], first_line: int = 1) -> None:
+    seen: dict[str, int] = {}
+    for i, c in enumerate(ids):
+        if c in seen:
+            raise InputFileError(path, f"duplicate cell id (first seen at line {seen[c] + first_line})",
+                                 line=i + first_line, record=c)
+        seen[c] = i
+
+
+def _read_table(path: Path) -> FeatureMatrix:
+    sep = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"cannot read as a delimited table ({exc.__class__.__name__}: {exc})") from exc
+    if df.shape[1] < 2 or df.shape[0] == 0:
+        raise InputFileError(path, "expected a header of feature names and one row per cell (cell id first)")
+    cells = df.iloc[:, 0].tolist()
+    _check_unique(path, cells, first_line=2)
+    body = df.iloc[:, 1:]
+    values = np.empty(body.shape, dtype=np.float64)
+    for j, col in enumerate(body.columns):
+        num = pd.to_numeric(body[col].replace({"": "nan", "NA": "nan"}), errors="coerce")
+        bad = num.isna() & ~body[col].str.lower().isin(["", "na", "nan"])
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputFileError(path, f"column {col!r}: expected a number, got {body[col].iloc[i]!r}",
+                                 line=i + 2, record=cells[i])
+        values[:, j] = num.to_numpy(dtype=np.float64)
+    return FeatureMatrix(cells, list(map(str, body.columns)), values, path)
+
+
+def read_labels(path: str | Path, column: str) -> pd.Series | None:
+    """Cell labels from a TSV/CSV: cell ids in ``cell_id`` (or the first column), labels in ``column`` (or the
+    second column when there are only two). ``None`` (with a warning) when the label column is missing."""
+    path = Path(path)
+    sep = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"cannot read as a delimited table ({exc.__class__.__name__})") from exc
+    id_col = "cell_id" if "cell_id" in df.columns else df.columns[0]
+    if column in df.columns:
+        lab_col = column
+    elif df.shape[1] == 2:
+        lab_col = df.columns[1]
+    else:
+        log.warning("%s: no label column %r (columns: %s): ARI/NMI skipped", path, column, ", ".join(df.columns))
+        return None
+    _check_unique(path, df[id_col].tolist(), first_line=2)
+    return pd.Series(df[lab_col].to_numpy(), index=df[id_col].to_numpy(), name=lab_col)
+
+
+# ---------------------------------------------------------------------------------------------------- preparation
+
+
+def clean_features(fm: FeatureMatrix) -> FeatureMatrix:
+    """Drop all-NaN and constant features (listed in ``fm.dropped``); fill remaining NaNs with the feature mean."""
+    v = fm.values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        all_nan = np.isnan(v).all(axis=0)
+        sd = np.nanstd(v, axis=0)
+    keep = ~all_nan & (sd > 0)
+    dropped = [f for f, k in zip(fm.features, keep, strict=True) if not k]
+    if dropped:
+        log.warning("%s: dropped %d all-NaN or constant feature(s): %s", fm.source, len(dropped),
+                    ", ".join(dropped[:10]) + (" …" if len(dropped) > 10 else ""))
+    if not keep.any():
+        raise InputFileError(fm.source, "every feature is all-NaN or constant: nothing to cluster on")
+    v = v[:, keep]
+    nan = np.isnan(v)
+    if nan.any():
+        log.warning("%s: %d missing value(s) filled with the feature mean", fm.source, int(nan.sum()))
+        v = np.where(nan, np.nanmean(v, axis=0), v)
+    fm.features = [f for f, k in zip(fm.features, keep, strict=True) if k]
+    fm.values = v
+    fm.dropped = fm.dropped + dropped
+    if dropped and fm.adata is not None and not fm.embedding:
+        fm.adata = fm.adata[:, keep].copy()
+    return fm
+
+
+def representation(values: np.ndarray, cfg: ClusterConfig, *, embedding: bool) -> tuple[np.ndarray, dict]:
+    """The matrix the graph is built on: z-scored features (matrices), then PCA when features > n_pcs."""
+    scale = (not embedding) if cfg.scale is None else cfg.scale
+    x = values.astype(np.float64)
+    if scale:
+        x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)
+    info = {"scaled": bool(scale), "pca_components": 0}
+    if x.shape[1] > cfg.n_pcs and x.shape[0] > cfg.n_pcs:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=cfg.n_pcs, svd_solver="randomized", random_state=cfg.seed)
+        x = pca.fit_transform(x)
+        info.update(pca_components=cfg.n_pcs, pca_variance_ratio=pca.explained_variance_ratio_.tolist())
+    return x.astype(np.float32), info
+
+
+# ------------------------------------------------------------------------------------------------------ analysis
+
+
+def _silhouette(x: np.ndarray, labels: np.ndarray, metric: str, seed: int) -> float:
+    from sklearn.metrics import silhouette_score
+
+    if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= len(labels):
+        return float("-inf")
+    sample = SILHOUETTE_MAX_CELLS if len(labels) > SILHOUETTE_MAX_CELLS else None
+    return float(silhouette_score(x, labels, metric=metric, sample_size=sample, random_state=seed))
+
+
+def label_metrics(labels: pd.Series | None, clusters: np.ndarray) -> dict:
+    """ARI and NMI of clusters against labels; skipped (with a warning) without usable labels."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    if labels is None:
+        return {"ari": None, "nmi": None, "n_labelled": 0, "metrics_note": "no labels given"}
+    ok = labels.notna().to_numpy() & (labels.astype(str).to_numpy() != "")
+    lab = labels.astype(str).to_numpy()[ok]
+    if len(np.unique(lab)) < 2:
+        log.warning("labels have %d class(es) among %d labelled cells: ARI/NMI skipped", len(np.unique(lab)),
+                    int(ok.sum()))
+        return {"ari": None, "nmi": None, "n_labelled": int(ok.sum()), "metrics_note": "fewer than 2 label classes"}
+    cl = clusters[ok]
+    return {"ari": float(adjusted_rand_score(lab, cl)), "nmi": float(normalized_mutual_info_score(lab, cl)),
+            "n_labelled": int(ok.sum()), "metrics_note": ""}
+
+
+def differential(values: np.ndarray, features: list[str], clusters: np.ndarray,
+                 var: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+    """Wilcoxon rank-sum of each feature, each cluster vs the rest (scanpy), Benjamini–Hochberg per cluster.
+
+    Returns the long table (one row per cluster and feature, best first) and scanpy's ``rank_genes_groups``
+    dict for ``uns``.
+    """
+    import scanpy as sc
+
+    groups = pd.Categorical([str(c) for c in clusters], categories=[str(c) for c in np.unique(clusters)])
+    b = ad.AnnData(values.astype(np.float32),
+                   obs=pd.DataFrame({"leiden": groups}, index=pd.Index([str(i) for i in range(len(groups))])),
+                   var=pd.DataFrame(index=pd.Index(features)))
+    if len(groups.categories) < 2:
+        return pd.DataFrame(columns=DIFF_COLUMNS), {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.tl.rank_genes_groups(b, "leiden", method="wilcoxon", corr_method="benjamini-hochberg", use_raw=False,
+                                tie_correct=True, pts=False)
+    res = b.uns["rank_genes_groups"]
+    rows = []
+    idx = {f: i for i, f in enumerate(features)}
+    for g in groups.categories:
+        member = np.asarray(groups == g)
+        names = list(res["names"][g])
+        for rank, name in enumerate(names, start=1):
+            j = idx[name]
+            mean_in = float(values[member, j].mean())
+            mean_out = float(values[~member, j].mean())
+            rows.append({"cluster": g, "rank": rank, "feature": name,
+                         "model": _var_value(var, name, "model"), "tf": _var_value(var, name, "tf") or name,
+                         "score": float(res["scores"][g][rank - 1]), "mean_in": mean_in, "mean_out": mean_out,
+                         "delta": mean_in - mean_out, "pval": float(res["pvals"][g][rank - 1]),
+                         "padj": float(res["pvals_adj"][g][rank - 1])})
+    table = pd.DataFrame(rows, columns=DIFF_COLUMNS)
+    uns = {k: res[k] for k in ("names", "scores", "pvals", "pvals_adj", "logfoldchanges") if k in res}
+    uns["params"] = dict(res["params"])
+    return table, uns
+
+
+DIFF_COLUMNS = ["cluster", "rank", "feature", "model", "tf", "score", "mean_in", "mean_out", "delta", "pval", "padj"]
+
+
+def _var_value(var: pd.DataFrame | None, name: str, col: str) -> str:
+    if var is None or col not in var.columns or name not in var.index:
+        return ""
+    return str(var.loc[name, col])
+
+
+@dataclass
+class ClusterResult:
+    adata: ad.AnnData
+    clusters: pd.DataFrame
+    diff: pd.DataFrame
+    summary: dict
+
+
+def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix | None = None) -> ClusterResult:
+    """Cluster the cells of ``fm`` and test the features of ``diff`` (default ``fm``) between the clusters."""
+    import scanpy as sc
+
+    t0 = time.perf_counter()
+    n = len(fm.cells)
+    if n < 3:
+        raise InputFileError(fm.source, f"need at least 3 cells to cluster, got {n}")
+    fm = clean_features(fm)
+    k = cfg.n_neighbors
+    if k >= n:
+        log.warning("%d neighbours requested but only %d cells: using %d", k, n, n - 1)
+        k = n - 1
+    embedding = cfg.obsm is not None
+    x, rep_info = representation(fm.values, cfg, embedding=embedding)
+    metric = "cosine" if embedding else "euclidean"
+    b = ad.AnnData(x, obs=pd.DataFrame(index=pd.Index(fm.cells, name="cell_id")),
+                   var=pd.DataFrame(index=pd.Index([f"rep{i + 1}" for i in range(x.shape[1])])))
+    b.obsm["X_rep"] = x
+    sc.pp.neighbors(b, n_neighbors=k, use_rep="X_rep", metric=metric, random_state=cfg.seed)
+    grid = (cfg.resolution,) if cfg.resolution is not None else tuple(cfg.resolutions)
+    scan = []
+    best = None
+    for r in grid:
+        sc.tl.leiden(b, resolution=r, flavor="igraph", n_iterations=cfg.n_iterations, directed=False,
+                     random_state=cfg.seed, key_added="_l")
+        lab = _by_size(b.obs["_l"].astype(int).to_numpy())
+        s = _silhouette(x, lab, metric, cfg.seed)
+        scan.append({"resolution": r, "n_clusters": int(lab.max() + 1), "silhouette": s})
+        if best is None or s > best[1] + 1e-12:
+            best = (r, s, lab)
+    assert best is not None
+    resolution, _, labels = best
+    del b.obs["_l"]
+    log.info("Leiden: resolution %s → %d clusters (%s)", resolution, labels.max() + 1,
+             "fixed" if cfg.resolution is not None else "highest silhouette over " + ", ".join(map(str, grid)))
+    b.obs["leiden"] = pd.Categorical([str(c) for c in labels], categories=[str(c) for c in range(labels.max() + 1)])
+    b.uns["leiden"] = {"params": {"resolution": float(resolution), "random_state": cfg.seed,
+                                  "n_iterations": cfg.n_iterations, "flavor": "igraph"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.tl.umap(b, random_state=cfg.seed)
+        if cfg.tsne:
+            sc.tl.tsne(b, use_rep="X_rep", random_state=cfg.seed, n_jobs=1)
+
+    labels_s = fm.labels.reindex(fm.cells) if fm.labels is not None else None
+    metrics = label_metrics(labels_s, labels)
+
+    target = diff if diff is not None else fm
+    if diff is not None:
+        missing = [c for c in fm.cells if c not in set(diff.cells)]
+        if missing:
+            raise InputFileError(diff.source, f"{len(missing)} clustered cell(s) missing, e.g. {missing[0]!r}")
+        pos = {c: i for i, c in enumerate(diff.cells)}
+        sel = np.array([pos[c] for c in fm.cells])
+        target = clean_features(FeatureMatrix(fm.cells, diff.features, diff.values[sel], diff.source,
+                                              adata=diff.adata[sel].copy() if diff.adata is not None else None))
+    var = target.adata.var if target.adata is not None else None
+    diff_table, rgg = differential(target.values, target.features, labels, var)
+
+    out = _output_adata(target, b, cfg, embedding=embedding and diff is None)
+    out.obs["leiden"] = b.obs["leiden"].to_numpy()
+    out.obs["leiden"] = out.obs["leiden"].astype(b.obs["leiden"].dtype)
+    if labels_s is not None:
+        out.obs["label"] = pd.Categorical(labels_s.astype(str).to_numpy())
+    out.obsm["X_umap"] = b.obsm["X_umap"]
+    if cfg.tsne:
+        out.obsm["X_tsne"] = b.obsm["X_tsne"]
+    out.obsm["X_cluster_rep"] = x
+    out.obsp["distances"] = b.obsp["distances"]
+    out.obsp["connectivities"] = b.obsp["connectivities"]
+    nb = dict(b.uns["neighbors"])
+    nb["params"] = {**dict(nb.get("params", {})), "use_rep": "X_cluster_rep"}
+    out.uns["neighbors"] = nb
+    out.uns["leiden"] = b.uns["leiden"]
+    out.uns["umap"] = dict(b.uns.get("umap", {}))
+    if rgg:
+        out.uns["rank_genes_groups"] = rgg
+    summary = {"n_cells": n, "n_features": len(fm.features), "dropped_features": fm.dropped + (
+        target.dropped if diff is not None else []), "resolution": float(resolution), "resolution_scan": scan,
+        "n_clusters": int(labels.max() + 1), "n_neighbors": int(k), "metric": metric, **rep_info, **metrics,
+        "source": str(fm.source), "diff_source": str(target.source), "runtime_s": time.perf_counter() - t0,
+        "config": asdict(cfg)}
+    out.uns["scfan_cluster"] = _uns_safe(summary)
+    clusters = pd.DataFrame({"cell_id": fm.cells, "cluster": labels})
+    if fm.adata is not None and "sample" in fm.adata.obs:
+        clusters.insert(1, "sample", fm.adata.obs["sample"].astype(str).to_numpy())
+    if labels_s is not None:
+        clusters["label"] = labels_s.astype(str).to_numpy()
+    clusters["umap1"], clusters["umap2"] = b.obsm["X_umap"][:, 0], b.obsm["X_umap"][:, 1]
+    return ClusterResult(out, clusters, diff_table, summary)
+
+
+def _output_adata(target: FeatureMatrix, b: ad.AnnData, cfg: ClusterConfig, *, embedding: bool) -> ad.AnnData:
+    """The AnnData written: the tested matrix (its layers/var/obs kept when it came from an .h5ad)."""
+    if target.adata is not None:
+        out = target.adata.copy()
+        out.obs_names = list(map(str, out.obs_names))
+        if embedding:  # the features were an obsm embedding: keep the source as is
+            return out
+        return out
+    return ad.AnnData(target.values.astype(np.float32), obs=pd.DataFrame(index=pd.Index(target.cells)),
+                      var=pd.DataFrame(index=pd.Index(target.features)))
+
+
+def _uns_safe(obj):
+    """JSON-like values h5py can store (None → '')."""
+    if isinstance(obj, dict):
+        return {str(k): _uns_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        if all(isinstance(v, dict) for v in obj) and obj:
+            return {str(i): _uns_safe(v) for i, v in enumerate(obj)}
+        return [_uns_safe(v) for v in obj] if obj else []
+    if obj is None:
+        return ""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return float("nan")
+    return obj
+
+
+def write_result(res: ClusterResult, out_dir: str | Path) -> None:
+    """Write ``clusters.tsv``, ``differential_tfs.tsv``, ``clustered.h5ad`` and ``cluster.json`` into ``out_dir``,
+    all at once (a temporary folder renamed when complete)."""
+    import json
+
+    from scfan._io import atomic_path
+
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        res.clusters.to_csv(tmp / "clusters.tsv", sep="\t", index=False)
+        res.diff.to_csv(tmp / "differential_tfs.tsv", sep="\t", index=False, float_format="%.6g")
+        res.adata.write_h5ad(tmp / "clustered.h5ad")
+        (tmp / "cluster.json").write_text(json.dumps(res.summary, indent=2, sort_keys=True, default=str) + "\n")

@@ -168,6 +168,20 @@ def _self_first(idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def knn_distances(emb: np.ndarray, neighbors: np.ndarray) -> sp.csr_matrix:
+    """Cells × cells cosine distances to each cell's neighbours (itself excluded): scanpy's ``obsp['distances']``."""
+    n, k = neighbors.shape
+    x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    rows = np.repeat(np.arange(n), k)
+    cols = neighbors.ravel()
+    d = np.clip(1.0 - np.einsum("ij,ij->i", x[rows], x[cols]), 0.0, 2.0)
+    other = rows != cols
+    # stored explicitly even when 0 (identical profiles): a zero distance is still an edge
+    m = sp.csr_matrix((d[other] + 0.0, (rows[other], cols[other])), shape=(n, n), dtype=np.float32)
+    m.sort_indices()
+    return m
+
+
 def pooling_matrix(neighbors: np.ndarray) -> sp.csr_matrix:
     """Row-normalised cells × cells matrix: row ``i`` averages cell ``i`` and its ``k - 1`` neighbours."""
     n, k = neighbors.shape
@@ -214,9 +228,13 @@ def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
     nbrs = knn(emb, k, seed=cfg.seed, exact_max_cells=cfg.exact_max_cells)
     adata.obsp["pooling"] = pooling_matrix(nbrs)
     adata.obsp["connectivities"] = connectivities(nbrs)
+    adata.obsp["distances"] = knn_distances(emb, nbrs)
     info.update(k=int(k), config=asdict(cfg))
     adata.uns["lsi"] = info
-    adata.uns["neighbors"] = {"embedding": cfg.embedding, "k": int(k), "obsm_key": f"X_{cfg.embedding}"}
+    # scverse layout (scanpy's plotting and tl.* read it): keys of the two obsp graphs and the parameters.
+    adata.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances",
+                              "params": {"n_neighbors": int(k), "method": "scfan-snn-jaccard", "metric": "cosine",
+                                         "use_rep": f"X_{cfg.embedding}", "random_state": int(cfg.seed)}}
     log.info("LSI: %d components (dropped %s, depth r = %.2f); kNN k = %d on the %s embedding", emb.shape[1],
              info["dropped_component"], info["dropped_depth_correlation"], k, cfg.embedding)
     return adata

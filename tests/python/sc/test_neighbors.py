@@ -22,11 +22,13 @@ def chance_purity(labels: np.ndarray) -> float:
     return float(np.mean((counts[inv] - 1) / (len(labels) - 1)))
 
 
-@pytest.mark.parametrize(("name", "k", "n_components", "min_gain"), [
-    ("hemato_atac", 100, 30, 0.2),
-    ("chromvar_example", 10, 10, 0.2),
+@pytest.mark.parametrize(("name", "k", "n_components", "min_gain", "min_ari"), [
+    # hemato_atac: measured ARI 0.733 (5 clusters for 6 types; HSC/CMP merge); issue 11 asks 0.75 (not met yet)
+    ("hemato_atac", 100, 30, 0.2, 0.70),
+    ("chromvar_example", 10, 10, 0.2, 0.3),
 ])
-def test_real_counts_ingest_and_neighbors(shared_data, tmp_path, monkeypatch, name, k, n_components, min_gain):
+def test_real_counts_ingest_and_neighbors(shared_data, tmp_path, monkeypatch, name, k, n_components, min_gain,
+                                          min_ari):
     d = shared_data / name
     sheet = tmp_path / "sc.csv"
     sheet.write_text(f"sample,counts,peaks,barcodes\n{name},{d / 'counts.mtx.gz'},{d / 'peaks.bed'},"
@@ -57,12 +59,26 @@ def test_real_counts_ingest_and_neighbors(shared_data, tmp_path, monkeypatch, na
     purity = label_purity(pool, labels)
     assert purity > chance_purity(labels) + min_gain, purity
 
-    clusters = tmp_path / "clusters.tsv"
-    assert run_cli(monkeypatch, "sc", "cluster", "--cells", str(nn), "--resolution", "1.0", "--out",
-                   str(clusters)) == 0
-    tab = pd.read_csv(clusters, sep="\t")
+    # scverse layout: scanpy's own tools read the graph sc neighbors wrote
+    import scanpy as sc
+
+    assert b.uns["neighbors"]["connectivities_key"] == "connectivities"
+    dist = sp.csr_matrix(b.obsp["distances"])
+    assert np.all(np.diff(dist.indptr) == k - 1) and dist.diagonal().max() == 0
+    assert dist.data.min() >= 0 and dist.data.max() <= 2
+    sc.tl.leiden(b, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    assert b.obs["leiden"].nunique() > 1
+
+    labels_file = tmp_path / "labels.tsv"
+    pd.DataFrame({"cell_id": b.obs_names, "cell_type": labels}).to_csv(labels_file, sep="\t", index=False)
+    out = tmp_path / "clusters"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(nn), "--obsm", "X_spectral", "--labels",
+                   str(labels_file), "--out-dir", str(out)) == 0
+    tab = pd.read_csv(out / "clusters.tsv", sep="\t")
     assert list(tab["cell_id"]) == list(b.obs_names)
-    assert adjusted_rand_score(labels, tab["cluster"]) > 0.3
+    summary = json.loads((out / "cluster.json").read_text())
+    assert summary["ari"] == pytest.approx(adjusted_rand_score(labels, tab["cluster"]))
+    assert summary["ari"] > min_ari, summary["ari"]
 
 
 def test_neighbors_deterministic_and_k_capped(shared_data, caplog):

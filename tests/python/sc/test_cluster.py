@@ -1,0 +1,173 @@
+"""`scfan sc cluster` on planted matrices: clusters, differential features, scverse layout, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from sc_builders import run_cli
+
+N_PER, N_FEAT = 60, 8
+
+
+def planted(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Three groups of cells; group g is high in feature g (and only there); feature 7 is constant."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, size=(3 * N_PER, N_FEAT))
+    groups = np.repeat(np.arange(3), N_PER)
+    x[np.arange(3 * N_PER), groups] += 4.0
+    x[:, 7] = 0.5
+    cells = [f"cell{i:03d}" for i in range(3 * N_PER)]
+    df = pd.DataFrame(x, columns=[f"TF{j}" for j in range(N_FEAT)])
+    df.insert(0, "cell_id", cells)
+    return df, groups
+
+
+@pytest.fixture()
+def planted_files(tmp_path):
+    df, groups = planted()
+    matrix = tmp_path / "m.tsv"
+    df.to_csv(matrix, sep="\t", index=False)
+    labels = tmp_path / "labels.tsv"
+    pd.DataFrame({"cell_id": df["cell_id"], "cell_type": [f"type{g}" for g in groups]}).to_csv(
+        labels, sep="\t", index=False)
+    return matrix, labels, groups
+
+
+def test_planted_groups_found_and_explained(planted_files, tmp_path, monkeypatch):
+    import scanpy as sc
+
+    matrix, labels, groups = planted_files
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(matrix), "--labels", str(labels), "--tsne",
+                   "--out-dir", str(out)) == 0
+    summary = json.loads((out / "cluster.json").read_text())
+    assert summary["ari"] > 0.95 and summary["nmi"] > 0.9, summary
+    assert summary["n_clusters"] == 3
+    assert summary["dropped_features"] == ["TF7"]  # constant column dropped and listed
+    assert summary["resolution"] in summary["config"]["resolutions"]
+    tab = pd.read_csv(out / "clusters.tsv", sep="\t")
+    assert list(tab.columns) == ["cell_id", "cluster", "label", "umap1", "umap2"]
+    diff = pd.read_csv(out / "differential_tfs.tsv", sep="\t")
+    assert set(diff.columns) >= {"cluster", "rank", "feature", "score", "pval", "padj", "mean_in", "mean_out"}
+    for c in range(3):
+        planted_tf = "TF{}".format(np.bincount(groups[tab["cluster"].to_numpy() == c]).argmax())
+        top = diff[(diff.cluster == c) & (diff["rank"] == 1)].iloc[0]
+        assert top.feature == planted_tf and top.padj < 1e-10 and top.delta > 3
+        # BH within a cluster: adjusted p-values are >= the raw ones and monotone in the raw ones
+        d = diff[diff.cluster == c].sort_values("pval")
+        assert np.all(d.padj.to_numpy() >= d.pval.to_numpy() - 1e-300)
+        assert np.all(np.diff(d.padj.to_numpy()) >= -1e-12)
+    a = ad.read_h5ad(out / "clustered.h5ad")
+    assert list(a.obs["leiden"].astype(int)) == list(tab["cluster"])
+    assert a.obsm["X_umap"].shape == (3 * N_PER, 2) and a.obsm["X_tsne"].shape == (3 * N_PER, 2)
+    assert "TF7" not in a.var_names
+    # scanpy's plotting reads what we wrote
+    sc.pl.umap(a, color="leiden", show=False)
+    sc.pl.rank_genes_groups(a, n_genes=3, show=False)
+
+
+def test_same_seed_same_outputs(planted_files, tmp_path, monkeypatch):
+    matrix, labels, _ = planted_files
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for o in outs:
+        assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(matrix), "--seed", "3", "--out-dir",
+                       str(o)) == 0
+    for name in ("clusters.tsv", "differential_tfs.tsv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+
+
+def test_activity_layer_and_diff_matrix_from_h5ad(tmp_path, monkeypatch, capsys):
+    """Clusters found on an embedding; TF activity (a named layer) tested between them; NaN column dropped."""
+    df, groups = planted(1)
+    values = df.iloc[:, 1:].to_numpy()
+    act = ad.AnnData(np.zeros_like(values), obs=pd.DataFrame(
+        {"cell_type": [f"t{g}" for g in groups]}, index=df["cell_id"].to_numpy()),
+        var=pd.DataFrame({"model": "m1", "tf": [f"TF{j}" for j in range(N_FEAT)]},
+                         index=[f"m1:TF{j}" for j in range(N_FEAT)]))
+    prob = values.copy()
+    prob[:, 6] = np.nan
+    act.layers["mean_prob"] = prob
+    act.obsm["X_emb"] = values[:, :3] + 0.1
+    path = tmp_path / "act.h5ad"
+    act.write_h5ad(path)
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(path), "--obsm", "X_emb", "--diff-matrix",
+                   str(path), "--diff-layer", "mean_prob", "--out-dir", str(out)) == 0
+    summary = json.loads((out / "cluster.json").read_text())
+    assert summary["ari"] > 0.95  # labels taken from obs['cell_type']
+    assert summary["metric"] == "cosine" and not summary["scaled"]  # embedding: no z-scores
+    assert set(summary["dropped_features"]) == {"m1:TF6", "m1:TF7"}
+    diff = pd.read_csv(out / "differential_tfs.tsv", sep="\t")
+    assert set(diff["model"]) == {"m1"} and diff["tf"].str.startswith("TF").all()
+    assert "dropped 2 all-NaN or constant feature(s)" in capsys.readouterr().err
+
+
+def test_more_neighbours_than_cells_and_one_label_class(tmp_path, monkeypatch, capsys):
+    df, _ = planted()
+    small = df.iloc[:10]
+    matrix = tmp_path / "m.csv"
+    small.to_csv(matrix, index=False)
+    labels = tmp_path / "l.csv"
+    pd.DataFrame({"cell_id": small["cell_id"], "cell_type": "same"}).to_csv(labels, index=False)
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(matrix), "--labels", str(labels),
+                   "--n-neighbors", "30", "--out-dir", str(out)) == 0
+    summary = json.loads((out / "cluster.json").read_text())
+    assert summary["n_neighbors"] == 9 and summary["ari"] is None
+    assert "fewer than 2 label classes" in summary["metrics_note"]
+    assert "only 10 cells" in capsys.readouterr().err
+
+
+def test_label_column_missing_is_a_warning(planted_files, tmp_path, monkeypatch, capsys):
+    matrix, _, _ = planted_files
+    labels = tmp_path / "l.tsv"
+    labels.write_text("cell_id\tx\ty\ncell000\ta\tb\n")
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(matrix), "--labels", str(labels), "--out-dir",
+                   str(out)) == 0
+    assert json.loads((out / "cluster.json").read_text())["ari"] is None
+    assert "no label column 'cell_type'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda lines: lines[:5] + [lines[3]] + lines[5:], "line 6, record 'cell002': duplicate cell id (first seen "
+                                                       "at line 4)"),
+    (lambda lines: lines[:7] + [lines[7].replace(lines[7].split("\t")[3], "high", 1)] + lines[8:],
+     "line 8, record 'cell006': column 'TF2': expected a number, got 'high'"),
+    (lambda lines: lines[:1], "expected a header of feature names and one row per cell"),
+])
+def test_bad_matrix_is_one_line_error_and_no_output(planted_files, tmp_path, monkeypatch, capsys, edit, expected):
+    matrix, _, _ = planted_files
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("\n".join(edit(matrix.read_text().splitlines())) + "\n")
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(bad), "--out-dir", str(out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(expected in line and str(bad) in line for line in err), err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.tsv", "labels.tsv", "m.tsv"]
+
+
+def test_all_constant_matrix_is_refused(tmp_path, monkeypatch, capsys):
+    m = tmp_path / "m.tsv"
+    m.write_text("cell\ta\tb\n" + "".join(f"c{i}\t1\tnan\n" for i in range(20)))
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(m), "--out-dir", str(out)) == 2
+    assert "every feature is all-NaN or constant" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unknown_layer_and_obsm(tmp_path, monkeypatch, capsys):
+    a = ad.AnnData(np.random.default_rng(0).random((20, 3)))
+    a.obs_names = [f"c{i}" for i in range(20)]
+    p = tmp_path / "a.h5ad"
+    a.write_h5ad(p)
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(p), "--layer", "nope", "--out-dir",
+                   str(tmp_path / "o")) == 2
+    assert "no layer 'nope'" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(p), "--obsm", "X_umap", "--out-dir",
+                   str(tmp_path / "o")) == 2
+    assert "no obsm['X_umap']" in capsys.readouterr().err
