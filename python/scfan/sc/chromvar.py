@@ -241,10 +241,11 @@ def peak_coordinates(adata: ad.AnnData, path: str | Path) -> pd.DataFrame:
 
 
 def peak_sequences(peaks: pd.DataFrame, genome_fasta: str | Path, cells_path: str | Path) -> list[str]:
-    """Upper-case sequence of every peak, each chromosome read once; peaks must lie on the genome."""
+    """Upper-case sequence of every peak (the FASTA opened once); peaks must lie on the genome."""
     from scfan.genome import Genome
 
     seqs = np.empty(len(peaks), dtype=object)
+    starts, ends = peaks["start"].to_numpy(), peaks["end"].to_numpy()
     with Genome(genome_fasta) as genome:
         for chrom, idx in peaks.groupby("chrom", sort=False).indices.items():
             if chrom not in genome.sizes:
@@ -252,14 +253,12 @@ def peak_sequences(peaks: pd.DataFrame, genome_fasta: str | Path, cells_path: st
                                      "have; expected the genome the peaks were called on",
                                      record=str(peaks.index[idx[0]]))
             size = genome.sizes[chrom]
-            ends = peaks["end"].to_numpy()[idx]
-            if (ends > size).any():
-                k = idx[np.argmax(ends > size)]
+            if (ends[idx] > size).any():
+                k = idx[np.argmax(ends[idx] > size)]
                 raise InputFileError(cells_path, f"peak ends beyond {chrom} ({size} bp in {genome_fasta}); "
                                      "expected the genome build the peaks were called on", record=str(peaks.index[k]))
-            seq = genome.fetch(chrom, 0, size)
             for k in idx:
-                seqs[k] = seq[peaks["start"].iat[k] : peaks["end"].iat[k]]
+                seqs[k] = genome.fetch(chrom, int(starts[k]), int(ends[k]))
     return list(seqs)
 
 
