@@ -79,17 +79,11 @@ def versions_cmd(
 
 
 def _register_groups() -> None:
-    # Imported here so that `scfan --help` stays fast and each stage owns its own module.
+    # Imported here so that each stage owns its own module.
     import importlib
 
-    for mod_name in ("scfan.cli.simulate", "scfan.cli.bulk", "scfan.cli.sc", "scfan.cli.samplesheet"):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod_name:
-                continue
-            raise
-        mod.register(app)
+    for mod_name in ("scfan.cli.simulate", "scfan.cli.bulk", "scfan.cli.sc", "scfan.cli.report"):
+        importlib.import_module(mod_name).register(app)
 
 
 _register_groups()

@@ -110,6 +110,8 @@ def cluster_cmd(
     features per cluster (Benjamini–Hochberg)."""
     from scfan.sc.cluster import ClusterConfig, cluster_matrix, read_labels, read_matrix, write_result
 
+    layer = None if layer == "X" else layer  # "X" names the matrix itself
+    diff_layer = None if diff_layer == "X" else diff_layer
     cfg = ClusterConfig(layer=layer, obsm=obsm, scale=scale, n_pcs=n_pcs, n_neighbors=n_neighbors,
                         resolution=resolution, seed=seed, tsne=tsne, label_column=label_column,
                         diff_layer=diff_layer)
@@ -183,6 +185,33 @@ def predict_cmd(
              int(adata.obs["no_scored_windows"].sum()))
 
 
+@sc_app.command("tracks")
+def tracks_cmd(
+    cells: Path = typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'])."),
+    clusters: Path = typer.Option(..., help="clusters.tsv from `sc cluster` (cell_id, cluster)."),
+    model: list[str] = typer.Option(..., "--model", help="Trained bulk model, NAME=model.pt (repeat)."),
+    fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz, one per sample."),
+    genome: Path = typer.Option(..., help="Genome FASTA the models were trained on."),
+    mappability: Path = typer.Option(..., help="Mappability bigWig."),
+    mode: str = typer.Option("fast", help="fast (metacells, default) or exact (every cell)."),
+    min_signal: float = typer.Option(1.0, "--min-signal", help="As in `sc predict`."),
+    metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in fast mode."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Windows moved to the device at once."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Output folder: <cluster>/<model>_<TF>.bw, tracks.txt."),
+) -> None:
+    """Per-cluster predicted binding tracks (bigWig): mean binding probability of the cluster's cells per
+    scored window, for every TF."""
+    from scfan.sc.cluster_tracks import cluster_tracks
+    from scfan.sc.predict import PredictConfig
+
+    cfg = PredictConfig(mode=mode, shard="1/1", min_signal=min_signal, batch_size=batch_size,
+                        metacell_size=metacell_size, device=device, amp=amp, num_threads=threads)
+    cluster_tracks(cells, clusters, model, _fragments_map(fragments), genome, mappability, cfg, out_dir)
+
+
 @sc_app.command("merge-activity")
 def merge_activity_cmd(
     shards: list[Path] = typer.Argument(..., help="Activity shards from `sc predict`."),
@@ -194,3 +223,12 @@ def merge_activity_cmd(
     adata = merge_activity(shards)
     write_activity(adata, out)
     log.info("wrote %s (%d cells × %d features from %d shard(s))", out, adata.n_obs, adata.n_vars, len(shards))
+
+
+def _register_more() -> None:
+    from scfan.cli import sc_chromvar
+
+    sc_chromvar.register(sc_app)
+
+
+_register_more()

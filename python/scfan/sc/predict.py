@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -411,8 +411,13 @@ def read_cells_for_inference(path: str | Path) -> ad.AnnData:
 
 
 def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragments: dict[str, str | Path],
-                     genome_fa: str | Path, mappability: str | Path, cfg: PredictConfig) -> ad.AnnData:
-    """TF activity of the shard's cells (see the module docstring); returns the shard's AnnData."""
+                     genome_fa: str | Path, mappability: str | Path, cfg: PredictConfig,
+                     on_batch: Callable[..., None] | None = None) -> ad.AnnData:
+    """TF activity of the shard's cells (see the module docstring); returns the shard's AnnData.
+
+    ``on_batch(cell_rows, window_rows, probs, windows=..., sizes=..., features=...)``, when given, also receives
+    every batch of per-cell predictions (``cell_rows`` index the shard's cells), e.g. to build per-cluster tracks.
+    """
     from tqdm import tqdm
 
     from scfan import __version__
@@ -452,6 +457,9 @@ def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragment
                 for p_cell, _p_win, probs in tqdm(batches, desc=f"predict shard {cfg.shard}", unit="chunk",
                                                    disable=not progress_enabled(), leave=False):
                     acc.add(p_cell, probs)
+                    if on_batch is not None:
+                        on_batch(p_cell, _p_win, probs, windows=windows, sizes=sizes, features=models.features,
+                                 window=models.window)
         finally:
             bw.close()
     layers = acc.layers()

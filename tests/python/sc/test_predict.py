@@ -302,3 +302,67 @@ def test_fused_model_computes_the_same_function(tiny_sc):
     x = torch.rand(70, 6, 1000)
     x[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (70, 1000)), 4).permute(0, 2, 1).float()
     np.testing.assert_allclose(predict_batches(fused, x), predict_batches(model, x), atol=2e-6)
+
+
+def _write_clusters(t, path: Path, drop: int = 0) -> tuple[list[str], np.ndarray]:
+    cells = list(ad.read_h5ad(t["cells"]).obs_names)
+    groups = np.array([i % 2 for i in range(len(cells))])
+    rows = [f"{c}\tc{g}" for c, g in zip(cells, groups, strict=True)][drop:]
+    path.write_text("cell_id\tcluster\n" + "\n".join(rows) + "\n")
+    return cells, groups
+
+
+def test_cluster_tracks_are_the_mean_of_the_cluster_cells(tiny_sc, tmp_path, monkeypatch):
+    t = tiny_sc
+    clusters = tmp_path / "clusters.tsv"
+    cells, groups = _write_clusters(t, clusters)
+    out = tmp_path / "tracks"
+    args = ["sc", "tracks", "--cells", str(t["cells"]), "--clusters", str(clusters), "--fragments",
+            f"s1={t['fragments']}", "--genome", str(t["fasta"]), "--mappability", str(t["mapp"]), "--mode", "exact",
+            "--device", "cpu", "--threads", "1", "--out-dir", str(out), "--model", f"lineA={t['models'][0]}",
+            "--model", f"lineB={t['models'][1]}"]
+    assert run_cli(monkeypatch, *args) == 0
+    # the same predictions collected independently, one (cell, window) pair at a time
+    seen: dict[tuple[int, int], np.ndarray] = {}
+    meta = {}
+
+    def collect(p_cell, p_win, probs, **kw):
+        meta.update(kw)
+        for c, w, p in zip(p_cell, p_win, probs, strict=True):
+            seen[(int(c), int(w))] = p
+
+    P.predict_activity(t["cells"], [f"lineA={t['models'][0]}", f"lineB={t['models'][1]}"], {"s1": t["fragments"]},
+                       t["fasta"], t["mapp"], P.PredictConfig(mode="exact", device="cpu", num_threads=1),
+                       on_batch=collect)
+    windows, features = meta["windows"], meta["features"]
+    lines = (out / "tracks.txt").read_text().splitlines()
+    assert len(lines) == 2 * len(features) and all("bigDataUrl=c" in ln for ln in lines)
+    checked = 0
+    for g in (0, 1):
+        for fi, feat in enumerate(features):
+            model, tf = feat.split(":")
+            bw = pyBigWig.open(str(out / f"c{g}" / f"{model}_{tf}.bw"))
+            for w in range(len(windows)):
+                vals = [p[fi] for (c, ww), p in seen.items() if ww == w and groups[c] == g]
+                chrom, start = windows["chrom"][w], int(windows["start"][w])
+                got = bw.values(chrom, start, start + 1)[0]
+                if vals:
+                    assert got == pytest.approx(float(np.mean(vals)), rel=1e-5, abs=1e-6)
+                    checked += 1
+                else:
+                    assert np.isnan(got)  # a window no cell of the cluster scored is a gap, not a zero
+            bw.close()
+    assert checked > 10
+
+
+def test_cluster_tracks_refuse_a_cell_without_cluster(tiny_sc, tmp_path, monkeypatch, capsys):
+    t = tiny_sc
+    clusters = tmp_path / "clusters.tsv"
+    cells, _ = _write_clusters(t, clusters, drop=1)
+    out = tmp_path / "tracks"
+    assert run_cli(monkeypatch, "sc", "tracks", "--cells", str(t["cells"]), "--clusters", str(clusters),
+                   "--fragments", f"s1={t['fragments']}", "--genome", str(t["fasta"]), "--mappability",
+                   str(t["mapp"]), "--device", "cpu", "--out-dir", str(out), "--model", str(t["models"][0])) == 2
+    err = capsys.readouterr().err
+    assert f"{clusters}: 1 cell(s) of the cells file have no cluster, e.g. '{cells[0]}'" in err
+    assert not out.exists()

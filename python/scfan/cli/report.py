@@ -1,0 +1,50 @@
+"""``scfan report``: the run's self-contained HTML report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger("scfan")
+
+
+def _pairs(items: list[str] | None, option: str) -> list[tuple[str, Path]]:
+    from scfan.errors import ScfanError
+
+    out = []
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).stem, item
+        if not name or not path:
+            raise ScfanError(f"{option} {item!r}: expected NAME=path")
+        out.append((name, Path(path)))
+    return out
+
+
+def report_cmd(
+    analysis: list[str] = typer.Option(..., "--analysis", help="NAME=folder of `scfan sc cluster` output; the "
+                                       "first is the answer (repeat for the clusterings compared)."),
+    metrics: list[str] = typer.Option(None, "--metrics", help="LINE=metrics.tsv of `scfan bulk evaluate`."),
+    figure: list[str] = typer.Option(None, "--figure", help="CAPTION=figure.png to embed in the bulk section."),
+    cells: Path = typer.Option(None, help="cells.h5ad (QC per sample)."),
+    activity: Path = typer.Option(None, help="tf_activity.h5ad (inference summary)."),
+    versions: Path = typer.Option(None, help="versions.yml of the run."),
+    params: Path = typer.Option(None, help="params.json of the run."),
+    drivers: Path = typer.Option(None, help="TSV cell_type, tf of known drivers (the simulator's truth)."),
+    title: str = typer.Option("scFAN-nf report", help="Page title."),
+    out: Path = typer.Option(..., help="Output report.html."),
+) -> None:
+    """One self-contained HTML page: clusters and their TFs first, then methods, QC, bulk models, versions."""
+    from scfan.report import ReportInputs, write_report
+
+    inp = ReportInputs(analyses=_pairs(analysis, "--analysis"), metrics=_pairs(metrics, "--metrics"),
+                       figures=_pairs(figure, "--figure"), cells=cells, activity=activity, versions=versions,
+                       params=params, drivers=drivers, title=title)
+    write_report(inp, out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_cmd)
