@@ -11,7 +11,7 @@ DEMO_OUT ?= $(ROOT)/demo_results
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup setup-python setup-nextflow demo test test-fast lint bench lock clean
+.PHONY: setup setup-python setup-nextflow setup-browser demo test test-fast lint bench lock clean
 
 setup: setup-python setup-nextflow ## venv + pinned Nextflow (idempotent)
 
@@ -21,12 +21,15 @@ setup-python:
 setup-nextflow:
 	bash scripts/install_nextflow.sh
 
+setup-browser: ## headless Chromium for the report's browser test (Debian packages)
+	bash scripts/setup_browser.sh
+
 demo: setup ## run the whole pipeline on simulated data into ./demo_results
 	cd $(ROOT)
 	$(NEXTFLOW) run . -profile test -resume --outdir $(DEMO_OUT)
-	echo "demo: results in $(DEMO_OUT)"
+	echo "demo: results in $(DEMO_OUT); open the report: $(DEMO_OUT)/report/report.html"
 
-test: setup ## every test: Python units, real data, real Nextflow runs
+test: setup setup-browser ## every test: Python units, real data, real Nextflow runs, the report in a browser
 	cd $(ROOT)
 	$(VENV)/bin/ruff check python tests benchmarks
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -2,12 +2,15 @@
  * SCFAN: one run of the pipeline.
  *   inputs (or SIMULATE) -> CHECK_INPUTS -> BULK_TRAIN (per line)  \
  *                                        -> SC_PREPARE (per sample) /-> SC_INFER (cell shards) -> activity
+ *   -> SC_ANALYSIS (clusters, differential TFs, chromVAR baseline, per-cluster tracks) -> REPORT (report.html)
  */
 include { SIMULATE     } from '../modules/local/simulate/main'
 include { CHECK_INPUTS } from '../modules/local/check_inputs/main'
 include { BULK_TRAIN   } from '../subworkflows/local/bulk_train/main'
 include { SC_PREPARE   } from '../subworkflows/local/sc_prepare/main'
 include { SC_INFER     } from '../subworkflows/local/sc_infer/main'
+include { SC_ANALYSIS  } from '../subworkflows/local/sc_analysis/main'
+include { REPORT       } from '../modules/local/report/main'
 include { bulkLines ; scSamples } from '../subworkflows/local/utils_scfan/main'
 
 workflow SCFAN {
@@ -29,6 +32,9 @@ workflow SCFAN {
         ch_bulk_sheet    = SIMULATE.out.bulk_samplesheet
         ch_sc_sheet      = SIMULATE.out.sc_samplesheet
         ch_sc_peaks      = SIMULATE.out.sc_peaks.first()
+        ch_truth_cells   = SIMULATE.out.truth_cells.ifEmpty([]).first()
+        ch_drivers       = SIMULATE.out.truth_drivers.ifEmpty([]).first()
+        ch_motif_table   = SIMULATE.out.tfs.first()   // the matrices the simulator planted
     } else {
         // Resolved only once VALIDATE_PARAMS has passed, so a missing or wrong path is reported by it, not here.
         def input = { name -> params_json.map { _json -> file(params[name], checkIfExists: true) }.first() }
@@ -39,7 +45,14 @@ workflow SCFAN {
         ch_bulk_sheet    = input('bulk_samplesheet')
         ch_sc_sheet      = input('sc_samplesheet')
         ch_sc_peaks      = input('sc_peaks')
+        ch_truth_cells   = channel.value([])
+        ch_drivers       = channel.value([])
+        ch_motif_table   = channel.value([])
     }
+    // cell labels (ARI/NMI in the report): the user's file, else the simulator's truth when there is one
+    ch_labels = params.cell_labels
+        ? params_json.map { _json -> file(params.cell_labels, checkIfExists: true) }.first()
+        : ch_truth_cells
 
     CHECK_INPUTS(ch_fasta, ch_fai, ch_mappability, ch_blacklist, ch_bulk_sheet, ch_sc_sheet, params_json)
     ch_versions = ch_versions.mix(CHECK_INPUTS.out.versions)
@@ -56,11 +69,13 @@ workflow SCFAN {
             }
         }
         ch_metrics = channel.empty()
+        ch_plots   = channel.empty()
     } else {
         BULK_TRAIN(bulkLines(CHECK_INPUTS.out.bulk_samplesheet), ch_fasta, ch_fai, ch_mappability, ch_blacklist)
         ch_versions = ch_versions.mix(BULK_TRAIN.out.versions)
         ch_models   = BULK_TRAIN.out.models
         ch_metrics  = BULK_TRAIN.out.metrics
+        ch_plots    = BULK_TRAIN.out.plots
     }
 
     SC_PREPARE(scSamples(CHECK_INPUTS.out.sc_samplesheet), ch_sc_peaks, ch_fai)
@@ -70,10 +85,28 @@ workflow SCFAN {
              params.infer_shards as int)
     ch_versions = ch_versions.mix(SC_INFER.out.versions)
 
+    SC_ANALYSIS(SC_PREPARE.out.cells, SC_INFER.out.activity, ch_labels, SC_INFER.out.models, SC_INFER.out.fragments,
+                ch_fasta, ch_fai, ch_mappability, ch_motif_table, params.chromvar as boolean,
+                params.tracks as boolean)
+    ch_versions = ch_versions.mix(SC_ANALYSIS.out.versions)
+
+    // REPORT: every input sorted, so a resumed run sees the same task
+    ch_report_metrics = ch_metrics.toSortedList { a, b -> a[0].id <=> b[0].id }.map { list -> list.collect { it[1] } }
+    ch_report_figures = ch_plots
+        .flatMap { meta, files -> (files instanceof List ? files : [files]).collect { f -> ["${meta.id} ${f.baseName.toUpperCase()}", f] } }
+        .toSortedList { a, b -> a[0] <=> b[0] }
+        .map { list -> [list.collect { it[0] }, list.collect { it[1] }] }
+    ch_report_versions = ch_versions.unique().collectFile(name: 'versions.yml', sort: true, newLine: false)
+    REPORT(SC_ANALYSIS.out.analyses, ch_report_metrics, ch_report_figures, SC_PREPARE.out.cells,
+           SC_INFER.out.activity, ch_report_versions, params_json, ch_drivers)
+    ch_versions = ch_versions.mix(REPORT.out.versions)
+
     emit:
     models   = ch_models
     metrics  = ch_metrics
     cells    = SC_PREPARE.out.cells
     activity = SC_INFER.out.activity
+    analyses = SC_ANALYSIS.out.analyses
+    report   = REPORT.out.report
     versions = ch_versions
 }

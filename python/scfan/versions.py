@@ -7,7 +7,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 KEY_PACKAGES = ("scfan", "torch", "numpy", "scipy", "polars", "pandera", "anndata", "pysam", "pyBigWig", "pyfaidx",
-                "scikit-learn", "pynndescent", "leidenalg")
+                "scikit-learn", "pynndescent", "leidenalg", "scanpy", "umap-learn", "pychromvar", "MOODS-python",
+                "pyjaspar")
 
 
 def package_versions() -> dict[str, str]:

@@ -10,7 +10,7 @@ process BULK_EVALUATE {
 
     output:
     tuple val(meta), path("evaluate/metrics.tsv"), emit: metrics
-    path "evaluate/*.png"                        , emit: plots
+    tuple val(meta), path("evaluate/*.png")      , emit: plots
     path "versions.yml"                          , emit: versions
 
     script:

@@ -7,6 +7,7 @@ process CHROMVAR_BASELINE {
     path fasta
     path fai
     path activity                  // tf_activity.h5ad: the TFs the models predict (var['tf'])
+    path motif_table               // TSV tf, jaspar_id (the simulator's tfs.tsv) or [] to look TFs up by name
 
     output:
     tuple val(meta), path("chromvar/${prefix}.chromvar.h5ad"), emit: chromvar
@@ -18,11 +19,13 @@ process CHROMVAR_BASELINE {
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
+    def table = motif_table ? "--motif-table ${motif_table}" : ''
     """
     scfan sc chromvar \\
         --cells ${cells} \\
         --genome ${fasta} \\
         --motifs-from-activity ${activity} \\
+        ${table} \\
         ${args} \\
         --out chromvar/${prefix}.chromvar.h5ad
     scfan versions --process "${task.process}" > versions.yml

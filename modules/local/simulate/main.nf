@@ -16,6 +16,9 @@ process SIMULATE {
     path "simulate/bulk_samplesheet.csv"  , emit: bulk_samplesheet
     path "simulate/sc_samplesheet.csv"    , emit: sc_samplesheet
     path "simulate/sc/peaks.bed"          , emit: sc_peaks
+    path "simulate/tfs.tsv"               , emit: tfs
+    path "simulate/truth/cells.tsv"       , emit: truth_cells  , optional: true
+    path "simulate/truth/drivers.tsv"     , emit: truth_drivers, optional: true
     path "versions.yml"                   , emit: versions
 
     script:

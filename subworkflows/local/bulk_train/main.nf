@@ -32,5 +32,6 @@ workflow BULK_TRAIN {
     windows  = BULK_PREPARE.out.windows     // [ meta, windows.parquet ]
     models   = BULK_TRAIN_MODEL.out.model   // [ meta, model.pt ]
     metrics  = BULK_EVALUATE.out.metrics    // [ meta, metrics.tsv ]
+    plots    = BULK_EVALUATE.out.plots      // [ meta, [roc.png, pr.png] ]
     versions = ch_versions
 }

@@ -34,6 +34,8 @@ workflow SC_INFER {
     ch_versions = ch_versions.mix(SC_MERGE_ACTIVITY.out.versions)
 
     emit:
-    activity = SC_MERGE_ACTIVITY.out.activity   // tf_activity.h5ad
+    activity  = SC_MERGE_ACTIVITY.out.activity   // tf_activity.h5ad
+    models    = ch_models                        // [ [names], [model.pt] ] sorted by name
+    fragments = ch_fragments                     // [ [samples], [fragments, tbi, ...] ] sorted by sample
     versions = ch_versions
 }

@@ -1,0 +1,50 @@
+process REPORT {
+    label 'process_low'
+
+    input:
+    tuple val(names), path(analyses, stageAs: 'analysis/*')   // one `sc cluster` folder per name, first = answer
+    path metrics, stageAs: 'metrics/metrics*.tsv'             // [] when models were given
+    tuple val(figure_names), path(figures, stageAs: 'figures/figure*.png')
+    path cells
+    path activity
+    path versions
+    path params_json
+    path drivers                                             // [] unless the simulator's truth is known
+
+    output:
+    path "report.html" , emit: report
+    path "versions.yml", emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def dirs = analyses instanceof List ? analyses : [analyses]
+    def analysis_args = [names, dirs].transpose().collect { n, d -> "--analysis '${n}=${d}'" }.join(' ')
+    def metric_files = metrics instanceof List ? metrics : (metrics ? [metrics] : [])
+    def metric_args = metric_files.collect { f -> "--metrics ${f}" }.join(' ')
+    def figs = figures instanceof List ? figures : (figures ? [figures] : [])
+    def figure_args = [figure_names, figs].transpose().collect { n, f -> "--figure '${n}=${f}'" }.join(' ')
+    def drv = drivers ? "--drivers ${drivers}" : ''
+    """
+    scfan report \\
+        ${analysis_args} \\
+        ${metric_args} \\
+        ${figure_args} \\
+        --cells ${cells} \\
+        --activity ${activity} \\
+        --versions ${versions} \\
+        --params ${params_json} \\
+        ${drv} \\
+        ${args} \\
+        --out report.html
+    scfan versions --process "${task.process}" > versions.yml
+    """
+
+    stub:
+    """
+    touch report.html
+    scfan versions --process "${task.process}" > versions.yml
+    """
+}

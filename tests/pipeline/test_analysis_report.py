@@ -1,0 +1,111 @@
+"""SC_ANALYSIS and REPORT in the `-profile test` run: clusterings, differential TFs, chromVAR, per-cluster tracks,
+and the HTML report opened in a real (headless) Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pyBigWig
+import pytest
+
+pytestmark = pytest.mark.pipeline
+
+#: ARI floors on the test preset (4 cell types, 400 cells). Measured (seed 7): chromatin 0.91, chromVAR ~0.9,
+#: TF activity ~0.3. The activity floor is low because today's bulk models rank open chromatin more than TF
+#: binding (issue 9): it guards the plumbing; issue 11's goal (activity ARI >= 0.85 on `hard`) is not met yet.
+FLOOR_ARI = {"chromatin": 0.8, "chromvar": 0.7, "activity": 0.1}
+
+
+def _summary(out, name):
+    return json.loads((out / "analysis" / name / "cluster.json").read_text())
+
+
+def test_three_clusterings_with_labels_from_the_truth(test_profile_run):
+    out = test_profile_run.outdir
+    truth = pd.read_csv(out / "simulate" / "truth" / "cells.tsv", sep="\t")
+    for name, floor in FLOOR_ARI.items():
+        d = out / "analysis" / name
+        for f in ("clusters.tsv", "differential_tfs.tsv", "clustered.h5ad", "cluster.json"):
+            assert (d / f).is_file(), d / f
+        s = _summary(out, name)
+        print(f"{name}: {s['n_clusters']} clusters at resolution {s['resolution']}, ARI {s['ari']:.3f}")
+        assert s["ari"] is not None and s["ari"] >= floor, (name, s["ari"])
+        tab = pd.read_csv(d / "clusters.tsv", sep="\t")
+        assert len(tab) == len(truth) and set(tab["cell_id"]) == set(truth["cell_id"])
+        lab = dict(zip(truth["cell_id"], truth["cell_type"], strict=True))
+        assert (tab["label"] == tab["cell_id"].map(lab)).all()
+    assert (out / "analysis" / "chromvar" / "chromvar.h5ad").is_file()
+
+
+def test_drivers_among_the_top_differential_tfs(test_profile_run):
+    """Each cell type's planted drivers vs the TFs that are higher in its chromatin cluster (Wilcoxon, BH).
+
+    Issue 11 asks every type's driver among the top TFs; today's models (issue 9) get part of the way, so this
+    asserts what is reached (at least half of the types) and prints the ranks.
+    """
+    out = test_profile_run.outdir
+    drivers = pd.read_csv(out / "simulate" / "truth" / "drivers.tsv", sep="\t")
+    tab = pd.read_csv(out / "analysis" / "chromatin" / "clusters.tsv", sep="\t")
+    diff = pd.read_csv(out / "analysis" / "chromatin" / "differential_tfs.tsv", sep="\t")
+    assert {"cluster", "rank", "feature", "model", "tf", "pval", "padj"} <= set(diff.columns)
+    hits = 0
+    for cluster, d in tab.groupby("cluster"):
+        cell_type = d["label"].value_counts().index[0]
+        ranked = list(dict.fromkeys(diff[diff["cluster"] == cluster].sort_values("rank")["tf"]))
+        truth = set(drivers.loc[drivers["cell_type"] == cell_type, "tf"])
+        ranks = {t: ranked.index(t) + 1 for t in truth if t in ranked}
+        print(cluster, cell_type, ranks)
+        hits += any(r <= 3 for r in ranks.values())
+    assert hits >= (tab["cluster"].nunique() + 1) // 2, hits
+
+
+def test_per_cluster_tracks_load_as_bigwig(test_profile_run):
+    out = test_profile_run.outdir
+    tracks = out / "analysis" / "tracks"
+    n_clusters = _summary(out, "chromatin")["n_clusters"]
+    lines = (tracks / "tracks.txt").read_text().splitlines()
+    bws = sorted(tracks.glob("*/*.bw"))
+    assert len(bws) == len(lines) == n_clusters * 12  # 2 models × 6 TFs in the test preset
+    for line in lines:
+        url = line.split("bigDataUrl=")[1].split()[0]
+        assert (tracks / url).is_file(), url
+    bw = pyBigWig.open(str(bws[0]))
+    stats = bw.stats(next(iter(bw.chroms())), type="max")[0]
+    assert stats is not None and 0.0 < stats <= 1.0
+    bw.close()
+
+
+def test_report_opens_in_headless_chromium(test_profile_run, tmp_path):
+    """file:// load, every image decodes (naturalWidth > 0), no console error; screenshot kept for a look."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    report = test_profile_run.outdir / "report" / "report.html"
+    assert report.is_file()
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "chromium/chromedriver missing: run `make setup-browser`"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(driver), options=opts)
+    try:
+        browser.get(report.as_uri())
+        assert browser.title.startswith("scFAN-nf report")
+        widths = browser.execute_script("return Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+        assert len(widths) >= 8 and all(w and w > 0 for w in widths), widths
+        errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert not errors, errors
+        # the first screen holds the answer: the cluster table and the UMAP
+        first = browser.execute_script(
+            "const s = document.querySelector('section'); const r = s.getBoundingClientRect();"
+            "return [s.id, r.top, document.querySelector('#answer table').getBoundingClientRect().top]")
+        assert first[0] == "answer" and first[2] < 700, first
+        shot = tmp_path / "report.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        shutil.copy(shot, test_profile_run.outdir / "report" / "report_screenshot.png")
+    finally:
+        browser.quit()

@@ -1,0 +1,109 @@
+"""`scfan report` from cluster outputs made here: self-contained, the answer first, bad inputs refused."""
+
+from __future__ import annotations
+
+import base64
+import re
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from scfan.sc.cluster import ClusterConfig, FeatureMatrix, cluster_matrix, write_result
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sc"))
+from sc_builders import run_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def analyses(tmp_path_factory):
+    """Two clusterings of 3 planted groups: GATA1 high in group 0, SPI1 in 1, CEBPB in 2."""
+    root = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(1)
+    tfs = ["GATA1", "SPI1", "CEBPB", "CTCF"]
+    groups = np.repeat(np.arange(3), 50)
+    x = rng.normal(0, 1, (150, 4))
+    x[np.arange(150), groups] += 3
+    cells = [f"s{1 + i % 2}#c{i}" for i in range(150)]
+    labels = pd.Series([f"type{g}" for g in groups], index=cells)
+    obs = pd.DataFrame({"sample": [c.split("#")[0] for c in cells], "n_fragments": rng.integers(500, 5000, 150),
+                        "frac_in_peaks": rng.uniform(0.2, 0.6, 150), "n_peaks": rng.integers(100, 900, 150),
+                        "n_scored_windows": rng.integers(10, 90, 150), "no_scored_windows": False}, index=cells)
+    act = ad.AnnData(x.astype(np.float32), obs=obs, var=pd.DataFrame(
+        {"model": "lineA", "tf": tfs}, index=[f"lineA:{t}" for t in tfs]))
+    act.uns["scfan_activity"] = {"config": {"mode": "exact"}}
+    act.write_h5ad(root / "tf_activity.h5ad")
+    out = {}
+    for name, values in (("chromatin", x + rng.normal(0, 0.3, x.shape)), ("activity", x)):
+        fm = FeatureMatrix(cells, tfs if name == "activity" else [f"c{i}" for i in range(4)], values,
+                           root / f"{name}.h5ad", labels=labels)
+        diff = FeatureMatrix(cells, list(act.var_names), x, root / "tf_activity.h5ad", adata=act.copy())
+        res = cluster_matrix(fm, ClusterConfig(), diff=diff)
+        write_result(res, root / name)
+        out[name] = root / name
+    metrics = root / "metrics.tsv"
+    pd.DataFrame({"model": "lineA", "tf": tfs * 2, "method": ["scfan"] * 4 + ["pwm"] * 4,
+                  "auroc": [0.9, 0.8, 0.85, 0.95, 0.7, 0.7, 0.7, 0.7],
+                  "auprc": [0.3, 0.2, 0.25, 0.5, 0.2, 0.2, 0.2, 0.2]}).to_csv(metrics, sep="\t", index=False)
+    drivers = root / "drivers.tsv"
+    drivers.write_text("cell_type\ttf\ntype0\tGATA1\ntype1\tSPI1\ntype2\tCEBPB\n")
+    versions = root / "versions.yml"
+    versions.write_text('"SCFAN:SC_PREDICT":\n    scfan: "0.1.0"\n    torch: "2.5"\n'
+                        '"SCFAN:REPORT":\n    scfan: "0.1.0"\n')
+    params = root / "params.json"
+    params.write_text('{"seed": 7, "simulate_preset": "test"}')
+    return {"root": root, **out, "activity_file": root / "tf_activity.h5ad", "metrics": metrics,
+            "drivers": drivers, "versions": versions, "params": params}
+
+
+def _args(a, out: Path, *extra: str) -> list[str]:
+    return ["report", "--analysis", f"chromatin={a['chromatin']}", "--analysis", f"TF activity={a['activity']}",
+            "--metrics", f"lineA={a['metrics']}", "--activity", str(a["activity_file"]), "--cells",
+            str(a["activity_file"]), "--drivers", str(a["drivers"]), "--versions", str(a["versions"]), "--params",
+            str(a["params"]), "--out", str(out), *extra]
+
+
+def test_report_is_self_contained_and_answers_first(analyses, tmp_path, monkeypatch):
+    out = tmp_path / "report.html"
+    assert run_cli(monkeypatch, *_args(analyses, out)) == 0
+    page = out.read_text()
+    # nothing fetched from anywhere: no external scripts, styles or images
+    assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", page)
+    assert "<script" not in page and "<link" not in page
+    imgs = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(imgs) >= 5
+    for b64 in imgs:
+        assert base64.b64decode(b64).startswith(b"\x89PNG")
+    # the answer is the first section; every planted driver is the top TF of its cluster
+    sections = re.findall(r'<section id="([a-z]+)">', page)
+    assert sections[0] == "answer" and {"methods", "qc", "bulk", "software"} <= set(sections)
+    answer = page[page.index('id="answer"'):page.index('id="heatmap"')]
+    for t, tf in (("type0", "GATA1"), ("type1", "SPI1"), ("type2", "CEBPB")):
+        row = re.search(rf"<tr><td>\d+</td><td>\d+</td><td>{t} \(\d+%\)</td><td>([^<]+)</td><td>([^<]+)</td>", answer)
+        assert row, t
+        assert row.group(1).startswith(f"lineA:{tf} (padj"), row.group(1)
+        assert row.group(2) == f"{tf} (1)"
+    assert "torch" in page and "2.5" in page and "simulate_preset" in page
+
+
+def test_report_refuses_a_folder_that_is_not_a_clustering(analyses, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "report.html"
+    bogus = tmp_path / "empty"
+    bogus.mkdir()
+    assert run_cli(monkeypatch, "report", "--analysis", f"x={bogus}", "--out", str(out)) == 2
+    assert f"{bogus}: not a `scfan sc cluster` output folder (no clusters.tsv)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_report_refuses_a_wrong_metrics_file(analyses, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "report.html"
+    bad = tmp_path / "metrics.tsv"
+    bad.write_text("tf\tauroc\nGATA1\t0.5\n")
+    args = _args(analyses, out)
+    args[args.index(f"lineA={analyses['metrics']}")] = f"lineA={bad}"
+    assert run_cli(monkeypatch, *args) == 2
+    assert f"{bad}, line 1: not a metrics.tsv of `scfan bulk evaluate` (no auprc, method)" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".report.html*"))
