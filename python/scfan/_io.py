@@ -53,6 +53,17 @@ def _remove(p: Path) -> None:
         p.unlink()
 
 
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with the gzip magic bytes (reads two bytes, whatever the file's size)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def open_text(path: str | os.PathLike):
+    """Open a plain or gzip-compressed text file for reading, by content rather than by name."""
+    return gzip.open(path, "rt") if is_gzip(path) else open(path)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as pretty, key-sorted JSON, atomically."""
     with atomic_path(path) as tmp:

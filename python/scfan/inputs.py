@@ -29,11 +29,10 @@ class CheckInputsConfig:
 
 def _bed_chroms(path: Path, limit: int = 200_000) -> set[str]:
     """Chromosome names of a (gzipped) BED-like file, from its first ``limit`` records."""
-    import gzip
+    from scfan._io import open_text
 
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
     names: set[str] = set()
-    with opener(path, "rt") as fh:
+    with open_text(path) as fh:
         for n, line in enumerate(fh):
             if n >= limit:
                 break

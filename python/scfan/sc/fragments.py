@@ -50,7 +50,7 @@ def check_fragments_index(path: str | Path) -> None:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "fragments file not found")
-    if not Path(str(p) + ".tbi").is_file() and not Path(str(p) + ".csi").is_file():
+    if not Path(str(p) + ".tbi").is_file():  # the one index rule of every step (the pipeline stages .tbi)
         raise InputFileError(p, f"fragments file has no tabix index (.tbi); {TABIX_HINT}")
     try:
         with pysam.TabixFile(str(p)):

@@ -21,7 +21,7 @@ import polars as pl
 import scipy.io
 import scipy.sparse as sp
 
-from scfan._io import atomic_path, write_json
+from scfan._io import atomic_path, is_gzip, open_text, write_json
 from scfan.errors import ChromosomeNameError, InputFileError, ScfanError
 from scfan.genome import check_chrom_names, read_chrom_sizes
 from scfan.intervals import parse_region_id
@@ -194,8 +194,7 @@ def count_fragments(blocks: Iterable[FragmentBlock], peaks: PeakIndex, *, label:
 
 def _read_barcode_table(path: Path) -> pd.DataFrame:
     """Barcodes of a matrix's cells: a TSV with a ``barcode`` column, or one barcode per line (10x)."""
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rt") as fh:
+    with open_text(path) as fh:
         first = fh.readline().rstrip("\r\n").split("\t")
     if "barcode" in first:
         df = pd.read_csv(path, sep="\t", dtype={"barcode": str})
@@ -232,7 +231,7 @@ def read_count_matrix(row: dict[str, str], peaks: PeakIndex) -> CountResult:
         table = a.obs.reset_index(names="barcode") if "barcode" not in a.obs.columns else a.obs.reset_index(drop=True)
     else:
         try:
-            with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+            with (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as fh:
                 mat = sp.csr_matrix(scipy.io.mmread(fh).T)
         except (OSError, ValueError, EOFError) as exc:
             raise InputFileError(path, f"cannot read as MatrixMarket ({exc})") from exc
@@ -269,8 +268,7 @@ def read_count_matrix(row: dict[str, str], peaks: PeakIndex) -> CountResult:
 
 
 def _read_whitelist(path: Path) -> set[str]:
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rt") as fh:
+    with open_text(path) as fh:
         return {ln.split("\t")[0].strip() for ln in fh if ln.strip() and not ln.startswith("#")}
 
 
