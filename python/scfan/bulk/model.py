@@ -42,20 +42,29 @@ class ArchConfig:
     pool: int = 4
     dense: int = 919
     dropout: tuple[float, float, float] = (0.2, 0.2, 0.5)
+    #: filters of the motif branch (:class:`MotifBranch`); 0 = none (scFAN's network alone, and model files written
+    #: before the branch existed)
+    motif_filters: int = 0
+    #: width (bp) of the motif branch's filters: room for a whole JASPAR matrix, not only ``kernel`` bp of it
+    motif_width: int = 24
+    #: central stretch of the input (bp) the motif branch scans: the labelled window and some flank
+    motif_pool: int = 400
 
     @classmethod
     def preset(cls, name: str) -> ArchConfig:
-        """``full`` = scFAN (160/240/240 filters, dense 919); ``small`` = a CPU-test variant (32/48/48, dense 64)."""
+        """``full`` = scFAN (160/240/240 filters, dense 919); ``small`` = a CPU-test variant (32/48/48, dense 64);
+        both with the motif branch (32 / 16 filters of 24 bp over the central 400 bp)."""
         if name == "full":
-            return cls()
+            return cls(motif_filters=32)
         if name == "small":
-            return cls(filters=(32, 48, 48), dense=64)
+            return cls(filters=(32, 48, 48), dense=64, motif_filters=16)
         raise ValueError(f"unknown architecture {name!r}; expected 'small' or 'full'")
 
     @classmethod
     def from_dict(cls, d: dict) -> ArchConfig:
         return cls(filters=tuple(d["filters"]), kernel=int(d["kernel"]), pool=int(d["pool"]),
-                   dense=int(d["dense"]), dropout=tuple(d["dropout"]))
+                   dense=int(d["dense"]), dropout=tuple(d["dropout"]), motif_filters=int(d.get("motif_filters", 0)),
+                   motif_width=int(d.get("motif_width", 24)), motif_pool=int(d.get("motif_pool", 400)))
 
 
 def flat_length(length: int, arch: ArchConfig) -> int:
@@ -70,8 +79,44 @@ def flat_length(length: int, arch: ArchConfig) -> int:
     return n
 
 
+class MotifBranch(nn.Module):
+    """Strand-symmetric motif scanners over the centre of the input, added to scFANet's logits.
+
+    ``n_filters`` filters of ``width`` bp scan the DNA channels of the central ``pool`` bp on both strands (the same
+    weights on the sequence and on its reverse complement); each filter's best score there (batch-normalised) and,
+    for models with tracks, that score times the mean accessibility of the same stretch, go through one linear layer
+    to the TFs' logits. This gives the network a direct "motif in the window, and open" path that scFAN's
+    flatten-and-dense head has to learn position by position, which it fails to do from the few dozen peaks per TF
+    of the simulator's test preset (docs/bulk.md, ablation). The output layer starts at zero, so an untrained branch
+    leaves the network's predictions unchanged.
+    """
+
+    def __init__(self, n_channels: int, length: int, n_tasks: int, n_filters: int, width: int, pool: int):
+        super().__init__()
+        pool = min(pool, length)
+        pool -= (length - pool) % 2  # a centred stretch, so the branch is reverse-complement symmetric
+        width = min(width, pool)
+        self.lo, self.hi = (length - pool) // 2, (length - pool) // 2 + pool
+        self.uses_tracks = n_channels > 4
+        self.conv = nn.Conv1d(4, n_filters, width)
+        self.norm = nn.BatchNorm1d(n_filters)
+        self.out = nn.Linear(n_filters * (2 if self.uses_tracks else 1), n_tasks)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dna = x[:, :4, self.lo : self.hi]
+        best = torch.maximum(self.conv(dna).amax(-1), self.conv(dna.flip(1).flip(-1)).amax(-1))
+        feats = self.norm(best)
+        if self.uses_tracks:
+            acc = x[:, 4, self.lo : self.hi].mean(-1, keepdim=True)
+            feats = torch.cat([feats, feats * acc], dim=1)
+        return self.out(feats)
+
+
 class ScFANet(nn.Module):
-    """Conv→BN→ReLU→MaxPool→Dropout ×2, Conv→BN→ReLU→Dropout, Dense→ReLU, Dense (logits; sigmoid at prediction)."""
+    """Conv→BN→ReLU→MaxPool→Dropout ×2, Conv→BN→ReLU→Dropout, Dense→ReLU, Dense (logits; sigmoid at prediction),
+    plus the :class:`MotifBranch`'s logits when ``arch.motif_filters`` > 0."""
 
     def __init__(self, n_channels: int, length: int, n_tasks: int, arch: ArchConfig = ArchConfig()):
         super().__init__()
@@ -85,9 +130,12 @@ class ScFANet(nn.Module):
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(f3 * flat_length(length, arch), arch.dense), nn.ReLU(),
                                   nn.Linear(arch.dense, n_tasks))
+        self.motif = (MotifBranch(n_channels, length, n_tasks, arch.motif_filters, arch.motif_width, arch.motif_pool)
+                      if arch.motif_filters > 0 else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        out = self.head(self.body(x))
+        return out if self.motif is None else out + self.motif(x)
 
 
 @dataclass(frozen=True)

@@ -105,20 +105,32 @@ def motif_initialise(model: ScFANet, spec: ModelSpec) -> list[str]:
 
     Filter ``2i`` holds TF *i*'s most informative ``kernel``-bp stretch, filter ``2i + 1`` its reverse complement
     (forward strands only when ``2 × n_tfs`` exceeds half the filters); track weights of these filters start at 0,
-    so each starts as a motif scanner that training then refines. Returns the TFs that got a filter.
+    so each starts as a motif scanner that training then refines. The motif branch's filter *i*, when the model has
+    one, gets TF *i*'s whole matrix (its most informative ``motif_width`` bp when longer). Returns the TFs that got a
+    filter.
     """
     from scfan.bulk.pwm import jaspar_counts, log_odds, motif_for_tf
 
     conv = model.body[0]
     n_filters, k = conv.out_channels, conv.kernel_size[0]
-    kernels, used = [], []
+    kernels, used, matrices = [], [], []
     for tf in spec.tf_names:
         motif = motif_for_tf(tf, spec.motifs.get(tf))
         if motif is None:
             log.info("%s: no JASPAR matrix; its filter is not motif-initialised", tf)
             continue
-        kernels.append(best_kmer_window(log_odds(jaspar_counts(motif)), k))
+        matrices.append(log_odds(jaspar_counts(motif)))
+        kernels.append(best_kmer_window(matrices[-1], k))
         used.append(tf)
+    branch = getattr(model, "motif", None)
+    if branch is not None:  # one filter per TF: the branch scans both strands with the same weights
+        width = branch.conv.kernel_size[0]
+        with torch.no_grad():
+            branch.conv.weight.zero_()  # filters beyond the TFs' stay empty (they would only fit noise)
+            branch.conv.bias.zero_()
+            for row, pwm in enumerate(matrices[: branch.conv.out_channels]):
+                branch.conv.weight[row] = torch.from_numpy(np.ascontiguousarray(best_kmer_window(pwm, width),
+                                                                                 dtype=np.float32))
     both = 2 * len(kernels) <= n_filters // 2
     if not both:
         kernels = kernels[: n_filters // 2]
@@ -132,6 +144,28 @@ def motif_initialise(model: ScFANet, spec: ModelSpec) -> list[str]:
                 conv.bias[row] = 0.0
                 row += 1
     return used
+
+
+def freeze_motif_filters(model: ScFANet) -> None:
+    """Keep the motif branch's filters as they are: no gradient, no weight decay (see :func:`_param_groups`).
+
+    Used after :func:`motif_initialise`: the JASPAR matrices are the motifs, and training them (or free filters
+    beside them) on the few dozen peaks per TF of a small line only overfits (docs/bulk.md, ablation); the branch's
+    normalisation and output layer, and the rest of the network, still learn.
+    """
+    branch = getattr(model, "motif", None)
+    if branch is not None:
+        branch.conv.requires_grad_(False)
+
+
+def _param_groups(model: ScFANet, weight_decay: float) -> list[dict]:
+    """Trainable parameters; the motif branch's filters without weight decay, everything else with it."""
+    branch = getattr(model, "motif", None)
+    fixed = {id(p) for p in branch.conv.parameters()} if branch is not None else set()
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in fixed], "weight_decay": weight_decay},
+              {"params": [p for p in params if id(p) in fixed], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 def _valid_indices(is_pos: np.ndarray, cfg: TrainConfig) -> np.ndarray:
@@ -273,8 +307,10 @@ def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainC
         if cfg.motif_init:
             seeded = motif_initialise(model, spec)
             log.info("first-layer filters seeded from JASPAR for %d of %d TF(s)", len(seeded), len(tf_names))
+            if cfg.freeze_motif_filters:
+                freeze_motif_filters(model)
         model = model.to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
         state, best_state = TrainState(log_rows=[]), None
         if ckpt_path.exists():
