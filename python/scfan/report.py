@@ -433,12 +433,38 @@ def build_report(inp: ReportInputs) -> str:
         sections.append(("software", "Software and parameters", body))
 
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    run = _run_summary(inp)
     nav = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t, _ in sections)
     main = "".join(f'<section id="{a}"><h2>{html.escape(t)}</h2>{b}</section>' for a, t, b in sections)
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(inp.title)}</title>"
             f"<style>{CSS}</style></head><body><header><h1>{html.escape(inp.title)}</h1><p>scfan {__version__}"
-            f" · {now} · {s['n_cells']} cells · {s['n_clusters']} clusters</p></header><nav>{nav}</nav>"
+            f" · {now} · {s['n_cells']} cells · {s['n_clusters']} clusters</p><p>{html.escape(run)}</p></header>"
+            f"<nav>{nav}</nav>"
             f"<main>{main}</main></body></html>\n")
+
+
+def _run_summary(inp: ReportInputs) -> str:
+    """One line: what data the run was on, and which models."""
+    parts = []
+    if inp.params is not None:
+        try:
+            p = json.loads(Path(inp.params).read_text())
+        except (OSError, ValueError):
+            p = {}
+        if p.get("simulate_preset") and not p.get("genome"):
+            parts.append(f"data: simulated (preset {p['simulate_preset']}, seed {p.get('seed')})")
+        elif p.get("sc_samplesheet"):
+            parts.append(f"data: {Path(str(p['sc_samplesheet'])).name} on {Path(str(p.get('genome'))).name}")
+        if p.get("models"):
+            parts.append(f"pre-trained models: {p['models']}")
+    if inp.activity is not None:
+        import anndata as ad
+
+        a = ad.read_h5ad(inp.activity, backed="r")
+        models = list(dict.fromkeys(map(str, a.var["model"]))) if "model" in a.var else []
+        parts.append(f"{a.n_vars} TFs from {len(models)} model(s): {', '.join(models)}")
+        a.file.close()
+    return " · ".join(parts)
 
 
 def _file_uri(path: Path) -> str:
