@@ -49,6 +49,15 @@ class SimulationConfig:
     repeat_frac: float = 0.05
     duplicate_rate: float = 0.1
     noise: float = 1.0
+    #: 0: each left-over TF drives two random cell types; n > 0: type i belongs to family i mod n, and each left-over
+    #: TF drives every type of one family, so sibling types differ only by their own primary drivers.
+    type_families: int = 0
+    #: Probability that an enhancer of a TF active in a sibling type (same family), but not in this type, is open
+    #: here too (open but unbound): how much chromatin sibling types share beyond their common drivers.
+    sibling_open: float = 0.0
+    #: Batch effect: every sample scales each regulatory element's accessibility by its own lognormal(0, sigma)
+    #: factor, shared by all cell types of that sample (0 = no batch effect).
+    batch_sigma: float = 0.0
     test_chroms: tuple[str, ...] = ("chr1",)
     valid_chroms: tuple[str, ...] = ("chr2",)
     jaspar_release: str = "JASPAR2026"
@@ -67,13 +76,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Large enough to measure: 24 Mb, 16 TFs, 3 lines, 6 types, 6,000 cells (~18 M fragments).
     "bench": dict(genome_size=24_000_000, n_chroms=6, n_tfs=16, n_lines=3, n_types=6, n_samples=3,
                   n_cells=6000, median_fragments=3000, sites_per_mb=25.0),
+    # Clustering that can rank methods (LSI + k-means ARI ~0.6, as on real bone marrow): 4 Mb, 15 TFs, 8 types in
+    # 3 families (siblings share their family's 2 drivers and most chromatin, and differ by their own primary
+    # drivers), shallow cells with a low FRiP, and a batch effect in each of 3 samples; ~2,400 cells.
+    "hard": dict(genome_size=4_000_000, n_chroms=5, n_tfs=15, n_lines=2, n_types=8, n_samples=3, n_cells=2400,
+                 median_fragments=1500, frip=0.35, sites_per_mb=25.0, type_families=3, sibling_open=0.7,
+                 batch_sigma=0.4),
 }
 
 _COUNTS_POSITIVE = ("genome_size", "n_chroms", "n_tfs", "n_lines", "n_types", "n_samples", "n_cells",
                     "median_fragments", "low_quality_median_fragments")
 _NON_NEGATIVE = ("seed", "depth_sigma", "bulk_depth", "sites_per_mb", "promoters_per_mb", "motifless_per_mb",
-                 "decoy_ratio", "duplicate_rate", "noise")
-_FRACTIONS = ("low_quality_frac", "frip", "cobind_prob", "weak_motif_frac", "line_tf_frac", "repeat_frac")
+                 "decoy_ratio", "duplicate_rate", "noise", "batch_sigma")
+_FRACTIONS = ("low_quality_frac", "frip", "cobind_prob", "weak_motif_frac", "line_tf_frac", "repeat_frac",
+              "sibling_open")
 
 
 def make_config(preset: str, seed: int, **overrides: Any) -> SimulationConfig:
@@ -129,6 +145,12 @@ def validate_config(cfg: SimulationConfig) -> None:
     if cfg.n_types > specific:
         raise ParamsError(f"n_types: got {cfg.n_types} cell types, but n_tfs={cfg.n_tfs} gives only {specific} "
                           "cell-type-specific TFs (each type needs its own driver); raise --n-tfs or lower --n-types")
+    if not isinstance(cfg.type_families, int) or not 0 <= cfg.type_families <= cfg.n_types:
+        raise ParamsError(f"type_families: got {cfg.type_families!r}; expected an integer in 0..n_types "
+                          f"({cfg.n_types}; 0 = no families)")
+    if cfg.sibling_open > 0 and cfg.type_families == 0:
+        raise ParamsError(f"sibling_open: got {cfg.sibling_open}, but type_families is 0 (no sibling types); "
+                          "set type_families or leave sibling_open at 0")
     if cfg.n_cells < cfg.n_samples * cfg.n_types:
         raise ParamsError(f"n_cells: got {cfg.n_cells}; expected >= n_samples x n_types = "
                           f"{cfg.n_samples * cfg.n_types}")

@@ -40,6 +40,8 @@ class Contexts:
     active: np.ndarray
     drivers: dict[str, list[int]]
     partner: np.ndarray
+    #: family index of each cell type (-1 = no family: the default model)
+    family: np.ndarray | None = None
 
     @property
     def names(self) -> list[str]:
@@ -50,6 +52,19 @@ class Contexts:
 
     def type_index(self, k: int) -> int:
         return len(self.lines) + k
+
+    def sibling_active(self) -> np.ndarray:
+        """``(n_ctx, n_tfs)``: TF active in another type of the same family (and not here); lines are all False."""
+        out = np.zeros_like(self.active)
+        if self.family is None:
+            return out
+        type_active = self.active[len(self.lines):]
+        for k, f in enumerate(self.family):
+            if f < 0:
+                continue
+            sibs = np.flatnonzero((self.family == f) & (np.arange(self.family.size) != k))
+            out[self.type_index(k)] = type_active[sibs].any(axis=0) & ~type_active[k]
+        return out
 
 
 @dataclass
@@ -78,14 +93,22 @@ class Regulome:
 
 
 def make_contexts(rng: np.random.Generator, cfg: SimulationConfig) -> Contexts:
-    """Cell-type drivers (one unique primary TF per type; left-over TFs shared by two types) and line TFs."""
+    """Cell-type drivers (one unique primary TF per type; left-over TFs shared by two random types, or by every type
+    of one family with ``type_families``) and line TFs."""
     n_tfs, k = cfg.n_tfs, cfg.n_types
     specific = np.arange(1, n_tfs)
     perm = rng.permutation(specific)
     drivers: list[list[int]] = [[int(perm[i])] for i in range(k)]
-    for t in perm[k:]:
-        for j in np.sort(rng.choice(k, size=min(2, k), replace=False)):
-            drivers[int(j)].append(int(t))
+    family = None
+    if cfg.type_families:
+        family = np.arange(k) % cfg.type_families
+        for j, t in enumerate(perm[k:]):
+            for i in np.flatnonzero(family == j % cfg.type_families):
+                drivers[int(i)].append(int(t))
+    else:
+        for t in perm[k:]:
+            for j in np.sort(rng.choice(k, size=min(2, k), replace=False)):
+                drivers[int(j)].append(int(t))
     types = [f"type{i + 1}" for i in range(k)]
     lines = [f"line{string.ascii_uppercase[i]}" if i < 26 else f"line{i + 1}" for i in range(cfg.n_lines)]
     line_active = rng.random((cfg.n_lines, n_tfs)) < cfg.line_tf_frac
@@ -108,7 +131,8 @@ def make_contexts(rng: np.random.Generator, cfg: SimulationConfig) -> Contexts:
         if others:
             partner[t] = int(rng.choice(others))
     return Contexts(lines=lines, types=types, active=np.vstack([line_active, type_active]),
-                    drivers={types[i]: [int(t) for t in ds] for i, ds in enumerate(drivers)}, partner=partner)
+                    drivers={types[i]: [int(t) for t in ds] for i, ds in enumerate(drivers)}, partner=partner,
+                    family=family)
 
 
 def _free_slots(genome: SimGenome) -> tuple[np.ndarray, np.ndarray]:
@@ -163,15 +187,40 @@ def _openness(rng, cfg, ctx: Contexts, kinds, re_tfs) -> tuple[np.ndarray, np.nd
         has = re_tfs[:, j] >= 0
         act[has] += ctx.active[:, re_tfs[has, j]].T
     p = np.where(act > 0, P_OPEN_ACTIVE, min(1.0, P_OPEN_CHANCE * cfg.noise))
+    if cfg.sibling_open > 0:
+        sib = np.zeros((n_re, n_ctx), dtype=bool)
+        sib_active = ctx.sibling_active()
+        for j in range(2):
+            has = re_tfs[:, j] >= 0
+            sib[has] |= sib_active[:, re_tfs[has, j]].T
+        p = np.where((act == 0) & sib, np.maximum(p, cfg.sibling_open), p)
     p[kinds == PROMOTER] = P_OPEN_PROMOTER
     p[kinds == MOTIFLESS] = P_OPEN_MOTIFLESS
     p[kinds == DECOY] = min(1.0, P_OPEN_DECOY * cfg.noise)  # open by chance, yet unbound (e.g. methylated)
     is_open = rng.random((n_re, n_ctx)) < p
     base = rng.lognormal(0.0, 0.5, n_re) * np.where(kinds == PROMOTER, 1.5, 1.0)
     jitter = rng.lognormal(0.0, 0.25, (n_re, n_ctx))
+    if ctx.family is not None:
+        _share_within_families(ctx, re_tfs, is_open, jitter)
     boost = np.where(act > 1, 1.5, 1.0) * np.where(kinds == DECOY, 0.5, 1.0)[:, None]
     access = np.where(is_open, base[:, None] * jitter * boost, 0.0)
     return is_open, access
+
+
+def _share_within_families(ctx: Contexts, re_tfs: np.ndarray, is_open: np.ndarray, jitter: np.ndarray) -> None:
+    """Sibling types share the chromatin state (openness and accessibility) of every RE whose TFs are active in the
+    same way in both: each type copies the draws of its first family member with the same inputs at that RE."""
+    def inputs(c: int) -> np.ndarray:  # (n_re, 2): activity of the RE's TFs in context c (-1 = no TF)
+        return np.where(re_tfs >= 0, ctx.active[c, np.maximum(re_tfs, 0)], -1)
+
+    for f in np.unique(ctx.family):
+        members = [ctx.type_index(int(k)) for k in np.flatnonzero(ctx.family == f)]
+        for i, c in enumerate(members):
+            todo = np.ones(is_open.shape[0], dtype=bool)
+            for c0 in members[:i]:
+                same = todo & (inputs(c) == inputs(c0)).all(axis=1)
+                is_open[same, c], jitter[same, c] = is_open[same, c0], jitter[same, c0]
+                todo &= ~same
 
 
 def _cpg_island(rng, genome: SimGenome, chrom: int, center: int) -> None:

@@ -21,7 +21,7 @@ from scfan.simulate.motifs import Motif, load_motifs
 from scfan.simulate.reads import FragmentModel, Fragments, call_peaks, insertion_counts, simulate_fragments
 from scfan.simulate.regulatory import KINDS, Contexts, Regulome, make_contexts, place_elements
 from scfan.simulate.schemas import BoundSitesSchema, TruthCellsSchema, TruthDriversSchema
-from scfan.simulate.singlecell import Cells, make_cells, sample_fragments
+from scfan.simulate.singlecell import Cells, batch_factors, make_cells, sample_fragments
 from scfan.simulate.writers import (
     write_bed,
     write_bigwig,
@@ -35,7 +35,8 @@ from scfan.simulate.writers import (
 log = logging.getLogger(__name__)
 
 #: Independent random streams, so that e.g. changing the number of cells leaves the genome unchanged.
-STREAMS = ("genome", "regulome", "bulk_atac", "chip", "cells", "fragments")
+#: New streams go at the end: ``SeedSequence.spawn`` keys children by index, so the earlier streams stay the same.
+STREAMS = ("genome", "regulome", "bulk_atac", "chip", "cells", "fragments", "batch")
 
 
 def run_simulation(preset: str, seed: int, outdir: str | Path, *, force: bool = False, **overrides) -> Path:
@@ -44,7 +45,7 @@ def run_simulation(preset: str, seed: int, outdir: str | Path, *, force: bool = 
     Parameters
     ----------
     preset
-        ``test`` or ``bench``.
+        ``test``, ``bench`` or ``hard`` (see :data:`scfan.simulate.config.PRESETS`).
     seed
         Seed of every random step; the same seed and parameters give byte-identical files.
     outdir
@@ -91,7 +92,8 @@ def simulate_into(cfg: SimulationConfig, d: Path) -> dict:
     _write_tfs(d, motifs, ctx)
     bulk_summary = _write_bulk(d, cfg, genome, reg, ctx, motifs, model, rngs["bulk_atac"], rngs["chip"])
     cells = make_cells(rngs["cells"], cfg)
-    sc_summary = _write_single_cells(d, cfg, genome, reg, ctx, cells, model, rngs["fragments"])
+    batch = batch_factors(rngs["batch"], cfg, int(reg.re_kind.size))
+    sc_summary = _write_single_cells(d, cfg, genome, reg, ctx, cells, model, rngs["fragments"], batch)
     _write_truth(d, cfg, genome, reg, ctx, motifs, cells)
 
     manifest = {
@@ -163,7 +165,7 @@ def _write_bulk(d: Path, cfg: SimulationConfig, g: SimGenome, reg: Regulome, ctx
 
 
 def _write_single_cells(d: Path, cfg: SimulationConfig, g: SimGenome, reg: Regulome, ctx: Contexts, cells: Cells,
-                        model: FragmentModel, rng: np.random.Generator) -> dict:
+                        model: FragmentModel, rng: np.random.Generator, batch: np.ndarray | None = None) -> dict:
     sizes = np.asarray(g.sizes, dtype=np.int64)
     pooled = [np.zeros(s, dtype=np.float32) for s in g.sizes]
     rows, n_frags = [], {}
@@ -171,7 +173,7 @@ def _write_single_cells(d: Path, cfg: SimulationConfig, g: SimGenome, reg: Regul
         name = f"sample{s + 1}"
         sdir = d / "sc" / name
         sdir.mkdir(parents=True)
-        frags, counts = sample_fragments(rng, cfg, cells, s, model, reg, ctx)
+        frags, counts = sample_fragments(rng, cfg, cells, s, model, reg, ctx, batch)
         write_fragments(sdir / "fragments.tsv.gz", g.names, frags.chrom, frags.start, frags.end, cells.barcode,
                         frags.unit, counts)
         good = cells.good[frags.unit]

@@ -70,10 +70,20 @@ def make_cells(rng: np.random.Generator, cfg: SimulationConfig) -> Cells:
                  depth=np.maximum(depth, 10).astype(np.int64), frip=frip)
 
 
+def batch_factors(rng: np.random.Generator, cfg: SimulationConfig, n_re: int) -> np.ndarray | None:
+    """``(n_samples, n_re)`` lognormal(0, ``batch_sigma``) accessibility factors of each sample; ``None`` without a
+    batch effect (no random draws, so the other outputs do not change)."""
+    if cfg.batch_sigma <= 0:
+        return None
+    return rng.lognormal(0.0, cfg.batch_sigma, (cfg.n_samples, n_re))
+
+
 def sample_fragments(rng: np.random.Generator, cfg: SimulationConfig, cells: Cells, sample: int,
-                     model: FragmentModel, reg: Regulome, ctx: Contexts) -> tuple[Fragments, np.ndarray]:
+                     model: FragmentModel, reg: Regulome, ctx: Contexts,
+                     batch: np.ndarray | None = None) -> tuple[Fragments, np.ndarray]:
     """Fragments of every barcode of ``sample`` (``unit`` = cell row), sorted and de-duplicated.
 
+    ``batch``: the :func:`batch_factors` of every sample (or ``None``), multiplying each type's accessibility.
     Returns the fragments and the duplicate count of each (PCR duplicates: ``1 + Poisson(duplicate_rate)``).
     """
     parts = []
@@ -81,7 +91,10 @@ def sample_fragments(rng: np.random.Generator, cfg: SimulationConfig, cells: Cel
         rows = np.flatnonzero((cells.sample == sample) & (cells.cell_type == k))
         if rows.size == 0:
             continue
-        f = simulate_fragments(rng, model, reg.re_access[:, ctx.type_index(k)], cells.depth[rows], cells.frip[rows])
+        weights = reg.re_access[:, ctx.type_index(k)]
+        if batch is not None:
+            weights = weights * batch[sample]
+        f = simulate_fragments(rng, model, weights, cells.depth[rows], cells.frip[rows])
         f.unit = rows[f.unit]
         parts.append(f)
     frags = Fragments.concat(parts)

@@ -14,10 +14,10 @@ def test_presets_meet_the_issue_sizes():
     test, bench = make_config("test", 1), make_config("bench", 1)
     assert test.n_tfs >= 8 and test.n_lines >= 2 and test.n_types >= 4
     assert bench.genome_size >= 20_000_000 and bench.n_tfs >= 16 and bench.n_cells >= 5000 and bench.n_lines >= 3
-    assert set(PRESETS) == {"test", "bench"}
+    assert set(PRESETS) == {"test", "bench", "hard"}
 
 
-@pytest.mark.parametrize("preset", ["test", "bench"])
+@pytest.mark.parametrize("preset", ["test", "bench", "hard"])
 def test_chromosomes_named_and_sized(preset):
     cfg = make_config(preset, 0)
     sizes = chrom_sizes(cfg)
