@@ -154,7 +154,8 @@ def oracle_scores(sim: Path, line: str, chroms: np.ndarray, starts: np.ndarray, 
 
 
 def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, max_test: int,
-                       sim_dir: Path | None = None, preset: str = "bench", arch: str = "small") -> dict:
+                       sim_dir: Path | None = None, preset: str = "bench", arch: str = "small",
+                       threads: int | None = None) -> dict:
     import polars as pl
 
     from scfan.bulk.data import InputSource, window_mean_accessibility, windows_arrays
@@ -179,7 +180,8 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     df, meta = read_windows(prep / "windows.parquet")
     src = InputSource.load(sim / "genome.fa", meta["atac"], sim / "mappability.bw")
     arch = "small" if quick else arch
-    tcfg = TrainConfig(arch=arch, epochs=epochs, max_train_windows=max_train, max_valid_windows=4_000, seed=0)
+    tcfg = TrainConfig(arch=arch, epochs=epochs, max_train_windows=max_train, max_valid_windows=4_000, seed=0,
+                       num_threads=threads)
     train_dir = workdir / f"{preset}_{line}_train_{arch}"
     t0 = time.perf_counter()
     summary = train_model(df, meta, src, tcfg, train_dir)
@@ -204,14 +206,14 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
             "train": summary, "train_s": train_s, "eval_s": eval_s, "train_config": tcfg, "max_test": max_test}
 
 
-def real_sequence_only(quick: bool) -> dict:
+def real_sequence_only(quick: bool, threads: int | None = None) -> dict:
     from scfan.bulk.seqonly import SeqOnlyConfig, sequence_only_experiment
 
     fasta = REPO.parent / "shared" / "data" / "chip_sequences" / "ctcf_gm12878.fa"
     out = {}
     for arch, epochs in (("small", 8),) if quick else (("small", 12), ("full", 12)):
         t0 = time.perf_counter()
-        res = sequence_only_experiment(fasta, SeqOnlyConfig(arch=arch, epochs=epochs, seed=0))
+        res = sequence_only_experiment(fasta, SeqOnlyConfig(arch=arch, epochs=epochs, seed=0, num_threads=threads))
         out[arch] = {**res, "epochs": epochs, "seconds": time.perf_counter() - t0}
     return out
 
@@ -331,16 +333,21 @@ def main() -> None:
     ap.add_argument("--max-train-windows", type=int, default=10_000)
     ap.add_argument("--max-test-windows", type=int, default=10_000)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk.md")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own, at most 8 "
+                    "for training)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.workdir.mkdir(parents=True, exist_ok=True)
     thr = throughput_table(args.quick)
     acc = seq = None
     if not args.throughput_only:
-        seq = real_sequence_only(args.quick)
+        seq = real_sequence_only(args.quick, args.threads)
         acc = simulated_accuracy(args.workdir, args.quick, 2 if args.quick else args.epochs,
                                  2000 if args.quick else args.max_train_windows,
-                                 3000 if args.quick else args.max_test_windows, args.sim_dir, args.preset, args.arch)
+                                 3000 if args.quick else args.max_test_windows, args.sim_dir, args.preset, args.arch,
+                                 args.threads)
     print(report(args.out, args, thr, acc, seq))
 
 

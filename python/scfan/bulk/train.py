@@ -106,8 +106,8 @@ def motif_initialise(model: ScFANet, spec: ModelSpec) -> list[str]:
     Filter ``2i`` holds TF *i*'s most informative ``kernel``-bp stretch, filter ``2i + 1`` its reverse complement
     (forward strands only when ``2 × n_tfs`` exceeds half the filters); track weights of these filters start at 0,
     so each starts as a motif scanner that training then refines. The motif branch's filter *i*, when the model has
-    one, gets TF *i*'s whole matrix (its most informative ``motif_width`` bp when longer). Returns the TFs that got a
-    filter.
+    one, gets the *i*-th matrix found (its most informative ``motif_width`` bp when longer) and its other filters are
+    emptied; without any matrix the branch keeps its random filters. Returns the TFs that got a filter.
     """
     from scfan.bulk.pwm import jaspar_counts, log_odds, motif_for_tf
 
@@ -123,7 +123,7 @@ def motif_initialise(model: ScFANet, spec: ModelSpec) -> list[str]:
         kernels.append(best_kmer_window(matrices[-1], k))
         used.append(tf)
     branch = getattr(model, "motif", None)
-    if branch is not None:  # one filter per TF: the branch scans both strands with the same weights
+    if branch is not None and matrices:  # one filter per TF: the branch scans both strands with the same weights
         width = branch.conv.kernel_size[0]
         with torch.no_grad():
             branch.conv.weight.zero_()  # filters beyond the TFs' stay empty (they would only fit noise)
@@ -307,7 +307,7 @@ def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainC
         if cfg.motif_init:
             seeded = motif_initialise(model, spec)
             log.info("first-layer filters seeded from JASPAR for %d of %d TF(s)", len(seeded), len(tf_names))
-            if cfg.freeze_motif_filters:
+            if cfg.freeze_motif_filters and seeded:
                 freeze_motif_filters(model)
         model = model.to(device)
         opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)

@@ -71,10 +71,66 @@ def test_encode_inputs_channel_order_and_sequence_only():
 
 def test_full_arch_matches_scfan_layer_sizes():
     m = ScFANet(6, 1000, 5, ArchConfig.preset("full"))
-    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv1d)]
+    convs = [c for c in m.body.modules() if isinstance(c, torch.nn.Conv1d)]
     assert [c.out_channels for c in convs] == [160, 240, 240] and {c.kernel_size for c in convs} == {(8,)}
     assert m.head[1].in_features == 240 * 53 and m.head[1].out_features == 919
+    assert m.motif.conv.out_channels == 32 and m.motif.conv.kernel_size == (24,) and m.motif.out.in_features == 64
     assert m(torch.zeros(2, 6, 1000)).shape == (2, 5)
+
+
+def _with_active_branch(m: ScFANet, seed: int = 5) -> ScFANet:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        m.motif.out.weight.copy_(torch.randn(m.motif.out.weight.shape, generator=g))
+        m.motif.norm.running_mean.uniform_(-0.5, 0.5)
+    return m.eval()
+
+
+def test_motif_branch_is_strand_symmetric_and_silent_until_trained():
+    m = _random_model(length=1000)
+    x = torch.randn(8, 6, 1000)
+    with torch.no_grad():
+        # a new branch adds nothing: its output layer starts at zero
+        torch.testing.assert_close(m(x), m.head(m.body(x)), atol=0, rtol=0)
+        _with_active_branch(m)
+        b, b_rc = m.motif(x), m.motif(reverse_complement_inputs(x))
+    assert b.abs().max() > 0.1
+    torch.testing.assert_close(b, b_rc, atol=1e-5, rtol=1e-5)
+
+
+def test_motif_branch_scans_the_centre_only():
+    """A motif inside the central ``motif_pool`` bp moves the branch's score; the same motif in the flank does not."""
+    m = _with_active_branch(_random_model(n_channels=4, length=1000))
+    motif = torch.from_numpy(one_hot("CCGCGTGGCGCCAGTTACGGATCA"))
+    with torch.no_grad():
+        m.motif.conv.weight.zero_()
+        m.motif.conv.weight[0] = motif - 0.25  # filter 0 is that motif
+    x = torch.from_numpy(one_hot("A" * 1000))[None].repeat(3, 1, 1)
+    x[1, :, 500:524] = motif  # centre
+    x[2, :, 100:124] = motif  # flank, outside the central 400 bp
+    with torch.no_grad():
+        b = m.motif(x)
+    assert (b[1] - b[0]).abs().max() > 1e-3
+    torch.testing.assert_close(b[2], b[0])
+
+
+def test_model_file_from_before_the_motif_branch_loads(tmp_path):
+    """Files written before the branch existed have no motif_* keys in ``arch``: they load as the plain scFANet."""
+    old_arch = ArchConfig(filters=(32, 48, 48), dense=64)
+    torch.manual_seed(0)
+    m = ScFANet(6, 1000, 2, old_arch).eval()
+    assert m.motif is None and not any(k.startswith("motif.") for k in m.state_dict())
+    spec = ModelSpec(arch=old_arch, tf_names=("CTCF", "GATA1"),
+                     channels=("A", "C", "G", "T", "accessibility", "mappability"), window=200, context=1000,
+                     track_norm=TrackNorm(mean_per_base=0.1))
+    save_model(tmp_path / "model.pt", m, spec)
+    raw = torch.load(tmp_path / "model.pt", weights_only=True)
+    raw["arch"] = {k: v for k, v in raw["arch"].items() if not k.startswith("motif_")}
+    torch.save(raw, tmp_path / "old.pt")
+    m2, spec2 = load_model(tmp_path / "old.pt")
+    assert m2.motif is None and spec2.arch.motif_filters == 0
+    x = torch.randn(3, 6, 1000)
+    np.testing.assert_array_equal(predict_batches(m, x), predict_batches(m2, x))
 
 
 def test_prediction_identical_for_batch_size_1_and_256():
