@@ -40,7 +40,7 @@ class Contexts:
     active: np.ndarray
     drivers: dict[str, list[int]]
     partner: np.ndarray
-    #: family index of each cell type (-1 = no family: the default model)
+    #: family index of each cell type; ``None`` without ``type_families`` (the default model)
     family: np.ndarray | None = None
 
     @property
@@ -60,8 +60,6 @@ class Contexts:
             return out
         type_active = self.active[len(self.lines):]
         for k, f in enumerate(self.family):
-            if f < 0:
-                continue
             sibs = np.flatnonzero((self.family == f) & (np.arange(self.family.size) != k))
             out[self.type_index(k)] = type_active[sibs].any(axis=0) & ~type_active[k]
         return out
