@@ -327,7 +327,10 @@ def build_report(inp: ReportInputs) -> str:
     if s.get("ari") not in (None, ""):
         kpis += [("ARI vs labels", f"{s['ari']:.3f}"), ("NMI vs labels", f"{s['nmi']:.3f}")]
     body = "".join(f'<span class="kpi"><b>{html.escape(str(v))}</b>{html.escape(k)}</span>' for k, v in kpis)
-    body += (f'<p class="note">Clusters: {html.escape(primary.name)} (Leiden on {html.escape(s["source"])}); TFs: '
+    cfg = s.get("config", {}) if isinstance(s.get("config"), dict) else {}
+    rep = f" obsm {cfg['obsm']}" if cfg.get("obsm") else (f" layer {cfg['layer']}" if cfg.get("layer") else "")
+    body += (f'<p class="note">Clusters: {html.escape(primary.name)} (Leiden on '
+             f'{html.escape(Path(s["source"]).name + rep)}); TFs: '
              f'Wilcoxon rank-sum of {html.escape(Path(s["diff_source"]).name)} in the cluster vs all other cells, '
              f'Benjamini–Hochberg; listed when higher in the cluster with padj &lt; {DRIVER_PADJ}.</p>')
     body += _table(ans) + f'<div class="row">{"".join(figs)}</div>'

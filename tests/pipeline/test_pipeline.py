@@ -57,7 +57,8 @@ def test_metrics_show_sequence_specificity_columns(test_profile_run):
 
 
 def test_activity_matrix_covers_every_cell_and_model(test_profile_run):
-    """SC_INFER: 2 shards of per-cell inference (fast mode in the test profile) gathered into one matrix."""
+    """SC_INFER: 2 shards of per-cell inference (exact mode in the test profile; SC_TRACKS runs the fast mode)
+    gathered into one matrix."""
     import numpy as np
 
     out = test_profile_run.outdir
@@ -71,7 +72,7 @@ def test_activity_matrix_covers_every_cell_and_model(test_profile_run):
     assert sorted(act.var_names) == sorted(expected)
     assert set(act.var.columns) >= {"model", "tf"} and set(act.layers) >= {"mean_prob", "frac_bound"}
     info = act.uns["scfan_activity"]
-    assert info["shard_count"] == 2 and info["config"]["mode"] == "fast"
+    assert info["shard_count"] == 2 and info["config"]["mode"] == "exact"
     scored = act.obs["n_scored_windows"].to_numpy() > 0
     assert scored.mean() > 0.95 and not act.obs["no_scored_windows"].to_numpy()[scored].any()
     np.testing.assert_allclose(np.asarray(act.X)[scored].sum(axis=1), 1.0, atol=1e-4)
