@@ -36,7 +36,7 @@ def test_three_clusterings_with_labels_from_the_truth(test_profile_run):
         assert len(tab) == len(truth) and set(tab["cell_id"]) == set(truth["cell_id"])
         lab = dict(zip(truth["cell_id"], truth["cell_type"], strict=True))
         assert (tab["label"] == tab["cell_id"].map(lab)).all()
-    assert (out / "analysis" / "chromvar" / "chromvar.h5ad").is_file()
+    assert (out / "analysis" / "chromvar.h5ad").is_file()
 
 
 def test_drivers_among_the_top_differential_tfs(test_profile_run):
