@@ -1,0 +1,193 @@
+"""Benchmark: which clustering finds the simulator's cell types, and which finds their driver TFs.
+
+For each pipeline run (an ``--outdir`` of ``nextflow run . --simulate_preset <preset>``, made here with ``--run`` or
+given with ``--outdir NAME=path``) one table row per method:
+
+- **chromatin** — Leiden on the spectral embedding (the pipeline's answer); drivers from TF activity tested between
+  its clusters;
+- **TF activity** — Leiden on the activity matrix alone (scFAN's claim); drivers from the same matrix;
+- **chromVAR** — Leiden on chromVAR deviations of the same TFs; drivers from the deviations;
+- **chromatin + chromVAR drivers** — the chromatin clusters, drivers from chromVAR deviations tested between them
+  (our activity vs the motif baseline on the same clusters);
+- **LSI + k-means** — TF-IDF/LSI (``obsm['X_lsi']``) and k-means with k = the number of types (the field's plain
+  baseline; needs the number of types, which the others do not).
+
+ARI/NMI against the simulator's cell types; driver recovery = share of cell types (matched to the cluster holding most
+of their cells) one of whose planted drivers is the top TF, or among the top 3, of the features higher in that
+cluster; runtime and peak memory from the Nextflow trace of the tasks that make the method's matrix and clusters.
+
+Usage: ``python benchmarks/bench_analysis.py --run test [--run hard] [--outdir NAME=path]`` → results/bench_analysis.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from bench_sc import machine  # noqa: E402
+
+#: Trace processes behind each method (their realtime summed, peak RSS maxed).
+PROCESSES = {
+    "chromatin": ["SC_NEIGHBORS", "SC_CLUSTER_CHROMATIN"],
+    "TF activity": ["SC_PREDICT", "SC_MERGE_ACTIVITY", "SC_CLUSTER_ACTIVITY"],
+    "chromVAR": ["CHROMVAR_BASELINE", "SC_CLUSTER_CHROMVAR"],
+    "chromatin + chromVAR drivers": ["SC_NEIGHBORS", "SC_CLUSTER_CHROMATIN", "CHROMVAR_BASELINE"],
+    "LSI + k-means": ["SC_NEIGHBORS"],
+}
+
+
+def run_pipeline(preset: str, outdir: Path, seed: int) -> float:
+    env = {**os.environ, "NXF_OFFLINE": "true", "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    launch = outdir.parent / f"launch_{preset}"
+    launch.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    subprocess.run([str(REPO / ".tools" / "bin" / "nextflow"), "run", str(REPO), "-profile", "test",
+                    "--simulate_preset", preset, "--seed", str(seed), "--outdir", str(outdir)],
+                   check=True, cwd=launch, env=env)
+    return time.perf_counter() - t0
+
+
+def _seconds(text: str) -> float:
+    total = 0.0
+    for value, unit in re.findall(r"([\d.]+)(ms|s|m|h|d)", str(text)):
+        total += float(value) * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    return total
+
+
+def _gib(text: str) -> float:
+    m = re.match(r"([\d.]+)\s*(B|KB|MB|GB|TB)", str(text))
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}[m.group(2)] / 2**30
+
+
+def trace_costs(outdir: Path) -> pd.DataFrame:
+    traces = sorted((outdir / "pipeline_info").glob("execution_trace_*.txt"))
+    tr = pd.read_csv(traces[-1], sep="\t")
+    tr = tr[tr["status"].isin(["COMPLETED", "CACHED"])]
+    tr["short"] = tr["process"].str.split(":").str[-1]
+    tr["seconds"] = tr["realtime"].map(_seconds)
+    tr["gib"] = tr["peak_rss"].map(_gib)
+    return tr
+
+
+def driver_recovery(clusters: pd.DataFrame, diff: pd.DataFrame, drivers: pd.DataFrame) -> tuple[float, float]:
+    """Share of cell types with a driver ranked first / in the top 3 of their cluster's higher features."""
+    first = top3 = 0
+    types = sorted(drivers["cell_type"].unique())
+    for t in types:
+        cells = clusters[clusters["label"] == t]
+        if cells.empty:
+            continue
+        cluster = cells["cluster"].value_counts().index[0]
+        d = diff[(diff["cluster"].astype(str) == str(cluster)) & (diff["delta"] > 0)].sort_values("rank")
+        ranked = list(dict.fromkeys(d["tf"].astype(str)))
+        truth = set(drivers.loc[drivers["cell_type"] == t, "tf"])
+        first += bool(ranked[:1] and ranked[0] in truth)
+        top3 += bool(truth & set(ranked[:3]))
+    return first / len(types), top3 / len(types)
+
+
+def evaluate(name: str, outdir: Path) -> list[dict]:
+    import anndata as ad
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from scfan.sc.cluster import differential
+
+    truth = pd.read_csv(outdir / "simulate" / "truth" / "cells.tsv", sep="\t").set_index("cell_id")
+    drivers = pd.read_csv(outdir / "simulate" / "truth" / "drivers.tsv", sep="\t")
+    tr = trace_costs(outdir)
+    rows = []
+    folders = {"chromatin": "chromatin", "TF activity": "activity", "chromVAR": "chromvar"}
+    for method, folder in folders.items():
+        d = outdir / "analysis" / folder
+        s = json.loads((d / "cluster.json").read_text())
+        cl = pd.read_csv(d / "clusters.tsv", sep="\t")
+        diff = pd.read_csv(d / "differential_tfs.tsv", sep="\t")
+        f1, f3 = driver_recovery(cl, diff, drivers)
+        rows.append({"data": name, "method": method, "clusters": s["n_clusters"], "ari": s["ari"], "nmi": s["nmi"],
+                     "driver_first": f1, "driver_top3": f3})
+    # chromVAR deviations tested between the chromatin clusters
+    cl = pd.read_csv(outdir / "analysis" / "chromatin" / "clusters.tsv", sep="\t")
+    cv = ad.read_h5ad(outdir / "analysis" / "chromvar.h5ad")
+    cv = cv[cl["cell_id"].to_numpy()]
+    var = cv.var.copy()
+    table, _ = differential(np.asarray(cv.X, dtype=float), list(map(str, cv.var_names)), cl["cluster"].to_numpy(),
+                            var)
+    f1, f3 = driver_recovery(cl, table, drivers)
+    s = json.loads((outdir / "analysis" / "chromatin" / "cluster.json").read_text())
+    rows.append({"data": name, "method": "chromatin + chromVAR drivers", "clusters": s["n_clusters"], "ari": s["ari"],
+                 "nmi": s["nmi"], "driver_first": f1, "driver_top3": f3})
+    # LSI + k-means with the true number of types
+    cells = ad.read_h5ad(outdir / "sc" / "cells.h5ad")
+    lab = truth.loc[cells.obs_names, "cell_type"].to_numpy()
+    k = len(np.unique(lab))
+    km = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(cells.obsm["X_lsi"])
+    rows.append({"data": name, "method": "LSI + k-means", "clusters": k, "ari": adjusted_rand_score(lab, km),
+                 "nmi": normalized_mutual_info_score(lab, km), "driver_first": float("nan"),
+                 "driver_top3": float("nan")})
+    for r in rows:
+        sel = tr[tr["short"].isin(PROCESSES[r["method"]])]
+        r["runtime_s"] = float(sel["seconds"].sum())
+        r["peak_gib"] = float(sel["gib"].max())
+        r["cells"] = int(cells.n_obs)
+        r["types"] = k
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", nargs="*", default=[], help="simulator presets to run the pipeline on (-profile test)")
+    ap.add_argument("--outdir", nargs="*", default=[], help="NAME=path of finished pipeline runs to read")
+    ap.add_argument("--workdir", type=Path, default=HERE / "out" / "analysis")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_analysis.md")
+    args = ap.parse_args()
+    runs: list[tuple[str, Path, float | None]] = []
+    for preset in args.run:
+        out = args.workdir / preset
+        runs.append((preset, out, run_pipeline(preset, out, args.seed)))
+    for item in args.outdir:
+        name, _, path = item.partition("=")
+        runs.append((name, Path(path), None))
+    rows = [r for name, out, _ in runs for r in evaluate(name, out)]
+    df = pd.DataFrame(rows)
+    fmt = df.copy()
+    for c in ("ari", "nmi"):
+        fmt[c] = fmt[c].map(lambda v: f"{v:.3f}")
+    for c in ("driver_first", "driver_top3"):
+        fmt[c] = fmt[c].map(lambda v: "–" if pd.isna(v) else f"{v:.0%}")
+    fmt["runtime_s"] = fmt["runtime_s"].map(lambda v: f"{v:.0f}")
+    fmt["peak_gib"] = fmt["peak_gib"].map(lambda v: f"{v:.2f}")
+    cols = ["data", "cells", "types", "method", "clusters", "ari", "nmi", "driver_first", "driver_top3",
+            "runtime_s", "peak_gib"]
+    lines = ["# Clustering and driver TFs: TF activity vs chromVAR vs chromatin (LSI/spectral)", "",
+             f"Machine: {machine()}; no GPU. Seed {args.seed}. Command: `python benchmarks/bench_analysis.py "
+             + " ".join(f"--run {p}" for p in args.run) + (" --outdir …" if args.outdir else "") + "`.", "",
+             "Runtime = summed task realtime, peak = the largest task peak RSS, from the Nextflow trace (2 CPUs, "
+             "tasks sharing the machine with other work: compare ratios, not absolute times).", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in fmt[cols].itertuples(index=False)]
+    for name, _, wall in runs:
+        if wall is not None:
+            lines.append(f"\nPipeline wall time on `{name}`: {wall / 60:.1f} min.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
