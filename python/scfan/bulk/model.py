@@ -13,6 +13,7 @@ reverse complement of an input flips the DNA channels (A↔T, C↔G) and reverse
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,7 +84,8 @@ class MotifBranch(nn.Module):
     """Strand-symmetric motif scanners over the centre of the input, added to scFANet's logits.
 
     ``n_filters`` filters of ``width`` bp scan the DNA channels of the central ``pool`` bp on both strands (the same
-    weights on the sequence and on its reverse complement); each filter's best score there (batch-normalised) and,
+    weights on the sequence and on its reverse complement); each filter's best score there (as a z-score, see
+    :meth:`forward`) and,
     for models with tracks, that score times the mean accessibility of the same stretch, go through one linear layer
     to the TFs' logits. This gives the network a direct "motif in the window, and open" path that scFAN's
     flatten-and-dense head has to learn position by position, which it fails to do from the few dozen peaks per TF
@@ -99,15 +101,22 @@ class MotifBranch(nn.Module):
         self.lo, self.hi = (length - pool) // 2, (length - pool) // 2 + pool
         self.uses_tracks = n_channels > 4
         self.conv = nn.Conv1d(4, n_filters, width)
-        self.norm = nn.BatchNorm1d(n_filters)
         self.out = nn.Linear(n_filters * (2 if self.uses_tracks else 1), n_tasks)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # a background stretch's best z-score over its 2 * (pool - width + 1) placements is about this
+        self._expected_max = math.sqrt(2 * math.log(2 * (pool - width + 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dna = x[:, :4, self.lo : self.hi]
         best = torch.maximum(self.conv(dna).amax(-1), self.conv(dna.flip(1).flip(-1)).amax(-1))
-        feats = self.norm(best)
+        # standardised with each filter's own mean and spread on uniform random sequence (computed from the weights,
+        # so nothing depends on the batch, and nothing is left to fold at inference), minus the expected background
+        # maximum: about 0 for a stretch without the motif, several units for a site
+        w = self.conv.weight
+        mean = w.mean(dim=1).sum(dim=-1) + self.conv.bias
+        sd = torch.sqrt(w.var(dim=1, unbiased=False).sum(dim=-1) + 1e-6)
+        feats = (best - mean) / sd - self._expected_max
         if self.uses_tracks:
             acc = x[:, 4, self.lo : self.hi].mean(-1, keepdim=True)
             feats = torch.cat([feats, feats * acc], dim=1)

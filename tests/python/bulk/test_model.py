@@ -82,7 +82,6 @@ def _with_active_branch(m: ScFANet, seed: int = 5) -> ScFANet:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         m.motif.out.weight.copy_(torch.randn(m.motif.out.weight.shape, generator=g))
-        m.motif.norm.running_mean.uniform_(-0.5, 0.5)
     return m.eval()
 
 
