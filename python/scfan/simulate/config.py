@@ -81,7 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # drivers), shallow cells with a low FRiP, and a batch effect in each of 3 samples; ~2,400 cells.
     "hard": dict(genome_size=4_000_000, n_chroms=5, n_tfs=15, n_lines=2, n_types=8, n_samples=3, n_cells=2400,
                  median_fragments=1500, frip=0.35, sites_per_mb=25.0, type_families=3, sibling_open=0.7,
-                 batch_sigma=0.4),
+                 batch_sigma=0.38),
 }
 
 _COUNTS_POSITIVE = ("genome_size", "n_chroms", "n_tfs", "n_lines", "n_types", "n_samples", "n_cells",

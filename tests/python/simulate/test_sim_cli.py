@@ -100,5 +100,6 @@ def test_entry_point_reports_one_line_and_exit_code_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "scfan", "simulate", "--preset", "huge", "--outdir",
                            str(tmp_path / "sim")], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["scfan: error: unknown preset 'huge'; expected one of test, bench, hard"]
+    expected = "scfan: error: unknown preset 'huge'; expected one of test, bench, hard"
+    assert proc.stderr.strip().splitlines() == [expected]
     assert list(tmp_path.iterdir()) == []
