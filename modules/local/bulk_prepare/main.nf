@@ -14,8 +14,12 @@ process BULK_PREPARE {
     path "prepare/prepare.json"                      , emit: summary
     path "versions.yml"                              , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"   // names nothing: the outputs are published under bulk/<meta.id>/
     def bl = blacklist ? "--blacklist ${blacklist}" : ''
     def rows = [tfs, motifs, peaks instanceof List ? peaks : [peaks]].transpose()
         .collect { tf, motif, pk -> "${meta.id},${tf},${pk},${atac},${motif ?: ''}" }
@@ -33,6 +37,14 @@ CSV
         ${bl} \\
         ${args} \\
         --outdir prepare
+    scfan versions --process "${task.process}" > versions.yml
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p prepare
+    touch prepare/windows.parquet prepare/prepare.json
     scfan versions --process "${task.process}" > versions.yml
     """
 }
