@@ -10,9 +10,6 @@ process SC_CLUSTER {
     tuple val(meta), path("${prefix}")                     , emit: analysis
     tuple val(meta), path("${prefix}/clusters.tsv")        , emit: clusters
     tuple val(meta), path("${prefix}/differential_tfs.tsv"), emit: differential
-    // the folder's files one by one: publishing them, not the folder, keeps what other steps put beside them
-    // (a published folder replaces the one already there, e.g. analysis/chromvar/chromvar.h5ad)
-    tuple val(meta), path("${prefix}/*")                   , emit: files
     path "versions.yml"                                    , emit: versions
 
     when:
