@@ -43,7 +43,7 @@ process CHECK_INPUTS {
     absolute_paths() {
         awk -F, -v OFS=, -v dir="\$(dirname "\$(readlink -f "\$1")")" '
             NR == 1 { for (i = 1; i <= NF; i++) is_file[i] = \$i ~ /^(peaks|atac|fragments|bam|counts|barcodes|whitelist)\$/; print; next }
-            { for (i = 1; i <= NF; i++) if (is_file[i] && \$i != "" && substr(\$i, 1, 1) != "/") \$i = dir "/" \$i; print }
+            { for (i = 1; i <= NF; i++) if (is_file[i] && \$i != "" && substr(\$i, 1, 1) != "/" && !index(\$i, "://")) \$i = dir "/" \$i; print }
         ' "\$1"
     }
     absolute_paths input/bulk_samplesheet.csv > checked/bulk_samplesheet.csv
