@@ -19,16 +19,17 @@ process SC_INGEST {
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
-    // Rewrite the sample's samplesheet row with the staged file names.
-    def staged = meta.columns.collectEntries { col, name -> [col, "data/${name}"] }
-    def header = (['sample'] + staged.keySet() + (meta.barcode_tag ? ['barcode_tag'] : [])).join(',')
-    def row = ([meta.id] + staged.values() + (meta.barcode_tag ? [meta.barcode_tag] : [])).join(',')
+    // the sample's files as staged (data/<name>): one option per samplesheet column
+    def option = [fragments: '--fragments', bam: '--bam', counts: '--counts', peaks: '--count-peaks',
+                  barcodes: '--barcodes', whitelist: '--whitelist']
+    def file_args = meta.columns.collect { col, name -> "${option[col]} 'data/${name}'" }.join(' ')
+    def tag = meta.barcode_tag ? "--barcode-tag ${meta.barcode_tag}" : ''
     def frag = meta.columns.fragments ?: ''
     """
-    printf '%s\\n%s\\n' '${header}' '${row}' > staged_sc_samplesheet.csv
     scfan sc ingest \\
-        --samplesheet staged_sc_samplesheet.csv \\
         --sample ${meta.id} \\
+        ${file_args} \\
+        ${tag} \\
         --peaks ${peaks} \\
         --chrom-sizes ${fai} \\
         ${args} \\
