@@ -61,6 +61,32 @@ def read_samplesheet(path: str | Path, kind: str) -> list[dict[str, str]]:
     return rows
 
 
+def sc_row(sample: str, files: dict[str, str]) -> dict[str, str]:
+    """One single-cell sample given as arguments (column -> path or value), checked as a samplesheet row is.
+
+    Paths are resolved as the samplesheet reader resolves them (symlinks followed); ``barcode_tag`` is a value.
+    """
+    where = f"sample {sample!r} (arguments)"
+    item = json.loads(schema_path("sc").read_text())["items"]
+    row = {"sample": sample, **{k: str(v).strip() for k, v in files.items() if v is not None and str(v).strip()}}
+    for key, spec in item["properties"].items():
+        if spec.get("format") == "file-path" and key in row and "://" not in row[key]:
+            row[key] = str(Path(row[key]).resolve())
+    err = next(iter(Draft202012Validator(item).iter_errors(row)), None)
+    if err is not None:
+        field = err.path[0] if err.path else None
+        raise InputFileError(where, f"{field} {row.get(field)!r}: {err.message}" if field else err.message)
+    for key, spec in item["properties"].items():
+        if spec.get("exists") and key in row and "://" not in row[key] and not Path(row[key]).exists():
+            raise InputFileError(where, f"{key}: file {row[key]} does not exist")
+    given = [k for k in ("fragments", "bam", "counts") if k in row]
+    if len(given) != 1:
+        raise InputFileError(where, f"give exactly one of fragments, bam, counts (got {', '.join(given) or 'none'})")
+    if row.get("counts", "").endswith((".mtx", ".mtx.gz")) and not ("peaks" in row and "barcodes" in row):
+        raise InputFileError(where, "a MatrixMarket counts file needs its peaks and barcodes")
+    return row
+
+
 def _check_kind(p: Path, kind: str, rows: list[dict[str, str]]) -> None:
     if kind == "bulk":
         seen: dict[tuple[str, str], int] = {}

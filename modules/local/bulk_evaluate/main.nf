@@ -13,8 +13,12 @@ process BULK_EVALUATE {
     tuple val(meta), path("evaluate/*.png")      , emit: plots
     path "versions.yml"                          , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"   // names nothing: the outputs are published under bulk/<meta.id>/
     """
     scfan bulk evaluate \\
         --model ${model} \\
@@ -24,6 +28,14 @@ process BULK_EVALUATE {
         --mappability ${mappability} \\
         ${args} \\
         --outdir evaluate
+    scfan versions --process "${task.process}" > versions.yml
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p evaluate
+    touch evaluate/metrics.tsv evaluate/roc.png evaluate/pr.png
     scfan versions --process "${task.process}" > versions.yml
     """
 }

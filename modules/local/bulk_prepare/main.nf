@@ -14,25 +14,36 @@ process BULK_PREPARE {
     path "prepare/prepare.json"                      , emit: summary
     path "versions.yml"                              , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"   // names nothing: the outputs are published under bulk/<meta.id>/
     def bl = blacklist ? "--blacklist ${blacklist}" : ''
-    def rows = [tfs, motifs, peaks instanceof List ? peaks : [peaks]].transpose()
-        .collect { tf, motif, pk -> "${meta.id},${tf},${pk},${atac},${motif ?: ''}" }
-        .join('\n')
+    def peak_args = [tfs, peaks instanceof List ? peaks : [peaks]].transpose()
+        .collect { tf, pk -> "--peaks '${tf}=${pk}'" }.join(' ')
+    def motif_args = [tfs, motifs].transpose().findAll { _tf, motif -> motif }
+        .collect { tf, motif -> "--motif '${tf}=${motif}'" }.join(' ')
     """
-    cat > staged_bulk_samplesheet.csv <<'CSV'
-line,tf,peaks,atac,motif
-${rows}
-CSV
     scfan bulk prepare \\
-        --samplesheet staged_bulk_samplesheet.csv \\
         --line ${meta.id} \\
+        --atac ${atac} \\
+        ${peak_args} \\
+        ${motif_args} \\
         --genome ${fasta} \\
         --mappability ${mappability} \\
         ${bl} \\
         ${args} \\
         --outdir prepare
+    scfan versions --process "${task.process}" > versions.yml
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p prepare
+    touch prepare/windows.parquet prepare/prepare.json
     scfan versions --process "${task.process}" > versions.yml
     """
 }

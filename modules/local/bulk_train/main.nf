@@ -15,19 +15,29 @@ process BULK_TRAIN_MODEL {
     path "train/train.json"                , emit: summary
     path "versions.yml"                    , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
-    def args = task.ext.args ?: ''
-    def device = params.gpu ? 'cuda' : 'auto'
+    def args = task.ext.args ?: ''   // --device comes from conf/modules.config (params.gpu)
+    prefix = task.ext.prefix ?: "${meta.id}"   // names nothing: the outputs are published under bulk/<meta.id>/
     """
     scfan bulk train \\
         --windows ${windows} \\
         --genome ${fasta} \\
         --atac ${atac} \\
         --mappability ${mappability} \\
-        --device ${device} \\
         --threads ${task.cpus} \\
         ${args} \\
         --outdir train
+    scfan versions --process "${task.process}" > versions.yml
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p train
+    touch train/model.pt train/train_log.tsv train/train.json
     scfan versions --process "${task.process}" > versions.yml
     """
 }

@@ -1,5 +1,5 @@
 process SC_NEIGHBORS {
-    tag "k=${params.knn}"
+    tag "${cells.name}"
     label 'process_medium'
 
     input:
@@ -9,10 +9,19 @@ process SC_NEIGHBORS {
     path "cells_nn.h5ad", emit: cells
     path "versions.yml" , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
-    def args = task.ext.args ?: ''
+    def args = task.ext.args ?: ''   // --k, --n-components, --seed: conf/modules.config
     """
     scfan sc neighbors --cells ${cells} ${args} --out cells_nn.h5ad
+    scfan versions --process "${task.process}" > versions.yml
+    """
+
+    stub:
+    """
+    touch cells_nn.h5ad
     scfan versions --process "${task.process}" > versions.yml
     """
 }

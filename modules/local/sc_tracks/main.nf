@@ -21,6 +21,7 @@ process SC_TRACKS {
 
     script:
     def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"   // names nothing: the tracks are published as analysis/tracks/
     def model_files = models instanceof List ? models : [models]
     def model_args = [model_names, model_files].transpose().collect { name, f -> "--model ${name}=${f}" }.join(' ')
     def fragment_args = samples.collect { s -> "--fragments ${s}=fragments/${s}.fragments.tsv.gz" }.join(' ')
@@ -39,6 +40,7 @@ process SC_TRACKS {
     """
 
     stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
     """
     mkdir -p tracks
     touch tracks/tracks.txt

@@ -104,6 +104,37 @@ def sources_from_samplesheet(samplesheet: str | Path, line: str) -> BulkSources:
                        tfs=[TFSource(r["tf"], Path(r["peaks"]), r.get("motif") or None) for r in rows])
 
 
+def sources_from_arguments(line: str, atac: str | Path, peaks: Sequence[str],
+                           motifs: Sequence[str] = ()) -> BulkSources:
+    """One line's inputs given as ``TF=PATH`` peaks and ``TF=JASPAR_ID`` motifs, in the order given.
+
+    What the pipeline passes instead of a samplesheet; paths are resolved as the samplesheet reader resolves them.
+    """
+
+    def pairs(items: Sequence[str], what: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for item in items:
+            tf, sep, value = item.partition("=")
+            if not sep or not tf.strip() or not value.strip():
+                raise ScfanError(f"--{what} {item!r}: expected TF={'PATH' if what == 'peaks' else 'JASPAR_ID'}")
+            if tf.strip() in out:
+                raise ScfanError(f"--{what}: TF {tf.strip()!r} given twice")
+            out[tf.strip()] = value.strip()
+        return out
+
+    peak_files, motif_ids = pairs(peaks, "peaks"), pairs(motifs, "motif")
+    if not peak_files:
+        raise ScfanError("no --peaks: give one TF=PATH per TF (or --samplesheet)")
+    unknown = sorted(set(motif_ids) - set(peak_files))
+    if unknown:
+        raise ScfanError(f"--motif for TF(s) without --peaks: {', '.join(unknown)}")
+    for path in [atac, *peak_files.values()]:
+        if not Path(path).exists():
+            raise InputFileError(path, "file does not exist")
+    return BulkSources(line=line, atac=Path(atac).resolve(),
+                       tfs=[TFSource(tf, Path(path).resolve(), motif_ids.get(tf)) for tf, path in peak_files.items()])
+
+
 # ---------------------------------------------------------------------------------------------- pure window math
 
 

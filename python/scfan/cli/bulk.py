@@ -24,8 +24,14 @@ def _chroms(text: str | None) -> tuple[str, ...] | None:
 
 @app.command("prepare")
 def prepare_cmd(
-    samplesheet: Path = typer.Option(..., "--samplesheet", help="Bulk samplesheet CSV (line,tf,peaks,atac,motif)."),
+    samplesheet: Path = typer.Option(None, "--samplesheet", help="Bulk samplesheet CSV (line,tf,peaks,atac,motif); "
+                                     "or give the line's files with --atac, --peaks and --motif."),
     line: str = typer.Option(..., "--line", help="Bulk cell line (samplesheet 'line') to prepare."),
+    atac: Path = typer.Option(None, "--atac", help="The line's bulk ATAC bigWig or BAM (without --samplesheet)."),
+    peaks: list[str] = typer.Option(None, "--peaks", help="TF=PATH: one TF's ChIP peaks, repeated per TF in label "
+                                    "order (without --samplesheet)."),
+    motifs: list[str] = typer.Option(None, "--motif", help="TF=JASPAR_ID for the PWM baseline, repeatable "
+                                     "(without --samplesheet)."),
     genome: Path = typer.Option(..., "--genome", help="Genome FASTA (.fai built if missing)."),
     mappability: Path = typer.Option(..., "--mappability", help="Mappability bigWig (values in [0, 1])."),
     blacklist: Path = typer.Option(None, "--blacklist", help="Blacklist BED; windows near it are dropped."),
@@ -42,7 +48,13 @@ def prepare_cmd(
     outdir: Path = typer.Option(..., "--outdir", help="Output folder (windows.parquet, prepare.json)."),
 ) -> None:
     """Tile the genome into windows and label them per TF from ChIP peaks."""
-    from scfan.bulk.windows import PrepareConfig, prepare_bulk, sources_from_samplesheet
+    from scfan.bulk.windows import PrepareConfig, prepare_bulk, sources_from_arguments, sources_from_samplesheet
+    from scfan.errors import ScfanError
+
+    if (samplesheet is None) == (atac is None):
+        raise ScfanError("give either --samplesheet or --atac with --peaks (and --motif)")
+    if samplesheet is not None and (peaks or motifs):
+        raise ScfanError("--peaks / --motif go with --atac, not with --samplesheet")
 
     kw = {}
     if valid_chroms is not None:
@@ -51,7 +63,10 @@ def prepare_cmd(
         kw["test_chroms"] = _chroms(test_chroms)
     cfg = PrepareConfig(window=window, step=step, min_overlap=min_overlap, context=context,
                         blacklist_pad=blacklist_pad, **kw)
-    sources = sources_from_samplesheet(samplesheet, line)
+    if samplesheet is not None:
+        sources = sources_from_samplesheet(samplesheet, line)
+    else:
+        sources = sources_from_arguments(line, atac, peaks or [], motifs or [])
     summary = prepare_bulk(sources, genome, mappability, blacklist, cfg, outdir)
     log.info("windows per split: %s", summary["windows_per_split"])
 

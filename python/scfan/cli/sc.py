@@ -20,20 +20,34 @@ def register(app: typer.Typer) -> None:
 
 @sc_app.command("ingest")
 def ingest_cmd(
-    samplesheet: Path = typer.Option(..., help="Single-cell samplesheet CSV (paths relative to it)."),
+    samplesheet: Path = typer.Option(None, help="Single-cell samplesheet CSV (paths relative to it); or give the "
+                                     "sample's files with --fragments, --bam or --counts."),
     sample: str = typer.Option(..., help="The samplesheet row (sample name) to ingest."),
     peaks: Path = typer.Option(..., help="Peak set: BED, or the bulk windows.parquet."),
     chrom_sizes: Path = typer.Option(None, "--chrom-sizes", help="genome .fai or chrom.sizes to check names."),
     min_fragments: int = typer.Option(200, "--min-fragments", min=0, help="Keep barcodes with >= N fragments."),
     whitelist: Path = typer.Option(None, help="Barcode whitelist, one per line (overrides the samplesheet)."),
+    fragments: Path = typer.Option(None, help="The sample's fragments.tsv.gz (without --samplesheet)."),
+    bam: Path = typer.Option(None, help="The sample's indexed BAM (without --samplesheet)."),
+    barcode_tag: str = typer.Option(None, "--barcode-tag", help="BAM tag of the barcode [default: CB]."),
+    counts: Path = typer.Option(None, help="The sample's count matrix, .h5ad or MatrixMarket (without "
+                                "--samplesheet)."),
+    count_peaks: Path = typer.Option(None, "--count-peaks", help="BED of a MatrixMarket matrix's rows."),
+    barcodes: Path = typer.Option(None, help="Barcodes of a MatrixMarket matrix's columns."),
     out: Path = typer.Option(..., help="Output cells.h5ad."),
 ) -> None:
     """Count Tn5 insertions per cell and peak for one sample into a cells × peaks .h5ad with QC in obs."""
+    from scfan.errors import ScfanError
     from scfan.sc.ingest import IngestConfig, ingest_sample, write_cells
 
-    cfg = IngestConfig(samplesheet=str(samplesheet), sample=sample, peaks=str(peaks),
+    given = {"fragments": fragments, "bam": bam, "barcode_tag": barcode_tag, "counts": counts,
+             "peaks": count_peaks, "barcodes": barcodes}
+    files = {k: str(v) for k, v in given.items() if v is not None}
+    if (samplesheet is None) == (not files):
+        raise ScfanError("give either --samplesheet or the sample's files (--fragments, --bam or --counts)")
+    cfg = IngestConfig(samplesheet=str(samplesheet) if samplesheet else None, sample=sample, peaks=str(peaks),
                        chrom_sizes=str(chrom_sizes) if chrom_sizes else None, min_fragments=min_fragments,
-                       whitelist=str(whitelist) if whitelist else None)
+                       whitelist=str(whitelist) if whitelist else None, files=files or None)
     adata = ingest_sample(cfg)
     write_cells(adata, out, cfg)
     log.info("wrote %s (%d cells × %d peaks)", out, adata.n_obs, adata.n_vars)

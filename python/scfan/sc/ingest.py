@@ -25,7 +25,7 @@ from scfan._io import atomic_path, is_gzip, open_text, write_json
 from scfan.errors import ChromosomeNameError, InputFileError, ScfanError
 from scfan.genome import check_chrom_names, read_chrom_sizes
 from scfan.intervals import parse_region_id
-from scfan.samplesheet import read_samplesheet
+from scfan.samplesheet import read_samplesheet, sc_row
 from scfan.sc.fragments import FragmentBlock, read_bam_blocks, read_fragment_blocks
 from scfan.sc.peaks import PeakIndex, read_peak_set
 from scfan.tn5 import fragment_insertions
@@ -39,7 +39,7 @@ OBS_COLUMNS = ["sample", "barcode", "n_fragments", "n_peaks", "frac_in_peaks"]
 class IngestConfig:
     """Settings of ``scfan sc ingest`` (one sample)."""
 
-    samplesheet: str
+    samplesheet: str | None  # None when the sample's files are given as ``files``
     sample: str
     peaks: str
     chrom_sizes: str | None = None
@@ -47,6 +47,7 @@ class IngestConfig:
     whitelist: str | None = None
     min_mapq: int = 30
     chunk_bytes: int = 64 << 20
+    files: dict[str, str] | None = None  # samplesheet column -> path (barcode_tag: a value), instead of a samplesheet
 
 
 @dataclass
@@ -306,10 +307,13 @@ def build_cells(result: CountResult, peaks_df: pl.DataFrame, sample: str, *, min
 
 def ingest_sample(cfg: IngestConfig) -> ad.AnnData:
     """Run the whole ingest of one sample of the samplesheet and return the filtered AnnData."""
-    rows = {r["sample"]: r for r in read_samplesheet(cfg.samplesheet, "sc")}
-    if cfg.sample not in rows:
-        raise InputFileError(cfg.samplesheet, f"no sample {cfg.sample!r} (samples: {', '.join(rows)})")
-    row = rows[cfg.sample]
+    if cfg.files is not None:
+        row = sc_row(cfg.sample, cfg.files)
+    else:
+        rows = {r["sample"]: r for r in read_samplesheet(cfg.samplesheet, "sc")}
+        if cfg.sample not in rows:
+            raise InputFileError(cfg.samplesheet, f"no sample {cfg.sample!r} (samples: {', '.join(rows)})")
+        row = rows[cfg.sample]
     sizes = read_chrom_sizes(cfg.chrom_sizes) if cfg.chrom_sizes else None
     peaks_df = read_peak_set(cfg.peaks, chrom_sizes=sizes)
     peaks = PeakIndex(peaks_df)
