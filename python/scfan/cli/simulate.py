@@ -12,7 +12,8 @@ log = logging.getLogger("scfan.simulate")
 
 
 def simulate_cmd(
-    preset: str = typer.Option("test", "--preset", help="Size preset: test (minutes end to end) or bench."),
+    preset: str = typer.Option("test", "--preset", help="Preset: test (minutes end to end), bench (benchmarks) or hard "
+                                "(similar cell types and batch effects, to rank clustering methods)."),
     seed: int = typer.Option(7, "--seed", help="Seed of every random step (same seed -> identical files)."),
     outdir: Path = typer.Option(..., "--outdir", help="Output folder (must not exist or be empty)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --outdir."),
