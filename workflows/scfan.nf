@@ -96,7 +96,8 @@ workflow SCFAN {
         .flatMap { meta, files -> (files instanceof List ? files : [files]).collect { f -> ["${meta.id} ${f.baseName.toUpperCase()}", f] } }
         .toSortedList { a, b -> a[0] <=> b[0] }
         .map { list -> [list.collect { it[0] }, list.collect { it[1] }] }
-    ch_report_versions = ch_versions.unique().collectFile(name: 'versions.yml', sort: true, newLine: false)
+    // the tasks' own versions.yml files (a collectFile result is new on every run and would defeat -resume)
+    ch_report_versions = ch_versions.unique().collect(sort: true)
     REPORT(SC_ANALYSIS.out.analyses, ch_report_metrics, ch_report_figures, SC_PREPARE.out.cells,
            SC_INFER.out.activity, ch_report_versions, params_json, ch_drivers)
     ch_versions = ch_versions.mix(REPORT.out.versions)

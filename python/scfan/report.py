@@ -71,7 +71,7 @@ class ReportInputs:
     figures: list[tuple[str, Path]] = field(default_factory=list)
     cells: Path | None = None
     activity: Path | None = None
-    versions: Path | None = None
+    versions: list[Path] = field(default_factory=list)
     params: Path | None = None
     drivers: Path | None = None
     title: str = "scFAN-nf report"
@@ -269,13 +269,18 @@ def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _versions(path: Path) -> pd.DataFrame:
+def _versions(paths: list[Path]) -> pd.DataFrame:
     import yaml
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputFileError(path, f"cannot read versions YAML ({exc.__class__.__name__})") from exc
+    data: dict = {}
+    for path in paths:
+        try:
+            block = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputFileError(path, f"cannot read versions YAML ({exc.__class__.__name__})") from exc
+        if not isinstance(block, dict):
+            raise InputFileError(path, "expected a versions.yml mapping of process → {tool: version}")
+        data.update(block)
     seen: dict[tuple[str, str], list[str]] = {}
     for proc, tools in data.items():
         if not isinstance(tools, dict):
@@ -422,7 +427,7 @@ def build_report(inp: ReportInputs) -> str:
 
     # --- versions and parameters
     body = ""
-    if inp.versions is not None:
+    if inp.versions:
         v = _versions(inp.versions)
         body += "<h3>Software</h3>" + (_table(v) if not v.empty else "<p>none recorded</p>")
     if inp.params is not None:

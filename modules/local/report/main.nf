@@ -7,7 +7,7 @@ process REPORT {
     tuple val(figure_names), path(figures, stageAs: 'figures/figure*.png')
     path cells
     path activity
-    path versions
+    path versions, stageAs: 'versions/versions*.yml'      // every task's versions.yml (no collectFile: -resume)
     path params_json
     path drivers                                             // [] unless the simulator's truth is known
 
@@ -27,6 +27,8 @@ process REPORT {
     def figs = figures instanceof List ? figures : (figures ? [figures] : [])
     def figure_args = [figure_names, figs].transpose().collect { n, f -> "--figure '${n}=${f}'" }.join(' ')
     def drv = drivers ? "--drivers ${drivers}" : ''
+    def version_files = versions instanceof List ? versions : [versions]
+    def version_args = version_files.collect { f -> "--versions ${f}" }.join(' ')
     """
     scfan report \\
         ${analysis_args} \\
@@ -34,7 +36,7 @@ process REPORT {
         ${figure_args} \\
         --cells ${cells} \\
         --activity ${activity} \\
-        --versions ${versions} \\
+        ${version_args} \\
         --params ${params_json} \\
         ${drv} \\
         ${args} \\

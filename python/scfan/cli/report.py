@@ -31,7 +31,8 @@ def report_cmd(
     figure: list[str] = typer.Option(None, "--figure", help="CAPTION=figure.png to embed in the bulk section."),
     cells: Path = typer.Option(None, help="cells.h5ad (QC per sample)."),
     activity: Path = typer.Option(None, help="tf_activity.h5ad (inference summary)."),
-    versions: Path = typer.Option(None, help="versions.yml of the run."),
+    versions: list[Path] = typer.Option(None, "--versions", help="versions.yml of the run, or of each task "
+                                        "(repeat)."),
     params: Path = typer.Option(None, help="params.json of the run."),
     drivers: Path = typer.Option(None, help="TSV cell_type, tf of known drivers (the simulator's truth)."),
     title: str = typer.Option("scFAN-nf report", help="Page title."),
@@ -41,8 +42,8 @@ def report_cmd(
     from scfan.report import ReportInputs, write_report
 
     inp = ReportInputs(analyses=_pairs(analysis, "--analysis"), metrics=_pairs(metrics, "--metrics"),
-                       figures=_pairs(figure, "--figure"), cells=cells, activity=activity, versions=versions,
-                       params=params, drivers=drivers, title=title)
+                       figures=_pairs(figure, "--figure"), cells=cells, activity=activity,
+                       versions=list(versions or []), params=params, drivers=drivers, title=title)
     write_report(inp, out)
 
 
