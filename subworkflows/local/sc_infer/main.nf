@@ -28,7 +28,7 @@ workflow SC_INFER {
     ch_shards = channel.of(1..n_shards).map { i -> "${i}/${n_shards}" }.combine(cells)
 
     SC_PREDICT(ch_shards, ch_models, ch_fragments, fasta, fai, mappability)
-    ch_versions = ch_versions.mix(SC_PREDICT.out.versions.first())
+    ch_versions = ch_versions.mix(SC_PREDICT.out.versions)   // every shard's: .first() would pick by finishing order
 
     SC_MERGE_ACTIVITY(SC_PREDICT.out.activity.collect(sort: true))
     ch_versions = ch_versions.mix(SC_MERGE_ACTIVITY.out.versions)

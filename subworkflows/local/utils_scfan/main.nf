@@ -74,6 +74,6 @@ workflow PIPELINE_COMPLETION {
 
     main:
     ch_versions
-        .unique()
+        .unique { f -> f.text }   // shards of one process write the same block
         .collectFile(name: 'versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: false)
 }
