@@ -52,22 +52,33 @@ def reverse_complement_inputs(x: torch.Tensor) -> torch.Tensor:
 
 
 COMPUTE_BLOCK = 64
+#: rows per compute block on a GPU: 64-row blocks leave an H200 idle between kernel launches; 1,024 rows run the full
+#: model 2.5x faster there (benchmarks/results/bench_bulk_gpu.md), and 4,096 only 5 % more
+CUDA_COMPUTE_BLOCK = 1024
+
+
+def compute_block(device: str | torch.device) -> int:
+    """Rows per fixed compute block on ``device`` (see :func:`predict_batches`): one number per device type, so
+    results never depend on the batch size; CPU and GPU results differ by float rounding anyway."""
+    return CUDA_COMPUTE_BLOCK if torch.device(device).type == "cuda" else COMPUTE_BLOCK
 
 
 @torch.no_grad()
 def predict_batches(model: nn.Module, inputs: torch.Tensor | np.ndarray, batch_size: int = 256,
                     *, average_rc: bool = True, device: str | torch.device | None = None,
-                    block: int = COMPUTE_BLOCK, amp: bool = False) -> np.ndarray:
+                    block: int | None = None, amp: bool = False) -> np.ndarray:
     """Probabilities ``(N, n_tfs)`` (float32) in eval mode, forward/RC-averaged, identical for any ``batch_size``.
 
     CPU/GPU kernels may round differently for different batch shapes and row positions, so the model is always run on
-    fixed blocks of ``block`` rows (rows ``k*block … (k+1)*block``, the last one zero-padded). ``batch_size`` only sets
-    how many rows move to the device at once (rounded up to a multiple of ``block``); it never changes a number.
+    fixed blocks of ``block`` rows (rows ``k*block … (k+1)*block``, the last one zero-padded; default
+    :func:`compute_block` of the device). ``batch_size`` only sets how many rows move to the device at once (rounded
+    up to a multiple of ``block``); it never changes a number.
     """
     was_training = model.training
     model.eval()
     x = torch.as_tensor(inputs, dtype=torch.float32)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
+    block = compute_block(dev) if block is None else int(block)
     n = x.shape[0]
     chunk = max(block, -(-batch_size // block) * block)
     outs = []

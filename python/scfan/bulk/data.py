@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import torch
 
 from scfan.bulk.inputs import FlatGenome, codes_to_onehot, gather, load_genome_codes, load_track, mean_per_base
@@ -15,6 +15,9 @@ from scfan.bulk.model import encode_inputs
 from scfan.errors import InputFileError
 from scfan.genome import Genome, check_chrom_names
 from scfan.tracks import TrackNorm
+
+if TYPE_CHECKING:  # polars is needed only to read a windows table, not to train on arrays
+    import polars as pl
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import torch
 from torch import nn
 
@@ -41,6 +41,9 @@ from scfan.bulk.train_config import TrainConfig
 from scfan.errors import ScfanError
 from scfan.inference import resolve_device
 from scfan.logging_utils import progress_enabled
+
+if TYPE_CHECKING:
+    import polars as pl
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +260,25 @@ def _compatible(saved: dict, cfg: TrainConfig) -> list[str]:
 
 def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainConfig, outdir: str | Path,
                 on_epoch_end: Callable[[int], None] | None = None) -> dict:
+    """Train (or resume) on a windows table (``split`` column: train / valid / test); see :func:`train_arrays`."""
+    import polars as pl
+
+    tf_names = list(meta["tf_names"])
+    train = windows_arrays(windows.filter(pl.col("split") == "train"), tf_names)
+    valid = windows_arrays(windows.filter(pl.col("split") == "valid"), tf_names)
+    return train_arrays(train, valid, meta, src, cfg, outdir, on_epoch_end)
+
+
+WindowArrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # chroms (str), starts (int64), labels (N, n_tfs) float32
+
+
+def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: InputSource, cfg: TrainConfig,
+                 outdir: str | Path, on_epoch_end: Callable[[int], None] | None = None) -> dict:
     """Train (or resume) and write ``model.pt``, ``checkpoints/last.pt``, ``train_log.tsv``, ``train.json``.
 
+    ``train`` and ``valid`` are the windows of each split as :func:`windows_arrays` returns them; ``meta`` is the
+    windows table's metadata (``tf_names``, ``window``, ``context``, optional ``motifs`` and ``line``). Needs only
+    torch, numpy and scikit-learn, so the GPU benchmark runs it without the genomics packages.
     ``on_epoch_end(epoch)`` is called after each epoch's checkpoint is written (tests use it to simulate a kill).
     Returns the summary written to ``train.json``.
     """
@@ -272,10 +292,8 @@ def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainC
                      channels=channel_names(src.uses_tracks), window=int(meta["window"]),
                      context=int(meta["context"]), track_norm=src.track_norm, train_config=asdict(cfg),
                      motifs=meta.get("motifs", {}))
-    train_df = windows.filter(pl.col("split") == "train")
-    valid_df = windows.filter(pl.col("split") == "valid")
-    tr_chroms, tr_starts, tr_labels = windows_arrays(train_df, tf_names)
-    va_chroms, va_starts, va_labels = windows_arrays(valid_df, tf_names)
+    tr_chroms, tr_starts, tr_labels = train
+    va_chroms, va_starts, va_labels = valid
     tr_pos = positive_mask(tr_labels)
     if not tr_pos.any():
         raise ScfanError("no positive training window for any TF")

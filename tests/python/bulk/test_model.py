@@ -185,3 +185,19 @@ def test_full_size_prediction_identical_for_batch_sizes():
     p1, p256, p7 = (predict_batches(m, x, batch_size=b) for b in (1, 256, 7))
     np.testing.assert_array_equal(p1, p256)
     np.testing.assert_array_equal(p1, p7)
+
+
+def test_gpu_block_size_keeps_batch_size_invariance():
+    """The GPU's larger compute block (CUDA_COMPUTE_BLOCK rows) keeps predictions independent of the batch size;
+    run here on the CPU with that block, since the rule is the same on every device."""
+    from scfan.inference import COMPUTE_BLOCK, CUDA_COMPUTE_BLOCK, compute_block
+
+    assert compute_block("cpu") == COMPUTE_BLOCK == 64
+    assert compute_block("cuda") == compute_block(torch.device("cuda", 0)) == CUDA_COMPUTE_BLOCK == 1024
+    m = _random_model()
+    x = torch.randn(1100, 6, 200)
+    big = [predict_batches(m, x, batch_size=b, block=CUDA_COMPUTE_BLOCK) for b in (1, 300, 5000)]
+    np.testing.assert_array_equal(big[0], big[1])
+    np.testing.assert_array_equal(big[0], big[2])
+    # the same function as with the CPU's block, up to float rounding
+    np.testing.assert_allclose(big[0], predict_batches(m, x), atol=1e-5)

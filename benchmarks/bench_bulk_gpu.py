@@ -1,0 +1,305 @@
+"""GPU benchmark of the bulk model (issues 9 and 10; not a test); writes benchmarks/results/bench_bulk_gpu.md.
+
+The GPU machine has torch, numpy and scikit-learn but none of the genomics packages, so the work is split in three:
+
+1. ``export`` (here, with the full environment): one bulk line of a simulated data set — genome codes, normalised
+   ATAC, mappability, labelled windows and their splits — into one ``.npz`` bundle.
+2. ``run`` (on the GPU machine; needs only torch + numpy + scikit-learn + scfan): inference throughput of the small
+   and full model (``predict_batches`` as the per-cell stage calls it, fp32 vs bf16, compute blocks of 64 vs 1024
+   rows; plain forward passes at batch 4096), training throughput (fp32 vs AMP), then the full model trained on the
+   bundle with the ``gpu`` profile's settings (``scfan.bulk.train.train_arrays``, the code ``scfan bulk train``
+   runs) and its predictions on every test window.
+3. ``report`` (here): the accuracy table against the PWM scan and the simulator's oracle, on the same windows, plus
+   the throughput tables.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_bulk_gpu.py export --sim-dir SIM --prepare-dir PREP --bundle B.npz
+    python benchmarks/bench_bulk_gpu.py run --bundle B.npz --out RUN [--epochs 30] [--budget-s 420]
+    .venv/bin/python benchmarks/bench_bulk_gpu.py report --bundle B.npz --run-dir RUN --sim-dir SIM
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(HERE))
+
+from bench_bulk import machine, throughput  # noqa: E402
+
+from scfan.bulk.data import InputSource  # noqa: E402
+from scfan.bulk.inputs import FlatGenome  # noqa: E402
+from scfan.bulk.model import ArchConfig, ScFANet  # noqa: E402
+from scfan.inference import fuse_for_inference, predict_batches  # noqa: E402
+from scfan.tracks import TrackNorm  # noqa: E402
+
+log = logging.getLogger("bench_bulk_gpu")
+SPLITS = ("train", "valid", "test")
+
+
+# ---------------------------------------------------------------------------------------------------------- bundle
+
+
+def export(sim_dir: Path, prepare_dir: Path, bundle: Path) -> None:
+    """One bulk line (``prepare_dir``: the output of ``scfan bulk prepare``) as arrays in one compressed npz."""
+    from scfan.bulk.windows import read_windows
+
+    df, meta = read_windows(prepare_dir / "windows.parquet")
+    src = InputSource.load(sim_dir / "genome.fa", meta["atac"], sim_dir / "mappability.bw")
+    names = list(src.layout.sizes)
+    tf_names = list(meta["tf_names"])
+    keep = {k: meta[k] for k in ("tf_names", "window", "context", "motifs", "line") if k in meta}
+    from scfan.bulk.pwm import jaspar_counts, motif_for_tf
+
+    # the JASPAR matrices for motif initialisation: the GPU machine has no pyjaspar database
+    ids = {tf: motif_for_tf(tf, meta.get("motifs", {}).get(tf)) for tf in tf_names}
+    keep["jaspar"] = {tf: [mid, jaspar_counts(mid).tolist()] for tf, mid in ids.items() if mid is not None}
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    tmp = bundle.with_name(bundle.name + ".tmp.npz")
+    np.savez_compressed(
+        tmp, chrom_names=np.array(names), chrom_sizes=np.array([src.layout.sizes[c] for c in names], np.int64),
+        codes=src.codes, accessibility=src.accessibility.astype(np.float32),
+        mappability=src.mappability.astype(np.float32), mean_per_base=np.float64(src.track_norm.mean_per_base),
+        win_chrom=np.array([names.index(c) for c in df["chrom"].to_list()], np.int16),
+        win_start=df["start"].to_numpy().astype(np.int64),
+        win_split=np.array([SPLITS.index(s) for s in df["split"].to_list()], np.int8),
+        labels=df.select(tf_names).to_numpy().astype(np.uint8), meta=np.array(json.dumps(keep)))
+    tmp.replace(bundle)
+    print(f"{bundle}: {len(df)} windows, {len(tf_names)} TFs, {bundle.stat().st_size / 2**20:.1f} MiB")
+
+
+def load_bundle(bundle: Path) -> tuple[InputSource, dict, dict]:
+    """The input source, the windows' metadata and ``{split: (chroms, starts, labels)}``."""
+    z = np.load(bundle)
+    names = [str(c) for c in z["chrom_names"]]
+    layout = FlatGenome.from_sizes(dict(zip(names, (int(s) for s in z["chrom_sizes"]), strict=True)))
+    src = InputSource(layout, z["codes"], z["accessibility"], z["mappability"],
+                      TrackNorm(mean_per_base=float(z["mean_per_base"])))
+    meta = json.loads(str(z["meta"]))
+    chroms = np.array(names)[z["win_chrom"]]
+    arrays = {s: (chroms[z["win_split"] == i], z["win_start"][z["win_split"] == i],
+                  z["labels"][z["win_split"] == i].astype(np.float32)) for i, s in enumerate(SPLITS)}
+    return src, meta, arrays
+
+
+# ------------------------------------------------------------------------------------------------------------- run
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def inference_rates(arch: str, dev: torch.device, n: int, n_tfs: int = 16) -> list[dict]:
+    """Windows/s of ``predict_batches`` (forward + reverse complement, inputs moved from the host) on the fused
+    model, fp32 vs bf16 and compute blocks of 64 vs 1024 rows, and of plain forward passes at batch 4096 already on
+    the device (fp32, bf16, fp16)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 6, 1000)
+    x[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (n, 1000), generator=gen), 4).permute(0, 2, 1)
+    x[:, 4:] = torch.rand(n, 2, 1000, generator=gen)
+    torch.manual_seed(0)
+    model = fuse_for_inference(ScFANet(6, 1000, n_tfs, ArchConfig.preset(arch))).to(dev)
+    rows = []
+    for block in (64, 1024, 4096):
+        for amp in (False, True):
+            predict_batches(model, x[: 2 * block], 8192, device=dev, block=block, amp=amp)
+            _sync(dev)
+            t0 = time.perf_counter()
+            predict_batches(model, x, 8192, device=dev, block=block, amp=amp)
+            _sync(dev)
+            rows.append({"arch": arch, "what": f"predict_batches, block {block}", "dtype": "bf16" if amp else "fp32",
+                         "windows_per_s": n / (time.perf_counter() - t0)})
+    xd = x[:4096].to(dev)  # n may be below 4096 in a smoke run: rates count len(xd)
+    for bench, dtype in ((False, torch.float32), (False, torch.bfloat16), (False, torch.float16),
+                         (True, torch.float32), (True, torch.bfloat16)):
+        torch.backends.cudnn.benchmark = bench
+        with torch.no_grad(), torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+            for _ in range(2):
+                model(xd)
+            _sync(dev)
+            reps = max(1, n // len(xd))
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                model(xd)
+            _sync(dev)
+        rows.append({"arch": arch, "what": "forward only, batch 4096 on the device"
+                     + (", cudnn.benchmark" if bench else ""), "dtype": str(dtype).split(".")[1],
+                     "windows_per_s": reps * len(xd) / (time.perf_counter() - t0)})
+    torch.backends.cudnn.benchmark = False
+    return rows
+
+
+def _use_bundled_jaspar(meta: dict) -> None:
+    """Serve motif initialisation's JASPAR lookups from the bundle (the GPU machine has no pyjaspar)."""
+    import scfan.bulk.pwm as pwm
+
+    table = meta.get("jaspar", {})
+    by_id = {mid: np.asarray(counts, dtype=np.float64) for mid, counts in table.values()}
+    pwm.motif_for_tf = lambda tf, motif_id=None: motif_id or (table[tf][0] if tf in table else None)
+    pwm.jaspar_counts = lambda motif_id: by_id[motif_id]
+
+
+def run(bundle: Path, out: Path, epochs: int, patience: int, budget_s: float, small_too: bool) -> None:
+    from scfan.bulk.model import load_model
+    from scfan.bulk.train import TrainConfig, train_arrays
+    from scfan.inference import predict_windows
+
+    t_start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    quick = dev.type == "cpu"  # a smoke run here; the real figures need the GPU
+    res: dict = {"machine": machine(), "device": str(dev), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+    def save() -> None:
+        (out / "run.json").write_text(json.dumps(res, indent=1, default=str))
+
+    res["inference"] = [r for arch in ("small", "full") for r in inference_rates(arch, dev, 256 if quick else 65536)]
+    save()
+    log.info("inference: %s", [(r["arch"], r["what"], r["dtype"], round(r["windows_per_s"])) for r in
+                               res["inference"]])
+    res["training_rates"] = [throughput(arch, dev.type, amp, 3 if quick else 100)
+                             for arch in ("small", "full") for amp in ((False, True) if dev.type == "cuda" else
+                                                                        (False,))]
+    save()
+    src, meta, arrays = load_bundle(bundle)
+    _use_bundled_jaspar(meta)
+    res["bundle"] = {"line": meta.get("line"), "tf_names": meta["tf_names"],
+                     **{f"n_{s}": len(arrays[s][1]) for s in SPLITS}}
+    runs = [("full", {"arch": "full", "epochs": epochs, "patience": patience})]  # the gpu profile's settings
+    if small_too:
+        runs.append(("small", {"arch": "small"}))  # the CPU defaults, every window of every epoch
+    res["training"] = {}
+    for name, kw in runs:
+        left = budget_s - (time.perf_counter() - t_start)
+        if left < 60:
+            log.warning("%s model skipped: %.0f s of the budget left", name, left)
+            continue
+        smoke = {"epochs": 1, "max_train_windows": 500, "max_valid_windows": 500} if quick else {}
+        cfg = TrainConfig(**{**kw, **smoke}, device=dev.type, seed=0)
+        t0 = time.perf_counter()
+        summary = train_arrays(arrays["train"], arrays["valid"], meta, src, cfg, out / f"train_{name}")
+        train_s = time.perf_counter() - t0
+        model, spec = load_model(out / f"train_{name}" / "model.pt")
+        chroms, starts, _ = arrays["test"]
+        if quick:
+            chroms, starts = chroms[:500], starts[:500]
+        t0 = time.perf_counter()
+        probs = predict_windows(model.to(dev), spec, src, chroms, starts, batch_size=4096)
+        res["training"][name] = {"config": asdict(cfg), "summary": summary, "train_s": train_s,
+                                 "predict_s": time.perf_counter() - t0, "n_test_scored": len(starts)}
+        np.save(out / f"test_probs_{name}.npy", probs.astype(np.float32))
+        save()
+        log.info("%s: %d epochs (best %d) in %.0f s", name, summary["epochs_run"], summary["best_epoch"], train_s)
+    res["total_s"] = time.perf_counter() - t_start
+    save()
+
+
+# ---------------------------------------------------------------------------------------------------------- report
+
+
+def report(bundle: Path, run_dir: Path, sim_dir: Path, path: Path) -> str:
+    from bench_bulk import accuracy_section, oracle_scores
+
+    from scfan.bulk.data import window_mean_accessibility
+    from scfan.bulk.evaluate import binary_metrics, open_window_mask, pwm_scores
+    from scfan.bulk.pwm import motif_for_tf
+    from scfan.bulk.train import TrainConfig
+
+    res = json.loads((run_dir / "run.json").read_text())
+    src, meta, arrays = load_bundle(bundle)
+    tf_names, window = list(meta["tf_names"]), int(meta["window"])
+    lines = ["# Bulk-stage benchmark on a GPU", "", f"Machine: {res['machine']}", "",
+             f"Started {res['started']}; `bench_bulk_gpu.py run` took {res.get('total_s', float('nan')):.0f} s in "
+             "all. Bundle: line " f"{meta.get('line')}, " + ", ".join(f"{res['bundle'][f'n_{s}']} {s}" for s in SPLITS)
+             + " windows.", "",
+             "Commands: `bench_bulk_gpu.py export` of line A of `scfan simulate --preset bench --seed 1` after "
+             "`scfan bulk prepare` (here), `bench_bulk_gpu.py run --small-too` (on the GPU machine, through the "
+             "`device` tool), `bench_bulk_gpu.py report` (here). PWM scan and oracle are scored here on the same "
+             "windows.", ""]
+    for name, tr in res.get("training", {}).items():
+        chroms, starts, labels = (a[: tr["n_test_scored"]] for a in arrays["test"])
+        probs = np.load(run_dir / f"test_probs_{name}.npy")
+        is_open = open_window_mask(window_mean_accessibility(src, chroms, starts, window))
+        oracle = oracle_scores(sim_dir, meta["line"], chroms, starts, window, tf_names)
+        rows = []
+        for j, tf in enumerate(tf_names):
+            y = labels[:, j]
+            scored = [("scfan", probs[:, j]), ("oracle", oracle[:, j])]
+            motif = motif_for_tf(tf, meta.get("motifs", {}).get(tf))
+            if motif is not None:
+                scored.append(("pwm", pwm_scores(src, chroms, starts, window, motif)))
+            for method, s in scored:
+                m, mo = binary_metrics(y, s), binary_metrics(y[is_open], s[is_open])
+                rows.append({"tf": tf, "method": method, **m, "auroc_open": mo["auroc"], "auprc_open": mo["auprc"]})
+        cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in tr["config"].items()})
+        acc = {"preset": "bench", "line": meta["line"], "arch": name, "n_windows": sum(res["bundle"][f"n_{s}"]
+                                                                                      for s in SPLITS),
+               "table": rows, "train": tr["summary"], "train_s": tr["train_s"], "train_config": cfg,
+               "max_test": tr["n_test_scored"], "eval_s": tr["predict_s"],
+               "goals_title": f"Goals of issue 9, checked for this {name} model trained on {res['device']}"}
+        lines += accuracy_section(acc)
+        lines += [f"Training on {res['device']}: {tr['summary']['train_windows_per_s_this_session']} windows/s over "
+                  f"the whole run (sampling, input assembly on the CPU, validation included).", ""]
+    lines += ["## Inference throughput (1,000 bp windows, 6 channels, 16 TFs, BatchNorm folded)", "",
+              "`predict_batches` = what `scfan sc predict` and `scfan bulk evaluate` run: forward and "
+              "reverse-complement passes averaged, inputs copied from host memory, fixed compute blocks (batch size "
+              "never changes a number). *forward only* = one pass at batch 4096 with the inputs already on the "
+              "device.", "",
+              "| model | what | dtype | windows/s |", "|---|---|---|---|"]
+    lines += [f"| {r['arch']} | {r['what']} | {r['dtype']} | {r['windows_per_s']:,.0f} |" for r in res["inference"]]
+    lines += ["", "## Training throughput (batch 100, forward + backward + Adam step, RC augmentation)", "",
+              "| model | device | AMP | training windows/s | prediction windows/s |", "|---|---|---|---|---|"]
+    lines += [f"| {r['arch']} | {r['device']} | {'yes' if r['amp'] else 'no'} | {r['train_windows_per_s']:,.0f} | "
+              f"{r['predict_windows_per_s']:,.0f} |" for r in res["training_rates"]]
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="one bulk line as an npz bundle (needs the genomics packages)")
+    e.add_argument("--sim-dir", type=Path, required=True)
+    e.add_argument("--prepare-dir", type=Path, required=True, help="output folder of `scfan bulk prepare`")
+    e.add_argument("--bundle", type=Path, required=True)
+    r = sub.add_parser("run", help="throughput and training (torch + numpy + scikit-learn + scfan)")
+    r.add_argument("--bundle", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--epochs", type=int, default=30, help="the gpu profile's (conf/gpu.config)")
+    r.add_argument("--patience", type=int, default=5, help="the gpu profile's (conf/gpu.config)")
+    r.add_argument("--budget-s", type=float, default=420, help="no model training starts after this many seconds")
+    r.add_argument("--small-too", action="store_true", help="also train the small model with the CPU defaults")
+    p = sub.add_parser("report", help="accuracy and throughput tables (needs the genomics packages)")
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--sim-dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk_gpu.md")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if a.cmd == "export":
+        export(a.sim_dir, a.prepare_dir, a.bundle)
+    elif a.cmd == "run":
+        run(a.bundle, a.out, a.epochs, a.patience, a.budget_s, a.small_too)
+    else:
+        print(report(a.bundle, a.run_dir, a.sim_dir, a.out))
+
+
+if __name__ == "__main__":
+    main()
