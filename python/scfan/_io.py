@@ -59,6 +59,13 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
+def is_bgzf(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is BGZF (bgzip): gzip with the ``BC`` extra subfield in its first member's header."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    return len(head) == 18 and head[:2] == b"\x1f\x8b" and bool(head[3] & 4) and head[12:14] == b"BC"
+
+
 def open_text(path: str | os.PathLike):
     """Open a plain or gzip-compressed text file for reading, by content rather than by name."""
     return gzip.open(path, "rt") if is_gzip(path) else open(path)

@@ -85,6 +85,12 @@ class Genome:
             log.info("%s: no .fai index; building it", self.path)
         import pyfaidx  # here, so that code needing only the flat genome arrays runs without it (GPU benchmark)
 
+        from scfan._io import is_bgzf, is_gzip
+
+        if is_gzip(self.path) and not is_bgzf(self.path):
+            raise InputFileError(self.path, "gzip-compressed but not with bgzip, so it cannot be indexed; expected "
+                                 "an uncompressed or bgzip-compressed FASTA (recompress: zcat FILE | bgzip > FILE.gz)")
+
         try:
             self._fa = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True, rebuild=False)
         except (pyfaidx.FastaIndexingError, ValueError) as exc:

@@ -106,6 +106,12 @@ def load_track(path: str | Path, layout: FlatGenome) -> np.ndarray:
                 raise InputFileError(p, f"value {vals[k]} is not a finite number; expected a numeric signal "
                                      "(replace NaN by 0 or drop those intervals)",
                                      record=f"{chrom}:{int(arr[k, 0])}-{int(arr[k, 1])}")
+            neg = vals < 0
+            if neg.any():
+                k = int(np.flatnonzero(neg)[0])
+                raise InputFileError(p, f"value {vals[k]:g} is negative; expected a signal >= 0 (Tn5 insertions "
+                                     "per base, or mappability in [0, 1])",
+                                     record=f"{chrom}:{int(arr[k, 0])}-{int(arr[k, 1])}")
             starts, ends = arr[:, 0].astype(np.int64), np.minimum(arr[:, 1].astype(np.int64), size)
             o = layout.offsets[chrom]
             if np.all(ends - starts == 1):

@@ -273,6 +273,17 @@ def _read_whitelist(path: Path) -> set[str]:
         return {ln.split("\t")[0].strip() for ln in fh if ln.strip() and not ln.startswith("#")}
 
 
+def check_whitelist(path: Path, whitelist: set[str], barcodes: np.ndarray, source: str | Path) -> None:
+    """Refuse a whitelist that is empty or shares no barcode with the data (naming both spellings), instead of
+    ending with an empty sample whose message blames the data file."""
+    if not whitelist:
+        raise InputFileError(path, "no barcode in the whitelist; expected one barcode per line")
+    if len(barcodes) and not np.isin(barcodes, np.array(sorted(whitelist), dtype=object)).any():
+        raise InputFileError(path, f"none of its {len(whitelist)} barcodes occurs in {source} (whitelist e.g. "
+                             f"{min(whitelist)!r}, data e.g. {str(barcodes[0])!r}); expected barcodes spelt as in "
+                             "the data (check a '-1' suffix or a sample prefix)")
+
+
 def build_cells(result: CountResult, peaks_df: pl.DataFrame, sample: str, *, min_fragments: int,
                 whitelist: set[str] | None, source: str, sort_barcodes: bool) -> ad.AnnData:
     """Filter barcodes and assemble the ``cells.h5ad`` AnnData (layout in docs/data_contracts.md)."""
@@ -331,6 +342,8 @@ def ingest_sample(cfg: IngestConfig) -> ad.AnnData:
         result = read_count_matrix(row, peaks)
     wl_path = cfg.whitelist or row.get("whitelist")
     whitelist = _read_whitelist(Path(wl_path)) if wl_path else None
+    if whitelist is not None:
+        check_whitelist(Path(wl_path), whitelist, result.barcodes, source)
     adata = build_cells(result, peaks_df, cfg.sample, min_fragments=cfg.min_fragments, whitelist=whitelist,
                         source=source, sort_barcodes=kind != "counts")
     adata.uns["scfan"] = {"sources": {cfg.sample: {"kind": kind, "file": Path(source).name}},
