@@ -66,6 +66,22 @@ def is_bgzf(path: str | os.PathLike) -> bool:
     return len(head) == 18 and head[:2] == b"\x1f\x8b" and bool(head[3] & 4) and head[12:14] == b"BC"
 
 
+def read_utf8(path: str | os.PathLike) -> str:
+    """The whole (small) text file, refusing bytes that are not UTF-8 with the line they are on."""
+    from scfan.errors import InputFileError
+
+    data = Path(path).read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputFileError(path, "a NUL byte; expected a plain-text file", line=data.count(b"\n", 0, nul) + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputFileError(path, f"byte 0x{data[exc.start]:02x} is not UTF-8 text; expected a plain-text file "
+                             "(save it as UTF-8)", line=line) from exc
+
+
 def open_text(path: str | os.PathLike):
     """Open a plain or gzip-compressed text file for reading, by content rather than by name."""
     return gzip.open(path, "rt") if is_gzip(path) else open(path)

@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
+from scfan._io import read_utf8
 from scfan.errors import InputFileError, ParamsError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def load_json(path: str | Path, what: str) -> Any:
     if not p.is_file():
         raise InputFileError(p, f"{what} not found")
     try:
-        return json.loads(p.read_text())
+        return json.loads(read_utf8(p))
     except json.JSONDecodeError as exc:
         raise InputFileError(p, f"not valid JSON ({exc.msg})", line=exc.lineno) from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from importlib import resources
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
+from scfan._io import read_utf8
 from scfan.errors import InputFileError
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ def read_samplesheet(path: str | Path, kind: str) -> list[dict[str, str]]:
     schema = json.loads(schema_path(kind).read_text())
     item = schema["items"]
     props = item["properties"]
-    with open(p, newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_utf8(p), newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         unknown = [h for h in header if h not in props]
