@@ -28,9 +28,10 @@ class Run:
             return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def nextflow(launch_dir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+def nextflow(launch_dir: Path, *args: str, timeout: int = 1500,
+             env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     assert NEXTFLOW.exists(), f"{NEXTFLOW} missing: run `make setup` first"
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     env["PATH"] = f"{REPO / '.venv' / 'bin'}:{REPO / '.tools' / 'bin'}:{env['PATH']}"
     env["NXF_OFFLINE"] = "true"
     env["NXF_ANSI_LOG"] = "false"
@@ -38,8 +39,9 @@ def nextflow(launch_dir: Path, *args: str, timeout: int = 1500) -> subprocess.Co
                           capture_output=True, text=True, timeout=timeout)
 
 
-def run_pipeline(launch_dir: Path, *args: str, outdir: Path | None = None) -> Run:
+def run_pipeline(launch_dir: Path, *args: str, outdir: Path | None = None,
+                 env_extra: dict[str, str] | None = None) -> Run:
     launch_dir.mkdir(parents=True, exist_ok=True)
     outdir = outdir or launch_dir / "results"
-    proc = nextflow(launch_dir, "--outdir", str(outdir), *args)
+    proc = nextflow(launch_dir, "--outdir", str(outdir), *args, env_extra=env_extra)
     return Run(launch_dir, outdir, proc.returncode, proc.stdout + proc.stderr)

@@ -1,0 +1,70 @@
+"""Determinism: a second `-profile test` run in a fresh launch folder (new work directory, nothing cached) gives the
+same tables and the same `.h5ad` matrices as the shared first run, bit for bit (CPU)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import polars as pl
+import scipy.sparse as sp
+from nfrun import run_pipeline
+
+TABLES = (".tsv", ".csv", ".parquet", ".bed")
+
+
+def _array_digest(x) -> str:
+    if sp.issparse(x):
+        x = x.tocsr()
+        x.sort_indices()
+        parts = [x.data, x.indices, x.indptr, np.asarray(x.shape)]
+    elif isinstance(x, pd.DataFrame):
+        return hashlib.sha256(x.to_csv().encode()).hexdigest()
+    else:
+        parts = [np.ascontiguousarray(np.asarray(x)), np.asarray(np.shape(x))]
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(str(p.dtype).encode())
+        h.update(p.tobytes())
+    return h.hexdigest()
+
+
+def digests(outdir: Path) -> dict[str, str]:
+    """sha256 of every published table, and of every matrix and annotation of every `.h5ad` (the HDF5 container
+    itself carries creation details, so its bytes are not compared). Exceptions, each named: the rows of a parquet
+    file (not its metadata, which records input paths) and the training log without its timing column."""
+    out = {}
+    for p in sorted(outdir.rglob("*")):
+        rel = str(p.relative_to(outdir))
+        if not p.is_file() or rel.startswith("pipeline_info"):
+            continue
+        if p.suffix == ".parquet":  # the file's key-value metadata names the run's input paths: compare the table
+            df = pl.read_parquet(p)
+            out[rel] = hashlib.sha256(str(df.schema).encode() + df.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()
+        elif p.name == "train_log.tsv":  # every column but windows_per_s, a timing
+            out[rel] = hashlib.sha256(pl.read_csv(p, separator="\t").drop("windows_per_s").write_csv()
+                                      .encode()).hexdigest()
+        elif p.suffix in TABLES or p.name.endswith((".tsv.gz", ".bed.gz")):
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        elif p.suffix == ".h5ad":
+            a = ad.read_h5ad(p)
+            out[f"{rel}:X"] = _array_digest(a.X)
+            out[f"{rel}:obs"] = _array_digest(a.obs)
+            out[f"{rel}:var"] = _array_digest(a.var)
+            for kind in ("layers", "obsm", "obsp"):
+                for key, value in getattr(a, kind).items():
+                    out[f"{rel}:{kind}/{key}"] = _array_digest(value)
+    return out
+
+
+def test_two_runs_with_the_same_seed_publish_identical_tables(test_profile_run, tmp_path):
+    second = run_pipeline(tmp_path / "launch", "-profile", "test")
+    assert second.returncode == 0, second.output[-3000:]
+    first_d, second_d = digests(test_profile_run.outdir), digests(second.outdir)
+    assert len(first_d) > 30 and any(k.endswith("tf_activity.h5ad:X") for k in first_d), sorted(first_d)
+    assert first_d.keys() == second_d.keys()
+    differ = sorted(k for k in first_d if first_d[k] != second_d[k])
+    assert not differ, differ
