@@ -1,0 +1,35 @@
+"""Executor profiles resolved by Nextflow itself (`nextflow config -flat`): what a user with the plugins and the
+cloud account would get. No AWS run is possible here (the nf-amazon plugin cannot be downloaded)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from nfrun import NEXTFLOW, REPO
+
+
+def resolved(tmp_path, profile: str, **env: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SCFAN_", "AWS_"))}
+    out = subprocess.run([str(NEXTFLOW), "config", "-flat", "-profile", profile, str(REPO)], cwd=tmp_path,
+                         env={**clean, "NXF_OFFLINE": "true", **env}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return dict(line.split(" = ", 1) for line in out.stdout.splitlines() if " = " in line)
+
+
+def test_awsbatch_profile_resolves_to_the_documented_settings(tmp_path):
+    cfg = resolved(tmp_path, "awsbatch", SCFAN_AWS_QUEUE="genomics-cpu", AWS_REGION="eu-west-1")
+    assert cfg["process.executor"] == "'awsbatch'"
+    assert cfg["process.queue"] == "'genomics-cpu'"
+    assert cfg["aws.region"] == "'eu-west-1'"
+    assert cfg["aws.batch.cliPath"] == "'/usr/local/bin/aws'"
+    assert cfg["process.container"].startswith("'scfan-nf/scfan:")
+    defaults = resolved(tmp_path, "awsbatch")
+    assert defaults["process.queue"] == "'scfan-cpu'" and defaults["aws.region"] == "'us-east-1'"
+
+
+def test_slurm_profile_resolves_to_the_documented_settings(tmp_path):
+    cfg = resolved(tmp_path, "slurm,gpu", SCFAN_SLURM_QUEUE="short")
+    assert cfg["process.executor"] == "'slurm'" and cfg["process.queue"] == "'short'"
+    assert cfg["params.gpu"] == "true" and cfg["params.arch"] == "'full'"
+    assert "process.container" not in cfg  # bare Slurm runs the tasks in the launching environment
