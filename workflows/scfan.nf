@@ -19,10 +19,13 @@ workflow SCFAN {
 
     main:
     ch_versions = channel.empty()
+    // the gate for the first tasks: `true` once validation passed. Not the params file itself: its content changes
+    // with every parameter, which would invalidate every task's -resume cache (tests/pipeline/test_pipeline.py)
+    ch_validated = params_json.map { _json -> true }.first()
 
     def simulate = !params.genome && params.simulate_preset
     if (simulate) {
-        SIMULATE(params.simulate_preset, params.seed, params_json)
+        SIMULATE(params.simulate_preset, params.seed, ch_validated)
         ch_versions      = ch_versions.mix(SIMULATE.out.versions)
         // value channels: every per-line / per-sample task reads the same genome and tracks
         ch_fasta         = SIMULATE.out.fasta.first()
@@ -54,7 +57,7 @@ workflow SCFAN {
         ? params_json.map { _json -> file(params.cell_labels, checkIfExists: true) }.first()
         : ch_truth_cells
 
-    CHECK_INPUTS(ch_fasta, ch_fai, ch_mappability, ch_blacklist, ch_bulk_sheet, ch_sc_sheet, params_json)
+    CHECK_INPUTS(ch_fasta, ch_fai, ch_mappability, ch_blacklist, ch_bulk_sheet, ch_sc_sheet, ch_validated)
     ch_versions = ch_versions.mix(CHECK_INPUTS.out.versions)
     ch_fai      = CHECK_INPUTS.out.fai.first()
 

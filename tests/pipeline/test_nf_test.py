@@ -7,7 +7,10 @@ import os
 import re
 import subprocess
 
+import pytest
 from nfrun import REPO
+
+pytestmark = pytest.mark.pipeline
 
 NF_TEST = REPO.parent / "shared" / "tools" / "nf-test" / "nf-test"
 

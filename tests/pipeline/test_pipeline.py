@@ -1,6 +1,7 @@
-"""The real pipeline under Nextflow: -profile test end to end, -resume, and bad parameters failing fast.
+"""The real pipeline under Nextflow: one -profile test run checked in detail, -resume, Seqera Platform settings.
 
-These are the scenarios of tests/main.nf.test, run here through pytest because nf-test cannot be installed offline.
+The bad-parameter scenarios (fail in VALIDATE_PARAMS, publish nothing) are nf-test specs in tests/main.nf.test,
+run by tests/pipeline/test_nf_test.py.
 """
 
 from __future__ import annotations
@@ -163,24 +164,53 @@ def test_resume_reruns_no_task(test_profile_run):
     assert {r["status"] for r in rows} == {"CACHED"}, [(r["name"], r["status"]) for r in rows]
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["-profile", "test", "--bogus_param", "1"], "parameter 'bogus_param': got 1; expected a known parameter"),
-        (["-profile", "test", "--epochs", "abc"], "parameter 'epochs': got \"abc\"; expected integer >= 1"),
-        ([], "parameter 'genome': got (missing); expected a value (required unless simulate_preset is set)"),
-        (["-profile", "test", "--genome", "/nonexistent/genome.fa"],
-         "parameter 'genome': got \"/nonexistent/genome.fa\""),
-    ],
-    ids=["unknown", "wrong-type", "missing-required", "missing-path"],
-)
-def test_bad_parameters_fail_fast_and_publish_nothing(fresh_launch_dir, args, expected):
-    run = run_pipeline(fresh_launch_dir, *args)
-    assert run.returncode != 0
-    assert expected in run.output, run.output[-3000:]
-    published = {p.relative_to(run.outdir).as_posix() for p in run.outdir.rglob("*") if p.is_file()}
-    # Only Nextflow's own run records may exist; no params.json, no step output.
-    assert all(name.startswith("pipeline_info/execution_") or name.startswith("pipeline_info/pipeline_dag")
-               for name in published), published
-    rows = run.trace_rows() if run.traces() else []
-    assert [r["process"].split(":")[-1] for r in rows] == ["VALIDATE_PARAMS"]
+# Upstream of per-cell inference: a change of an inference parameter must not re-run any of these.
+UPSTREAM_OF_INFERENCE = ("SIMULATE", "CHECK_INPUTS", "SC_INGEST", "SC_MERGE", "SC_NEIGHBORS", "BULK_PREPARE",
+                         "BULK_TRAIN", "BULK_EVALUATE")
+
+
+def test_resume_after_an_inference_parameter_change_reruns_only_inference_and_after(test_profile_run, tmp_path):
+    """`-resume --min_signal 1.5` (which windows a cell is scored on): per-cell prediction and what consumes it run
+    again; everything upstream (simulation, ingest, neighbours, bulk training) is taken from the cache."""
+    again = run_pipeline(test_profile_run.launch_dir, "-profile", "test", "-resume", "--min_signal", "1.5",
+                         outdir=tmp_path / "results_min_signal")
+    assert again.returncode == 0, again.output[-3000:]
+    rows = again.trace_rows()
+    status = {r["name"]: r["status"] for r in rows}
+    short = {r["name"]: r["process"].split(":")[-1] for r in rows}
+    upstream = {n: s for n, s in status.items() if short[n] in UPSTREAM_OF_INFERENCE}
+    assert upstream and set(upstream.values()) == {"CACHED"}, upstream
+    rerun = {short[n] for n, s in status.items() if s == "COMPLETED"}
+    assert {"SC_PREDICT", "SC_MERGE_ACTIVITY", "REPORT"} <= rerun, sorted(rerun)
+
+
+def test_tower_yml_reports_exist_in_a_run(test_profile_run, repo_root):
+    """Every report Seqera Platform is told to show (tower.yml) is a file the test run published."""
+    import fnmatch
+
+    import yaml
+
+    reports = yaml.safe_load((repo_root / "tower.yml").read_text())["reports"]
+    published = [str(p.relative_to(test_profile_run.outdir)) for p in test_profile_run.outdir.rglob("*")
+                 if p.is_file()]
+    missing = [pat for pat in reports if not fnmatch.filter(published, pat)]
+    assert not missing, missing
+
+
+def test_seqera_platform_is_on_only_with_an_access_token(fresh_launch_dir):
+    from nfrun import NEXTFLOW, REPO
+
+    def tower(env_extra):
+        import os
+        import subprocess
+
+        env = {**os.environ, "NXF_OFFLINE": "true", **env_extra}
+        env.pop("TOWER_ACCESS_TOKEN", None) if not env_extra else None
+        out = subprocess.run([str(NEXTFLOW), "config", "-flat", "-profile", "test", str(REPO)], cwd=fresh_launch_dir,
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return dict(line.split(" = ", 1) for line in out.stdout.splitlines() if line.startswith("tower."))
+
+    assert tower({})["tower.enabled"] == "false"
+    on = tower({"TOWER_ACCESS_TOKEN": "token", "TOWER_WORKSPACE_ID": "42"})
+    assert on["tower.enabled"] == "true" and on["tower.workspaceId"] == "'42'"

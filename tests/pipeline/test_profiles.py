@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
 from nfrun import NEXTFLOW, REPO
+
+pytestmark = pytest.mark.pipeline
 
 
 def resolved(tmp_path, profile: str, **env: str) -> dict[str, str]:

@@ -3,7 +3,10 @@ strategy with twice the memory, and the run succeeds (stubbed `-profile test`, s
 
 from __future__ import annotations
 
+import pytest
 from nfrun import run_pipeline
+
+pytestmark = pytest.mark.pipeline
 
 
 def test_exit_137_is_retried_with_more_memory(tmp_path):

@@ -7,7 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from determinism import digests
 from nfrun import REPO, run_pipeline
+
+pytestmark = pytest.mark.pipeline
 
 SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
 
@@ -31,7 +34,7 @@ def _slurm(conf: Path, *args: str) -> str:
     return res.stdout
 
 
-def test_test_profile_runs_every_task_as_a_slurm_job(slurm_conf, tmp_path):
+def _run_on_slurm(slurm_conf, tmp_path):
     fast = tmp_path / "fast_polling.config"  # Slurm is local: poll often instead of the profile's 15 s
     fast.write_text("executor {\n    pollInterval = '1 sec'\n    queueStatInterval = '2 sec'\n"
                     "    submitRateLimit = '20/1s'\n}\n")
@@ -52,6 +55,27 @@ def test_test_profile_runs_every_task_as_a_slurm_job(slurm_conf, tmp_path):
     # the job script Slurm received carries the task's resources
     run_script = next((tmp_path / "launch" / "work").rglob(".command.run")).read_text()
     assert "#SBATCH" in run_script and "--mem" in run_script, run_script[:2000]
+    return run
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_conf, tmp_path_factory):
+    return _run_on_slurm(slurm_conf, tmp_path_factory.mktemp("slurm_run"))
+
+
+def test_test_profile_runs_every_task_as_a_slurm_job(slurm_run):
+    """The checks are in _run_on_slurm (the fixture runs them once, so the run can be shared)."""
+    assert slurm_run.returncode == 0
+
+
+def test_same_seed_same_tables_on_another_executor(slurm_run, test_profile_run):
+    """Determinism: the Slurm run (from scratch, nothing cached) publishes the same 70-odd tables and matrices as the
+    shared local run: every TSV/CSV/BED byte for byte, parquet rows, every .h5ad's X, layers, obsm, obsp, obs, var."""
+    first, second = digests(test_profile_run.outdir), digests(slurm_run.outdir)
+    assert len(first) > 30 and any(k.endswith("tf_activity.h5ad:X") for k in first), sorted(first)
+    assert first.keys() == second.keys()
+    differ = sorted(k for k in first if first[k] != second[k])
+    assert not differ, differ
 
 
 GPU_PROCESSES = ("BULK_TRAIN_MODEL", "SC_PREDICT", "SC_TRACKS")  # the processes labelled process_gpu

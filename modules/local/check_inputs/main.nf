@@ -9,7 +9,8 @@ process CHECK_INPUTS {
     path blacklist          // [] when not given
     path bulk_samplesheet, stageAs: 'input/bulk_samplesheet.csv'
     path sc_samplesheet  , stageAs: 'input/sc_samplesheet.csv'
-    path validated_params   // only orders this task after parameter validation
+    val validated           // true once VALIDATE_PARAMS passed: orders this task after it; a value, not the
+                            // params file, so changing an unrelated parameter keeps its -resume cache
 
     output:
     path "${fasta}.fai"                , emit: fai

@@ -5,7 +5,8 @@ process SIMULATE {
     input:
     val preset
     val seed
-    path validated_params   // only orders this task after parameter validation
+    val validated           // true once VALIDATE_PARAMS passed: orders this task after it; a value, not the
+                            // params file, so changing an unrelated parameter keeps its -resume cache
 
     output:
     path "simulate"                       , emit: dir
