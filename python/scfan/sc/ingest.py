@@ -380,6 +380,11 @@ def merge_cells(paths: Iterable[str | Path]) -> ad.AnnData:
             parts.append(ad.read_h5ad(p))
         except (OSError, KeyError, ValueError) as exc:
             raise InputFileError(p, f"cannot read as AnnData ({exc})") from exc
+    # concatenate in sample order, whatever order the files came in (Nextflow hands them over in an order that
+    # depends on work-folder hashes, which differ between runs)
+    order = sorted(range(len(parts)), key=lambda i: (sorted(map(str, parts[i].obs["sample"].unique()))
+                                                     if "sample" in parts[i].obs else [], paths[i].name))
+    paths, parts = [paths[i] for i in order], [parts[i] for i in order]
     ref = parts[0].var_names
     sources: dict = {}
     configs: dict = {}

@@ -30,7 +30,7 @@ workflow SC_INFER {
     SC_PREDICT(ch_shards, ch_models, ch_fragments, fasta, fai, mappability)
     ch_versions = ch_versions.mix(SC_PREDICT.out.versions)   // every shard's: .first() would pick by finishing order
 
-    SC_MERGE_ACTIVITY(SC_PREDICT.out.activity.collect(sort: true))
+    SC_MERGE_ACTIVITY(SC_PREDICT.out.activity.collect(sort: { a, b -> a.name <=> b.name }))
     ch_versions = ch_versions.mix(SC_MERGE_ACTIVITY.out.versions)
 
     emit:

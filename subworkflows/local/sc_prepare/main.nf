@@ -18,7 +18,7 @@ workflow SC_PREPARE {
     SC_INGEST(ch_samples, peaks, fai)
     ch_versions = ch_versions.mix(SC_INGEST.out.versions)
 
-    SC_MERGE(SC_INGEST.out.cells.map { _meta, h5ad -> h5ad }.collect(sort: true))
+    SC_MERGE(SC_INGEST.out.cells.map { _meta, h5ad -> h5ad }.collect(sort: { a, b -> a.name <=> b.name }))
     ch_versions = ch_versions.mix(SC_MERGE.out.versions)
 
     SC_NEIGHBORS(SC_MERGE.out.cells)

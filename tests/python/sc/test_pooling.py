@@ -104,7 +104,13 @@ def test_simulated_pooled_signal_matches_pseudobulk_and_bulk_scale(sim_test, tmp
                                        chrom_sizes=str(sim_test / "genome.fa.fai")))
         write_cells(a, tmp_path / f"{s}.h5ad", IngestConfig(samplesheet="x", sample=s, peaks="p"))
         parts.append(tmp_path / f"{s}.h5ad")
-    cells = compute_neighbors(merge_cells(parts), NeighborsConfig(k=30, seed=0))
+    merged = merge_cells(parts)
+    # the merged matrix does not depend on the order the files are given in (Nextflow's order is not stable)
+    backwards = merge_cells(parts[::-1])
+    assert list(backwards.obs_names) == list(merged.obs_names) and (backwards.X != merged.X).nnz == 0
+    assert list(merged.obs["sample"].cat.categories) == sorted(sheet["sample"])
+    assert merged.obs["sample"].iloc[0] == sorted(sheet["sample"])[0]
+    cells = compute_neighbors(merged, NeighborsConfig(k=30, seed=0))
     truth = pd.read_csv(sim_test / "truth" / "cells.tsv", sep="\t").set_index("cell_id").loc[cells.obs_names]
     frags = {s: sim_test / f for s, f in zip(sheet["sample"], sheet["fragments"], strict=True)}
     peaks = pd.read_csv(sim_test / "sc" / "peaks.bed", sep="\t", header=None)
