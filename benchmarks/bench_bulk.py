@@ -292,6 +292,23 @@ def accuracy_section(acc: dict) -> list[str]:
     return lines + [""]
 
 
+def throughput_lines(rows: list[dict]) -> list[str]:
+    """The training / prediction throughput table (rows from :func:`throughput`)."""
+    return ["| model | device | AMP | training windows/s | prediction windows/s |", "|---|---|---|---|---|",
+            *(f"| {r['arch']} | {r['device']} | {'yes' if r['amp'] else 'no'} | {r['train_windows_per_s']:,.0f} | "
+              f"{r['predict_windows_per_s']:,.0f} |" for r in rows)]
+
+
+def write_report(path: Path, lines: list[str]) -> str:
+    """Write the Markdown report atomically (folder created); returns its text."""
+    from scfan._io import write_text
+
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, text)
+    return text
+
+
 def report(path: Path, args, thr: list[dict], acc: dict | None, seq: dict | None) -> str:
     lines = ["# Bulk-stage benchmark", "", f"Machine: {machine()}", "",
              f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`", ""]
@@ -308,11 +325,7 @@ def report(path: Path, args, thr: list[dict], acc: dict | None, seq: dict | None
         lines.append("")
     lines += ["## Throughput (windows of 1,000 bp, 6 channels, 16 TFs, batch 100)", "",
               "Measured side by side in this run; training = forward + backward + Adam step; prediction = forward and "
-              "reverse-complement passes (what `predict_batches` does).", "",
-              "| model | device | AMP | training windows/s | prediction windows/s |", "|---|---|---|---|---|"]
-    for r in thr:
-        lines.append(f"| {r['arch']} | {r['device']} | {'yes' if r['amp'] else 'no'} | "
-                     f"{r['train_windows_per_s']:.0f} | {r['predict_windows_per_s']:.0f} |")
+              "reverse-complement passes (what `predict_batches` does).", "", *throughput_lines(thr)]
     cpu = {r["arch"]: r for r in thr if r["device"] == "cpu"}
     if "small" in cpu and "full" in cpu:
         lines += ["", f"Full-size vs small model on this CPU: training "
@@ -320,12 +333,7 @@ def report(path: Path, args, thr: list[dict], acc: dict | None, seq: dict | None
     if not torch.cuda.is_available():
         lines += ["", "No GPU on this machine: the CUDA rows (fp32 vs AMP) appear when the script runs where "
                   "`torch.cuda.is_available()`; `--throughput-only` needs only torch, numpy and scfan."]
-    text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return text
+    return write_report(path, lines)
 
 
 def main() -> None:

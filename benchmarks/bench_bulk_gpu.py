@@ -37,7 +37,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(HERE))
 
-from bench_bulk import machine, throughput  # noqa: E402
+from bench_bulk import machine, throughput, throughput_lines, write_report  # noqa: E402
 
 from scfan.bulk.data import InputSource  # noqa: E402
 from scfan.bulk.inputs import FlatGenome  # noqa: E402
@@ -261,15 +261,8 @@ def report(bundle: Path, run_dir: Path, sim_dir: Path, path: Path) -> str:
               "| model | what | dtype | windows/s |", "|---|---|---|---|"]
     lines += [f"| {r['arch']} | {r['what']} | {r['dtype']} | {r['windows_per_s']:,.0f} |" for r in res["inference"]]
     lines += ["", "## Training throughput (batch 100, forward + backward + Adam step, RC augmentation)", "",
-              "| model | device | AMP | training windows/s | prediction windows/s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['arch']} | {r['device']} | {'yes' if r['amp'] else 'no'} | {r['train_windows_per_s']:,.0f} | "
-              f"{r['predict_windows_per_s']:,.0f} |" for r in res["training_rates"]]
-    text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return text
+              *throughput_lines(res["training_rates"])]
+    return write_report(path, lines)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import resource
@@ -154,6 +155,7 @@ def main() -> None:
                     help="extra options for the bench preset, e.g. '--median-fragments 4000'")
     ap.add_argument("--note", default="", help="a sentence added under the tables (e.g. why presets were left out)")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmp:
         for preset in args.presets:
@@ -161,7 +163,8 @@ def main() -> None:
             for seed in args.seeds:
                 rows.append(run_one(preset, extra, Path(tmp), seed))
                 rows[-1].update(clustering(rows[-1]["out"]))
-                print(rows[-1])
+                logging.info("%s seed %d: %s", preset, seed,
+                             ", ".join(f"{k} {v}" for k, v in rows[-1].items() if k not in ("out", "preset", "seed")))
         test_runs = [r["out"] for r in rows if r["preset"] == "test"]
         hard = difficulty(test_runs[0]) if test_runs else []
     command = ("python benchmarks/bench_simulate.py --presets " + " ".join(args.presets) + " --seeds "

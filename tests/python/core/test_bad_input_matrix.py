@@ -183,10 +183,26 @@ def _bad_peaks(rows_fn, name="bad.narrowPeak.gz", plain=False):
     return build
 
 
-@case("peaks: chromosome named 1, genome chr1")
-def _(b, d):
-    argv, p = _bad_peaks(lambda ls: [ln.removeprefix("chr") for ln in ls])(b, d)
-    return argv, p, ("chromosome",)
+def _swap_fields(line: str, i: int, j: int) -> str:
+    f = line.rstrip("\n").split("\t")
+    f[i], f[j] = f[j], f[i]
+    return "\t".join(f) + "\n"
+
+
+# Peak files that differ from a valid one by one edit: (case, edit of the file's lines, what the message names).
+PEAK_EDITS = [
+    ("peaks: chromosome named 1, genome chr1", lambda ls: [ln.removeprefix("chr") for ln in ls], ("chromosome",)),
+    ("peaks: two columns", lambda ls: [*ls[:5], "chr1\t100\n", *ls[5:]], ("line 6",)),
+    ("peaks: non-integer coordinate", lambda ls: [*ls[:2], _edit_field(ls[2], 1, "12.5e3"), *ls[3:]], ("line 3",)),
+    ("peaks: end before start", lambda ls: [*ls[:3], _swap_fields(ls[3], 1, 2), *ls[4:]], ("line 4",)),
+    ("peaks: negative start", lambda ls: [*ls[:1], _edit_field(ls[1], 1, "-5"), *ls[2:]], ("line 2",)),
+    ("peaks: empty file", lambda ls: [], ("empty",)),
+]
+for _name, _edit, _expected in PEAK_EDITS:
+    def _peak_case(b, d, edit=_edit, expected=_expected):
+        argv, p = _bad_peaks(edit)(b, d)
+        return argv, p, expected
+    case(_name)(_peak_case)
 
 
 @case("peaks: truncated gzip")
@@ -204,40 +220,6 @@ def _(b, d):
     # also have a bad record so the run fails, and check that the message reads the text (names the line).
     p.write_text("".join(_lines(_peaks_of(b))[:3]) + "chr1\tx\t10\n")
     return argv, p, ("line 4",)
-
-
-@case("peaks: two columns")
-def _(b, d):
-    argv, p = _bad_peaks(lambda ls: [*ls[:5], "chr1\t100\n", *ls[5:]])(b, d)
-    return argv, p, ("line 6",)
-
-
-@case("peaks: non-integer coordinate")
-def _(b, d):
-    argv, p = _bad_peaks(lambda ls: [*ls[:2], _edit_field(ls[2], 1, "12.5e3"), *ls[3:]])(b, d)
-    return argv, p, ("line 3",)
-
-
-@case("peaks: end before start")
-def _(b, d):
-    def rev(ls):
-        f = ls[3].split("\t")
-        f[1], f[2] = f[2], f[1]
-        return [*ls[:3], "\t".join(f), *ls[4:]]
-    argv, p = _bad_peaks(rev)(b, d)
-    return argv, p, ("line 4",)
-
-
-@case("peaks: negative start")
-def _(b, d):
-    argv, p = _bad_peaks(lambda ls: [*ls[:1], _edit_field(ls[1], 1, "-5"), *ls[2:]])(b, d)
-    return argv, p, ("line 2",)
-
-
-@case("peaks: empty file")
-def _(b, d):
-    argv, p = _bad_peaks(lambda ls: [])(b, d)
-    return argv, p, ("empty",)
 
 
 @case("peaks: missing file")
