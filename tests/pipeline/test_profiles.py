@@ -26,7 +26,8 @@ def test_awsbatch_profile_resolves_to_the_documented_settings(tmp_path):
     assert cfg["process.queue"] == "'genomics-cpu'"
     assert cfg["aws.region"] == "'eu-west-1'"
     assert cfg["aws.batch.cliPath"] == "'/usr/local/bin/aws'"
-    assert cfg["process.container"].startswith("'scfan-nf/scfan:")
+    assert "process.container" not in cfg  # the modules declare theirs: task.ext.container from --container
+    assert cfg["params.container"] == "'scfan-nf/scfan:0.1.0'" and "params.container" in cfg["process.ext.container"]
     defaults = resolved(tmp_path, "awsbatch")
     assert defaults["process.queue"] == "'scfan-cpu'" and defaults["aws.region"] == "'us-east-1'"
 
@@ -35,4 +36,14 @@ def test_slurm_profile_resolves_to_the_documented_settings(tmp_path):
     cfg = resolved(tmp_path, "slurm,gpu", SCFAN_SLURM_QUEUE="short")
     assert cfg["process.executor"] == "'slurm'" and cfg["process.queue"] == "'short'"
     assert cfg["params.gpu"] == "true" and cfg["params.arch"] == "'full'"
-    assert "process.container" not in cfg  # bare Slurm runs the tasks in the launching environment
+    assert cfg["params.container"] == "'scfan-nf/scfan:0.1.0-cuda'"  # the image's cuda target, if one is enabled
+    # bare Slurm runs the tasks in the launching environment: no container engine switched on
+    assert not any(cfg.get(f"{e}.enabled") == "true" for e in ("docker", "podman", "singularity", "apptainer"))
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman", "singularity", "apptainer"])
+def test_each_container_profile_switches_on_its_engine_alone(tmp_path, profile):
+    cfg = resolved(tmp_path, profile)
+    on = sorted(e for e in ("docker", "podman", "singularity", "apptainer") if cfg.get(f"{e}.enabled") == "true")
+    assert on == [profile]
+    assert cfg["params.container"] == "'scfan-nf/scfan:0.1.0'"

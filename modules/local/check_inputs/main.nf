@@ -1,6 +1,7 @@
 process CHECK_INPUTS {
     tag "samplesheets"
     label 'process_single'
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
 
     input:
     path fasta

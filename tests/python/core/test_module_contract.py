@@ -2,6 +2,7 @@
 
 Each process has a `when:` guard on task.ext.when, a `stub:` that writes versions.yml, task.ext.prefix where it
 has a meta map, reads no `params.*` (arguments come from conf/modules.config), names every output with `emit:`,
+declares its image through task.ext.container (set from --container in conf/modules.config),
 and has a meta.yml beside it whose inputs and outputs are those of the process, in order.
 """
 
@@ -19,6 +20,7 @@ MODULES = sorted((REPO / "modules" / "local").glob("*/main.nf"))
 SECTION = re.compile(r"^\s*(input|output|when|script|shell|exec|stub):\s*$", re.MULTILINE)
 WHEN_GUARD = "task.ext.when == null || task.ext.when"
 PREFIX = 'prefix = task.ext.prefix ?: "${meta.id}"'
+CONTAINER = "container \"${ task.ext.container ?: '' }\""
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -77,6 +79,8 @@ def contract_problems(text: str, meta: dict | None) -> list[str]:
         problems.append("no stub: section")
     elif "versions.yml" not in stub:
         problems.append("stub: writes no versions.yml")
+    if not re.search(r"^\s*" + re.escape(CONTAINER), text, re.MULTILINE):
+        problems.append(f"declares no image: needs `{CONTAINER}` (a container profile would run it on the host)")
     reads = sorted(set(re.findall(r"\bparams\.\w+", _code(text))))
     if reads:
         problems.append(f"reads {', '.join(reads)} (put it in conf/modules.config ext.args)")
@@ -114,6 +118,7 @@ def test_every_module_is_checked():
 GOOD = '''
 process GOOD {
     tag "${meta.id}"
+    container "${ task.ext.container ?: '' }"
 
     input:
     tuple val(meta), path(reads, stageAs: 'in/*')   // a comment naming params.nothing is not a read
@@ -160,12 +165,15 @@ def test_a_module_that_keeps_the_contract_passes():
         (lambda t: t.replace("    def args", "    def device = params.gpu ? 'cuda' : 'auto'\n    def args"),
          "reads params.gpu"),
         (lambda t: t.replace(', emit: out', ''), "output without emit"),
+        (lambda t: t.replace("    container \"${ task.ext.container ?: '' }\"\n", ""), "declares no image"),
+        (lambda t: t.replace("task.ext.container ?: ''", "'ubuntu:22.04'"), "declares no image"),
         (lambda t: t.replace('    prefix = task.ext.prefix ?: "${meta.id}"\n    """\n    tool', '    """\n    tool'),
          "script: lacks"),
         (lambda t: t.replace("    path fasta\n", "    path fasta\n    path extra\n"), "meta.yml input"),
         (lambda t: t.replace("emit: versions", "emit: version_info"), "meta.yml output"),
     ],
-    ids=["when", "stub", "stub-versions", "params-in-script", "params-in-groovy", "emit", "prefix", "meta-input",
+    ids=["when", "stub", "stub-versions", "params-in-script", "params-in-groovy", "emit", "container",
+         "container-literal", "prefix", "meta-input",
          "meta-output"],
 )
 def test_a_module_that_breaks_the_contract_is_named(change, expected):

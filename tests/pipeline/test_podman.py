@@ -1,0 +1,99 @@
+"""The pipeline in its container: the image built here from containers/Dockerfile with Podman (scripts/
+container_image.sh, once per content hash), then `-profile test,podman` with every task run in that image."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+from determinism import environment_differences
+from nfrun import REPO, run_pipeline
+
+pytestmark = pytest.mark.pipeline
+
+SCRIPT = REPO / "scripts" / "container_image.sh"
+VENV_IN_IMAGE = "/opt/scfan/venv"
+
+
+@pytest.fixture(scope="module")
+def image() -> tuple[str, dict[str, str]]:
+    """(tag, env for Nextflow): the cpu image of the current sources, built now when podman has none."""
+    res = subprocess.run(["bash", str(SCRIPT), "cpu"], capture_output=True, text=True, timeout=2400)
+    if res.returncode != 0:
+        pytest.fail(f"building the image failed (exit {res.returncode}): {res.stderr[-3000:]}")
+    tag = res.stdout.strip().splitlines()[-1]
+    conf = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, timeout=60, check=True)
+    key, value = conf.stdout.strip().removeprefix("export ").split("=", 1)
+    return tag, {key: value}
+
+
+def _podman(env: dict[str, str], *args: str) -> str:
+    res = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_image_holds_the_locked_environment_without_the_work_tree(image):
+    tag, env = image
+    out = _podman(env, "run", "--rm", "--network=none", tag, "bash", "-c",
+                  "command -v scfan python; scfan --version; ps --version; pip freeze --exclude-editable; "
+                  "test ! -e /opt/scfan/python && echo no-sources")
+    lines = out.splitlines()
+    assert lines[0] == f"{VENV_IN_IMAGE}/bin/scfan" and lines[1] == f"{VENV_IN_IMAGE}/bin/python", lines[:2]
+    assert "0.1.0" in lines[2] and "procps" in lines[3], lines[2:4]
+    assert lines[-1] == "no-sources"
+    frozen = {line for line in lines if "==" in line and not line.startswith("scfan")}
+    locked = {line.strip() for line in (REPO / "requirements.lock").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    assert locked <= frozen, sorted(locked - frozen)[:10]  # every pin of the lock file, at its version
+
+
+@pytest.fixture(scope="module")
+def podman_run(image, tmp_path_factory):
+    tag, env = image
+    run = run_pipeline(tmp_path_factory.mktemp("podman_run"), "-profile", "test,podman", "--container", tag,
+                       env_extra=env)
+    assert run.returncode == 0, run.output[-4000:]
+    return run
+
+
+def test_every_task_runs_in_the_image(podman_run, image):
+    tag, _env = image
+    rows = podman_run.trace_rows()
+    assert len(rows) >= 15 and all(r["status"] == "COMPLETED" for r in rows), [(r["name"], r["status"]) for r in rows]
+    outside = [r["name"] for r in rows if r["container"] != tag]
+    assert not outside, outside  # Nextflow's own record of the image each task ran in
+    run_scripts = list((podman_run.launch_dir / "work").rglob(".command.run"))
+    assert len(run_scripts) == len(rows)
+    assert all("podman run" in p.read_text() and tag in p.read_text() for p in run_scripts)
+    # and the scfan that answered was the image's, in every process (versions.yml names the interpreter)
+    versions = yaml.safe_load((podman_run.outdir / "pipeline_info" / "versions.yml").read_text())
+    pythons = {proc: tools["scfan_python"] for proc, tools in versions.items()}
+    assert len(pythons) >= 14 and all(p.startswith(f"{VENV_IN_IMAGE}/bin/python") for p in pythons.values()), pythons
+    assert (podman_run.outdir / "activity" / "tf_activity.h5ad").is_file()
+    assert (podman_run.outdir / "report" / "report.html").is_file()
+
+
+def test_same_tables_in_the_image_as_on_the_host(podman_run, test_profile_run):
+    """The image holds the lock file's pins, so the run in it publishes the same tables and matrices as the host's
+    run: bit for bit, but for float32 rounding in a kNN graph and the UMAP layout it moves (determinism.py)."""
+    problems = environment_differences(test_profile_run.outdir, podman_run.outdir)
+    assert not problems, problems
+
+
+def test_a_container_profile_without_an_image_is_refused(tmp_path, image):
+    _tag, env = image
+    run = run_pipeline(tmp_path / "launch", "-profile", "test,podman", "--container", "", "-stub", env_extra=env)
+    assert run.returncode != 0
+    assert "--container is empty, but -profile test,podman runs every task in podman" in run.output, \
+        run.output[-3000:]
+    assert not (tmp_path / "launch" / "work").exists() or not list((tmp_path / "launch" / "work").rglob(".command.run"))
+
+
+def test_the_params_record_names_the_image(podman_run, image):
+    tag, _env = image
+    params = json.loads((podman_run.outdir / "pipeline_info" / "params.json").read_text())
+    assert params["container"] == tag
