@@ -130,10 +130,23 @@ def validate_params(params: dict[str, Any], schema: dict, *, base_dir: Path | No
     return violations
 
 
+def _conditional_rules(schema: dict) -> list[dict]:
+    """``{if, then, description}`` rules of the top-level ``allOf`` and of each group's ``allOf``.
+
+    nf-core's schema lint wants the top-level ``allOf`` to hold only ``$ref``s to the groups, so the
+    conditional rules live in the ``allOf`` of the group they belong to; JSON Schema applies them to the
+    whole parameter object either way.
+    """
+    rules = list(schema.get("allOf", []))
+    for group in schema.get("$defs", schema.get("definitions", {})).values():
+        rules += group.get("allOf", [])
+    return rules
+
+
 def _conditional_violations(params: dict[str, Any], schema: dict) -> list[ParamViolation]:
-    """Top-level ``allOf: [{if, then, description}]`` rules, e.g. inputs required unless simulating."""
+    """``allOf: [{if, then, description}]`` rules, e.g. inputs required unless simulating."""
     out = []
-    for rule in schema.get("allOf", []):
+    for rule in _conditional_rules(schema):
         if "if" not in rule or "then" not in rule:
             continue
         if not Draft202012Validator(rule["if"]).is_valid(params):
