@@ -111,7 +111,7 @@ else
 $(tail -20 "$state/build-$stage.log")"
     done
     log "built $tag in $(( SECONDS - start )) s"
-    for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep -E "^localhost/scfan-nf/scfan(-build)?:" \
+    for old in $(podman images --noheading | awk '{print $1":"$2}' | grep -E "^localhost/scfan-nf/scfan(-build)?:" \
                  | grep -v -x -e "$tag" -e "$build_tag" | grep -E -e "-${target}-|scfan-build:" || true); do
         podman rmi "$old" >/dev/null 2>&1 || true
     done

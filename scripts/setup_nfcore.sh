@@ -19,11 +19,14 @@ NFCORE_VERSION="${NFCORE_VERSION:-4.2.1}"
 venv="$root/.tools/nf-core-venv"
 stamp="$venv/.nf-core-version"
 
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$NFCORE_VERSION" && -x "$venv/bin/nf-core" ]]; then
+# (the venv must also still run: a venv made at another path, then moved, keeps that path in its scripts)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$NFCORE_VERSION" && -x "$venv/bin/nf-core" ]] \
+   && "$venv/bin/python" -c 'import nf_core' 2>/dev/null && head -1 "$venv/bin/nf-core" | grep -q "^#!$venv/bin/python"; then
     echo "setup: nf-core $NFCORE_VERSION up to date ($venv)" >&2
     exit 0
 fi
-if [[ ! -x "$venv/bin/python" ]]; then
+if [[ ! -x "$venv/bin/python" ]] || ! head -1 "$venv/bin/pip" 2>/dev/null | grep -q "^#!$venv/bin/python"; then
+    rm -rf "$venv"
     echo "setup: creating $venv with $($PYTHON --version 2>&1)" >&2
     mkdir -p "$root/.tools"
     "$PYTHON" -m venv "$venv"

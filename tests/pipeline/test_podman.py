@@ -54,7 +54,7 @@ def test_image_holds_the_locked_environment_without_the_work_tree(image):
 @pytest.fixture(scope="module")
 def podman_run(image, tmp_path_factory):
     tag, env = image
-    run = run_pipeline(tmp_path_factory.mktemp("podman_run"), "-profile", "test,podman", "--container", tag,
+    run = run_pipeline(tmp_path_factory.mktemp("podman_run"), "-profile", "test,podman", "--container_image", tag,
                        env_extra=env)
     assert run.returncode == 0, run.output[-4000:]
     return run
@@ -86,9 +86,9 @@ def test_same_tables_in_the_image_as_on_the_host(podman_run, test_profile_run):
 
 def test_a_container_profile_without_an_image_is_refused(tmp_path, image):
     _tag, env = image
-    run = run_pipeline(tmp_path / "launch", "-profile", "test,podman", "--container", "", "-stub", env_extra=env)
+    run = run_pipeline(tmp_path / "launch", "-profile", "test,podman", "--container_image", "", "-stub", env_extra=env)
     assert run.returncode != 0
-    assert "--container is empty, but -profile test,podman runs every task in podman" in run.output, \
+    assert "--container_image is empty, but -profile test,podman runs every task in podman" in run.output, \
         run.output[-3000:]
     assert not (tmp_path / "launch" / "work").exists() or not list((tmp_path / "launch" / "work").rglob(".command.run"))
 
@@ -96,4 +96,4 @@ def test_a_container_profile_without_an_image_is_refused(tmp_path, image):
 def test_the_params_record_names_the_image(podman_run, image):
     tag, _env = image
     params = json.loads((podman_run.outdir / "pipeline_info" / "params.json").read_text())
-    assert params["container"] == tag
+    assert params["container_image"] == tag

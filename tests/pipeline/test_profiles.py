@@ -26,8 +26,9 @@ def test_awsbatch_profile_resolves_to_the_documented_settings(tmp_path):
     assert cfg["process.queue"] == "'genomics-cpu'"
     assert cfg["aws.region"] == "'eu-west-1'"
     assert cfg["aws.batch.cliPath"] == "'/usr/local/bin/aws'"
-    assert "process.container" not in cfg  # the modules declare theirs: task.ext.container from --container
-    assert cfg["params.container"] == "'scfan-nf/scfan:0.1.0'" and "params.container" in cfg["process.ext.container"]
+    assert "process.container" not in cfg  # the modules declare theirs: task.ext.container from --container_image
+    assert cfg["params.container_image"] == "'scfan-nf/scfan:0.1.0'"
+    assert "params.container_image" in cfg["process.ext.container"]
     defaults = resolved(tmp_path, "awsbatch")
     assert defaults["process.queue"] == "'scfan-cpu'" and defaults["aws.region"] == "'us-east-1'"
 
@@ -36,7 +37,7 @@ def test_slurm_profile_resolves_to_the_documented_settings(tmp_path):
     cfg = resolved(tmp_path, "slurm,gpu", SCFAN_SLURM_QUEUE="short")
     assert cfg["process.executor"] == "'slurm'" and cfg["process.queue"] == "'short'"
     assert cfg["params.gpu"] == "true" and cfg["params.arch"] == "'full'"
-    assert cfg["params.container"] == "'scfan-nf/scfan:0.1.0-cuda'"  # the image's cuda target, if one is enabled
+    assert cfg["params.container_image"] == "'scfan-nf/scfan:0.1.0-cuda'"  # the image's cuda target, if one is enabled
     # bare Slurm runs the tasks in the launching environment: no container engine switched on
     assert not any(cfg.get(f"{e}.enabled") == "true" for e in ("docker", "podman", "singularity", "apptainer"))
 
@@ -46,4 +47,4 @@ def test_each_container_profile_switches_on_its_engine_alone(tmp_path, profile):
     cfg = resolved(tmp_path, profile)
     on = sorted(e for e in ("docker", "podman", "singularity", "apptainer") if cfg.get(f"{e}.enabled") == "true")
     assert on == [profile]
-    assert cfg["params.container"] == "'scfan-nf/scfan:0.1.0'"
+    assert cfg["params.container_image"] == "'scfan-nf/scfan:0.1.0'"

@@ -1,7 +1,7 @@
 process BULK_EVALUATE {
     tag "${meta.id}"
     label 'process_low'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     tuple val(meta), path(model), path(windows), path(atac)

@@ -1,7 +1,7 @@
 process BULK_PREPARE {
     tag "${meta.id}"
     label 'process_medium'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     tuple val(meta), val(tfs), val(motifs), path(peaks, stageAs: 'peaks/??/*'), path(atac)

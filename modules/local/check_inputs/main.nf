@@ -1,7 +1,7 @@
 process CHECK_INPUTS {
     tag "samplesheets"
     label 'process_single'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     path fasta

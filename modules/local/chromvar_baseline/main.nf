@@ -1,7 +1,7 @@
 process CHROMVAR_BASELINE {
     tag "${meta.id}"
     label 'process_medium'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     tuple val(meta), path(cells)   // cells × peaks counts from SC_INGEST / SC_MERGE

@@ -1,6 +1,6 @@
 process REPORT {
     label 'process_low'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     tuple val(names), path(analyses, stageAs: 'analysis/*')   // one `sc cluster` folder per name, first = answer

@@ -1,7 +1,7 @@
 process SC_CLUSTER {
     tag "${meta.id}"
     label 'process_medium'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     tuple val(meta), path(matrix, stageAs: 'input/*'), path(diff_matrix, stageAs: 'diff/*')  // diff: [] for none

@@ -1,7 +1,7 @@
 process SC_INGEST {
     tag "${meta.id}"
     label 'process_medium'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     tuple val(meta), path(data, stageAs: 'data/*')   // fragments(+tbi) | bam(+bai) | counts (+peaks, barcodes)

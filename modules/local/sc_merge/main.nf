@@ -1,7 +1,7 @@
 process SC_MERGE {
     tag "${cells instanceof List ? cells.size() : 1} sample(s)"
     label 'process_medium'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     path cells, stageAs: 'samples/*'

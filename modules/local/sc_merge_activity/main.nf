@@ -1,7 +1,7 @@
 process SC_MERGE_ACTIVITY {
     tag "${shards instanceof List ? shards.size() : 1} shard(s)"
     label 'process_low'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     path shards, stageAs: 'shards/*'

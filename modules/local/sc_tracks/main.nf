@@ -2,7 +2,7 @@ process SC_TRACKS {
     tag "${meta.id}"
     label 'process_medium'
     label 'process_gpu'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     tuple val(meta), path(clusters)

@@ -1,7 +1,7 @@
 process SIMULATE {
     tag "${preset} seed=${seed}"
     label 'process_low'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
     val preset

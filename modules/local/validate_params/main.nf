@@ -1,7 +1,7 @@
 process VALIDATE_PARAMS {
     tag "nextflow_schema.json"
     label 'process_single'
-    container "${ task.ext.container ?: '' }"   // one image for every module: params.container, conf/modules.config
+    container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
     // The params file is written anew by every launch: hash its content, so -resume keeps the whole run cached.
     cache 'deep'
 

@@ -24,8 +24,8 @@ workflow PIPELINE_INITIALISATION {
         log.info(helpText(file("${projectDir}/nextflow_schema.json")))
         exit(0)
     }
-    if (workflow.containerEngine && !params.container) {
-        error("--container is empty, but -profile ${workflow.profile} runs every task in ${workflow.containerEngine}: give the scfan image to run them in (containers/Dockerfile)")
+    if (workflow.containerEngine && !params.container_image) {
+        error("--container_image is empty, but -profile ${workflow.profile} runs every task in ${workflow.containerEngine}: give the scfan image to run them in (containers/Dockerfile)")
     }
     def json = groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(params))
     ch_params = channel.of(json).collectFile(name: 'params_input.json', newLine: true)
