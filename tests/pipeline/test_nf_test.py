@@ -1,5 +1,7 @@
-"""The nf-test specs tagged "fast" (tests/main.nf.test and tests/default.nf.test, nf-core's spec of the default run),
-run by nf-test 0.9.5 itself (built from source, in ../shared/tools/nf-test) against the pinned Nextflow, offline."""
+"""The nf-test specs, run by nf-test 0.9.5 itself (built from source, in ../shared/tools/nf-test) against the pinned
+Nextflow, offline: one beside every module and subworkflow (nf-core's layout, with their snapshots), the default
+run (tests/default.nf.test, -stub) and the parameter failures of tests/main.nf.test (tag "fast"; its full
+-profile test run is the one tests/pipeline/ makes once and checks in detail)."""
 
 from __future__ import annotations
 
@@ -10,21 +12,39 @@ import subprocess
 import pytest
 from nfrun import REPO
 
+MODULES = sorted((REPO / "modules" / "local").glob("*/main.nf"))
+SUBWORKFLOWS = sorted(p for p in (REPO / "subworkflows" / "local").glob("*/main.nf") if p.parent.name != "utils_scfan")
+
 pytestmark = pytest.mark.pipeline
 
 NF_TEST = REPO.parent / "shared" / "tools" / "nf-test" / "nf-test"
 
 
-def test_nf_test_fast_specs_pass(tmp_path):
+def test_every_module_and_subworkflow_has_a_spec_with_a_snapshot_or_real_run():
+    missing = [str(p.parent.relative_to(REPO)) for p in MODULES + SUBWORKFLOWS
+               if not (p.parent / "tests" / "main.nf.test").is_file()]
+    assert not missing, missing
+    assert len(MODULES) >= 15 and len(SUBWORKFLOWS) >= 4
+    # a snapshot, or (VALIDATE_PARAMS, SC_ANALYSIS) assertions on the real outputs
+    unchecked = [str(p.parent.relative_to(REPO)) for p in MODULES + SUBWORKFLOWS
+                 if not (p.parent / "tests" / "main.nf.test.snap").is_file()
+                 and p.parent.name not in ("validate_params", "sc_analysis")]
+    assert not unchecked, unchecked
+
+
+def test_nf_test_specs_pass(tmp_path):
     assert NF_TEST.is_file(), f"nf-test not found at {NF_TEST} (../shared/tools/nf-test, see its README)"
     env = {**os.environ, "PATH": f"{REPO / '.tools' / 'bin'}:{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
-           "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false"}
-    res = subprocess.run(["bash", str(NF_TEST), "test", "tests/main.nf.test", "tests/default.nf.test", "--tag", "fast",
-                          "--ci"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+           "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false", "NFT_WORKDIR": str(tmp_path / "nf-test")}
+    specs = [str((p.parent / "tests" / "main.nf.test").relative_to(REPO)) for p in MODULES + SUBWORKFLOWS]
+    specs += ["tests/default.nf.test", "tests/main.nf.test"]
+    # --ci: a missing snapshot fails instead of being written
+    res = subprocess.run(["bash", str(NF_TEST), "test", *specs, "--tag", "fast,modules,subworkflows", "--ci"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     out = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout + res.stderr)
-    assert res.returncode == 0, out[-4000:]
-    passed = re.findall(r"Test \[[0-9a-f]+\] '([^']+)' PASSED", out)
-    assert len(passed) == 6, out[-4000:]
-    assert any("-stub" in name for name in passed)
+    assert res.returncode == 0, out[-6000:]
+    passed = re.findall(r"Test \[[0-9a-f]+\] '(.+?)' PASSED", out)
+    assert "FAILED" not in out, out[-6000:]
+    assert len(passed) == len(MODULES) + 1 + len(SUBWORKFLOWS) + 1 + 1 + 4, (len(passed), out[-6000:])
     assert any("default run publishes every step folder" in name for name in passed), out[-4000:]
+    assert sum("-stub: every output, correctly named" in name for name in passed) == len(MODULES) - 1
