@@ -51,6 +51,26 @@ def test_image_holds_the_locked_environment_without_the_work_tree(image):
     assert locked <= frozen, sorted(locked - frozen)[:10]  # every pin of the lock file, at its version
 
 
+def test_cuda_target_is_the_same_environment_plus_the_nvidia_runtime_settings(image):
+    """The cuda target (what -profile gpu names) shares the cpu image's layers and adds the NVIDIA runtime's
+    environment; no GPU here, so torch must say CUDA is unavailable rather than fail to import."""
+    cpu_tag, env = image
+    res = subprocess.run(["bash", str(SCRIPT), "cuda"], capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    cuda_tag = res.stdout.strip().splitlines()[-1]
+    assert cuda_tag != cpu_tag and "-cuda-" in cuda_tag
+    out = _podman(env, "run", "--rm", "--network=none", cuda_tag, "bash", "-c",
+                  "echo $NVIDIA_VISIBLE_DEVICES $NVIDIA_DRIVER_CAPABILITIES; "
+                  "python -c 'import torch; print(torch.__version__, torch.cuda.is_available())'")
+    torch_pin = next(line.split("==")[1] for line in (REPO / "requirements.lock").read_text().splitlines()
+                     if line.startswith("torch=="))
+    nvidia_devices, capabilities, torch_version, cuda = out.split()
+    assert (nvidia_devices, capabilities) == ("all", "compute,utility"), out
+    assert torch_version.split("+")[0] == torch_pin and cuda == "False", out
+    layers = {t: json.loads(_podman(env, "image", "inspect", t))[0]["RootFS"]["Layers"] for t in (cpu_tag, cuda_tag)}
+    assert layers[cuda_tag][: len(layers[cpu_tag])] == layers[cpu_tag]  # the cpu image, plus configuration
+
+
 @pytest.fixture(scope="module")
 def podman_run(image, tmp_path_factory):
     tag, env = image
