@@ -24,7 +24,9 @@ workflow PIPELINE_INITIALISATION {
         log.info(helpText(file("${projectDir}/nextflow_schema.json")))
         exit(0)
     }
-    if (workflow.containerEngine && !params.container_image) {
+    // `--container_image ''` reaches here as true (Nextflow reads a flag without a value as a boolean)
+    def image = params.container_image
+    if (workflow.containerEngine && !(image instanceof CharSequence && image.trim())) {
         error("--container_image is empty, but -profile ${workflow.profile} runs every task in ${workflow.containerEngine}: give the scfan image to run them in (containers/Dockerfile)")
     }
     def json = groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(params))
