@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
@@ -41,9 +42,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if isinstance(exc, Exception) and not isinstance(exc, OutputError) and _out_of_space(exc):
+            # h5py, polars and torch report a full disk in their own words and classes; say it once, plainly
+            raise OutputError(f"{final}: no space left on device while writing it (the partial file was "
+                              "removed); free space there or write elsewhere") from exc
         raise
+
+
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is a write that failed for lack of space or quota."""
+    words = tuple(os.strerror(e).lower() for e in _OUT_OF_SPACE)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
+            return True
+        text = str(exc).lower()
+        if any(w in text for w in words) or f"errno = {errno.ENOSPC}" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _remove(p: Path) -> None:
@@ -96,6 +119,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_h5ad(adata, path: str | os.PathLike) -> None:
+    """Write an AnnData as ``.h5ad``, atomically, with HDF5 writing into memory and Python writing the file.
+
+    HDF5 that meets a full disk cannot close its file: it repeats the failed flush when the object is freed and
+    can crash the interpreter at exit. Writing the image in memory keeps the disk away from HDF5, so a full disk
+    is one ``OSError`` here (an :class:`OutputError` from :func:`atomic_path`). Same content as
+    ``AnnData.write_h5ad`` (strings become categoricals, then anndata's own element writer).
+    """
+    import io
+
+    import anndata as ad
+    import h5py
+
+    adata.strings_to_categoricals()
+    if adata.raw is not None:
+        adata.strings_to_categoricals(adata.raw.var)
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        ad.io.write_elem(f, "/", adata)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(image.getbuffer())
 
 
 def deterministic_gzip(path: str | os.PathLike, data: bytes) -> None:

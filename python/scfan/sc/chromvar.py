@@ -449,7 +449,6 @@ def run_chromvar(cells_path: str | Path, genome_fasta: str | Path, motifs: Seque
 
 def write_chromvar(adata: ad.AnnData, out: str | Path) -> None:
     """Write the chromVAR AnnData under a temporary name and rename it to ``out`` when complete."""
-    from scfan._io import atomic_path
+    from scfan._io import write_h5ad
 
-    with atomic_path(out) as tmp:
-        adata.write_h5ad(tmp)
+    write_h5ad(adata, out)

@@ -21,7 +21,7 @@ import polars as pl
 import scipy.io
 import scipy.sparse as sp
 
-from scfan._io import atomic_path, is_gzip, open_text, write_json
+from scfan._io import is_gzip, open_text, write_h5ad, write_json
 from scfan.errors import ChromosomeNameError, InputFileError, ScfanError
 from scfan.genome import check_chrom_names, read_chrom_sizes
 from scfan.intervals import parse_region_id
@@ -357,8 +357,7 @@ def ingest_sample(cfg: IngestConfig) -> ad.AnnData:
 def write_cells(adata: ad.AnnData, out: str | Path, config: object) -> None:
     """Write ``adata`` atomically, plus the step's frozen config as ``<out stem>.config.json`` beside it."""
     out = Path(out)
-    with atomic_path(out) as tmp:
-        adata.write_h5ad(tmp)
+    write_h5ad(adata, out)
     write_json(out.with_name(out.name.removesuffix(".h5ad") + ".config.json"), asdict(config))
 
 

@@ -489,12 +489,9 @@ def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragment
 
 
 def write_activity(adata: ad.AnnData, out: str | Path) -> None:
-    from scfan._io import atomic_path
+    from scfan._io import write_h5ad
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        adata.write_h5ad(tmp)
+    write_h5ad(adata, out)
 
 
 def merge_activity(paths: Sequence[str | Path]) -> ad.AnnData:
