@@ -42,15 +42,11 @@ def _bed_chroms(path: Path, limit: int = 200_000) -> set[str]:
 
 
 def _fragments_chroms(path: Path) -> list[str]:
-    tbi = Path(str(path) + ".tbi")
-    if not tbi.exists():
-        raise InputFileError(path, "fragments file has no tabix index (.tbi); create it with: tabix -p bed FILE "
-                             "(sort first with: sort -k1,1 -k2,2n | bgzip)")
-    try:
-        with pysam.TabixFile(str(path)) as tf:
-            return list(tf.contigs)
-    except OSError as exc:
-        raise InputFileError(path, f"cannot open as bgzip+tabix fragments ({exc})") from exc
+    from scfan.sc.fragments import check_fragments_index
+
+    check_fragments_index(path)  # the same index rule as the steps that read the file
+    with pysam.TabixFile(str(path)) as tf:
+        return list(tf.contigs)
 
 
 def _write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:

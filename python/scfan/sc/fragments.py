@@ -20,6 +20,7 @@ import polars as pl
 import pysam
 
 from scfan.errors import InputFileError
+from scfan.tabix import IndexMismatch, TruncatedData, check_index_belongs
 from scfan.tn5 import fragment_from_pair
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,9 @@ class FragmentBlock:
     first_line: int
 
 
-def check_fragments_index(path: str | Path) -> None:
-    """Fail unless ``path`` is bgzip-compressed with a readable tabix index (needed for pooled tracks)."""
+def check_fragments_index(path: str | Path, *, content: bool = True) -> None:
+    """Fail unless ``path`` is bgzip-compressed with a readable tabix index that belongs to it (needed for pooled
+    tracks). ``content``: also check the index against the file's content (:func:`check_index_content`)."""
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "fragments file not found")
@@ -57,6 +59,22 @@ def check_fragments_index(path: str | Path) -> None:
             pass
     except (OSError, ValueError) as exc:
         raise InputFileError(p, f"not a bgzip-compressed, tabix-indexed file ({exc}); {TABIX_HINT}") from exc
+    if content:
+        check_index_content(p)
+
+
+def check_index_content(path: Path) -> None:
+    """Fail unless the ``.tbi`` beside ``path`` describes this file, judged by content (:mod:`scfan.tabix`), never
+    by modification time: staging (S3, AWS Batch) reorders mtimes, so htslib's "index older than data" proves
+    nothing either way."""
+    try:
+        check_index_belongs(path, str(path) + ".tbi")
+    except TruncatedData as exc:
+        raise InputFileError(path, f"truncated ({exc}); re-create the file with bgzip") from exc
+    except IndexMismatch as exc:
+        raise InputFileError(path, f"its tabix index {path.name}.tbi does not belong to it ({exc}); the file was "
+                             "rewritten after indexing or the index is another file's: re-index it with: "
+                             "tabix -f -p bed FILE") from exc
 
 
 def _diagnose(path: Path, text: bytes, first_line: int, exc: Exception | None) -> InputFileError:
@@ -182,10 +200,11 @@ def read_fragment_blocks(path: str | Path, *, chrom_sizes: Mapping[str, int] | N
     ------
     InputFileError
         For a missing index, truncated gzip, wrong column count, non-integer coordinates, unsorted rows, or a
-        chromosome absent from ``chrom_sizes`` — naming the file and line.
+        chromosome absent from ``chrom_sizes`` — naming the file and line; for an index of another file or of
+        an earlier version of this one (checked after the records).
     """
     p = Path(path)
-    check_fragments_index(p)
+    check_fragments_index(p, content=False)
     checker = _SortChecker(p, chrom_sizes)
     for text, first_line in _read_text_chunks(p, chunk_bytes):
         df = _parse_text(p, text, first_line)
@@ -193,6 +212,9 @@ def read_fragment_blocks(path: str | Path, *, chrom_sizes: Mapping[str, int] | N
             start, end = part["start"].to_numpy(), part["end"].to_numpy()
             checker.check(chrom, start, end, line)
             yield FragmentBlock(chrom, part.select("start", "end", "barcode"), line)
+    # the index is not read here, but later steps fetch through it: after the records (whose errors name a line,
+    # and come first), check that it belongs to this file
+    check_index_content(p)
 
 
 def read_bam_blocks(path: str | Path, *, barcode_tag: str = "CB", min_mapq: int = 30,

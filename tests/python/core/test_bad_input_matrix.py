@@ -310,6 +310,32 @@ def _(b, d):
     return _ingest(b, d, fragments=p), p, ("index",)
 
 
+def _other_fragments(b: Base, d: Path) -> Path:
+    """Another valid, indexed fragments file: lines 3,001-6,000 of the simulator's sample2."""
+    with gzip.open(b.sim / "sc" / "sample2" / "fragments.tsv.gz", "rt") as fh:
+        lines = [ln for ln in fh if not ln.startswith("#")][N_FRAGMENTS : 2 * N_FRAGMENTS]
+    return _bgzip_indexed(d / "other" / "fragments.tsv.gz", lines)
+
+
+@case("fragments: tabix index of another fragments file")
+def _(b, d):
+    (d / "other").mkdir()
+    other = _other_fragments(b, d)
+    p = d / "frag.tsv.gz"
+    shutil.copy(b.fragments, p)
+    shutil.copy(str(other) + ".tbi", str(p) + ".tbi")  # newer than the data: htslib's mtime rule sees nothing
+    return _ingest(b, d, fragments=p), p, ("does not belong", "tabix -f -p bed")
+
+
+@case("fragments: rewritten after indexing")
+def _(b, d):
+    lines = _lines(b.fragments)
+    p = _bgzip_indexed(d / "frag.tsv.gz", lines)
+    with pysam.BGZFile(str(p), "w") as fh:  # a filtered copy written over it, the old index kept
+        fh.write("".join(lines[:1000] + lines[1200:]).encode())
+    return _ingest(b, d, fragments=p), p, ("does not belong", "tabix -f -p bed")
+
+
 @case("fragments: truncated gzip")
 def _(b, d):
     p = d / "trunc.tsv.gz"
@@ -445,6 +471,20 @@ def _(b, d):
     sheet.write_text(f"sample,fragments\ns1,{b.fragments}\ns1,{b.fragments}\n")
     return ["check-inputs", "--genome", b.sim / "genome.fa", "--mappability", b.sim / "mappability.bw",
             "--bulk-samplesheet", b.bulk_sheet, "--sc-samplesheet", sheet, "--outdir", d / "out"], sheet, ("s1",)
+
+
+@case("sc samplesheet: fragments with another file's tabix index")
+def _(b, d):
+    (d / "other").mkdir()
+    other = _other_fragments(b, d)
+    p = d / "frag.tsv.gz"
+    shutil.copy(b.fragments, p)
+    shutil.copy(str(other) + ".tbi", str(p) + ".tbi")
+    sheet = d / "sc.csv"
+    sheet.write_text(f"sample,fragments\ns1,{p}\n")
+    return ["check-inputs", "--genome", b.sim / "genome.fa", "--mappability", b.sim / "mappability.bw",
+            "--bulk-samplesheet", b.bulk_sheet, "--sc-samplesheet", sheet, "--outdir", d / "out"], p, \
+        ("does not belong",)
 
 
 def _tree(root: Path) -> dict[str, str]:
