@@ -207,6 +207,205 @@ def run(bundle: Path, out: Path, epochs: int, patience: int, budget_s: float, sm
     save()
 
 
+# ------------------------------------------------------------------------------------------- inference variants
+
+
+def _timed(fn, x: torch.Tensor, dev: torch.device, min_s: float = 1.0) -> float:
+    """Windows/s of ``fn(x)`` (warmed up twice, then repeated for at least ``min_s`` seconds)."""
+    with torch.no_grad():
+        for _ in range(2):
+            fn(x)
+        _sync(dev)
+        reps, t0 = 0, time.perf_counter()
+        while True:
+            fn(x)
+            reps += 1
+            _sync(dev)
+            if time.perf_counter() - t0 >= min_s or dev.type == "cpu":
+                break
+    return reps * len(x) / (time.perf_counter() - t0)
+
+
+def inference_variants(dev: torch.device, n: int, budget_s: float, parts: str = "forward,e2e",
+                       n_tfs: int = 16) -> dict:
+    """Forward passes of the full model in several layouts and precisions (inputs on the device), their agreement
+    with the fp32 reference, and ``predict_batches`` end to end (RC-averaged, inputs from host memory)."""
+    from scfan.inference import ChannelsLastNet, reverse_complement_inputs
+
+    t_start = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 6, 1000)
+    x[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (n, 1000), generator=gen), 4).permute(0, 2, 1)
+    x[:, 4:] = torch.rand(n, 2, 1000, generator=gen)
+    torch.manual_seed(0)
+    base = ScFANet(6, 1000, n_tfs, ArchConfig.preset("full"))
+    for m in base.modules():  # trained-looking BatchNorm statistics and a live motif branch
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_(0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    torch.nn.init.normal_(base.motif.out.weight, std=0.05)
+    ref = fuse_for_inference(base).to(dev)
+    check = x[: min(n, 4096)].to(dev)
+    with torch.no_grad():
+        p_ref = torch.sigmoid(ref(check).float())
+    p_ref_rc = torch.from_numpy(predict_batches(ref, check.cpu(), 8192, device=dev))
+    rows: list[dict] = []
+    cl32 = ChannelsLastNet(base).to(dev)
+    cl16 = ChannelsLastNet(base).to(dev).half()
+    clbf = ChannelsLastNet(base).to(dev).to(torch.bfloat16)
+
+    def autocast(model, dtype):
+        def f(xb):
+            with torch.autocast(dev.type, dtype=dtype):
+                return model(xb)
+        return f
+
+    variants = [("NCL (Conv1d), BN folded", "fp32", ref), ("NCL (Conv1d), BN folded", "autocast bf16",
+                                                             autocast(ref, torch.bfloat16)),
+                ("channels-last Conv2d, padded to 8", "fp32 (TF32 convs)", cl32),
+                ("channels-last Conv2d, padded to 8", "fp16", cl16),
+                ("channels-last Conv2d, padded to 8", "bf16", clbf)]
+    if dev.type == "cuda":
+        variants.append(("channels-last Conv2d + torch.compile(max-autotune-no-cudagraphs)", "bf16", "compile_bf16"))
+        variants.append(("channels-last Conv2d + torch.compile(max-autotune-no-cudagraphs)", "fp16", "compile_fp16"))
+    batches = (4096, 16384) if dev.type == "cuda" else (64,)
+    for what, dtype, fn in variants if "forward" in parts else []:
+        if time.perf_counter() - t_start > budget_s:
+            rows.append({"what": what, "dtype": dtype, "note": "not run: time budget spent"})
+            continue
+        note = ""
+        if isinstance(fn, str):
+            t0 = time.perf_counter()
+            mod = clbf if fn.endswith("bf16") else cl16
+            try:
+                fn = torch.compile(mod, mode="max-autotune-no-cudagraphs")
+                with torch.no_grad():
+                    fn(check[:4096])
+                    fn(x[:16384].to(dev))
+            except Exception as exc:  # report, do not lose the other figures
+                rows.append({"what": what, "dtype": dtype, "note": f"failed: {exc.__class__.__name__}: {exc}"[:200]})
+                continue
+            note = f"compiled in {time.perf_counter() - t0:.0f} s"
+        with torch.no_grad():
+            p = torch.sigmoid(fn(check).float())
+        row = {"what": what, "dtype": dtype, "max_abs_diff": float((p - p_ref).abs().max()),
+               "mean_abs_diff": float((p - p_ref).abs().mean()), "note": note}
+        for b in batches:
+            xd = x[:b].to(dev) if len(x) >= b else x.to(dev)
+            row[f"forward_b{b}"] = _timed(fn, xd, dev)
+            rc = torch.cat([xd[: len(xd) // 2], reverse_complement_inputs(xd[: len(xd) // 2])])
+            row[f"rc_one_batch_b{b}"] = _timed(fn, rc, dev) / 2  # windows/s with forward and RC in one batch
+        rows.append(row)
+        log.info("%s", row)
+        del xd
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    # end to end: predict_batches as `scfan sc predict` calls it (host inputs, RC averaged, fixed compute blocks),
+    # the models made by prepare_for_inference; block 1024 = the old CUDA default, with the autocast model
+    from scfan.inference import prepare_for_inference
+
+    e2e = []
+    setups = [("ScFANet fused, fp32, block 1024", lambda: ref, False, 1024),
+              ("ScFANet fused, autocast bf16, block 1024 (before)", lambda: ref, True, 1024),
+              ("ScFANet fused, autocast bf16, block 4096", lambda: ref, True, None),
+              ("ChannelsLastNet bf16 (sc predict --amp, the default)",
+               lambda: prepare_for_inference(base, dev, half=True), True, None),
+              ("ChannelsLastNet bf16 + torch.compile (sc predict --compile)",
+               lambda: prepare_for_inference(base, dev, half=True, compile=dev.type == "cuda"), True, None)]
+    for what, make, amp, block in setups if "e2e" in parts else []:
+        if time.perf_counter() - t_start > budget_s:
+            e2e.append({"what": what, "note": "not run: time budget spent"})
+            continue
+        t0 = time.perf_counter()
+        model = make()
+        p = torch.from_numpy(predict_batches(model, check.cpu(), 8192, device=dev, amp=amp, block=block))
+        _sync(dev)
+        setup_s = time.perf_counter() - t0
+        for rc in (True, False):
+            t0 = time.perf_counter()
+            predict_batches(model, x, 16384, device=dev, amp=amp, block=block, average_rc=rc)
+            _sync(dev)
+            e2e.append({"what": what, "average_rc": rc, "windows_per_s": n / (time.perf_counter() - t0),
+                        "setup_s": setup_s, "max_abs_diff_vs_fp32_rc": float((p - p_ref_rc).abs().max())})
+            log.info("%s", e2e[-1])
+    # host → device copy alone (fp32 inputs, pageable vs pinned)
+    xs = x[:16384]
+    copy = {}
+    for pinned in (False, True):
+        src = xs.pin_memory() if pinned and dev.type == "cuda" else xs
+        src.to(dev)
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            src.to(dev, non_blocking=pinned)
+        _sync(dev)
+        copy["pinned" if pinned else "pageable"] = 5 * len(xs) / (time.perf_counter() - t0)
+    return {"forward": rows, "predict_batches": e2e, "host_to_device_windows_per_s": copy,
+            "n": n, "seconds": time.perf_counter() - t_start}
+
+
+def run_infer(out: Path, budget_s: float, parts: str) -> None:
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    res = {"machine": machine(), "device": str(dev), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+           **inference_variants(dev, 65536 if dev.type == "cuda" else 128, budget_s, parts)}
+    (out / "infer.json").write_text(json.dumps(res, indent=1, default=str))
+    print(json.dumps(res, indent=1, default=str))
+
+
+def infer_section(forward_json: Path, e2e_json: Path) -> list[str]:
+    """Markdown of ``infer`` runs: forward-pass layouts (inputs on the device) and ``predict_batches`` end to end."""
+    fw, e2e = json.loads(forward_json.read_text()), json.loads(e2e_json.read_text())
+    lines = [INFER_BEGIN, "## Per-cell inference: layouts and precisions of the full model (issue 10)", "",
+             f"Machine: {fw['machine']}. Runs {fw['started']} (`bench_bulk_gpu.py infer --parts forward`) and "
+             f"{e2e['started']} (`--parts e2e`), each through the `device` tool; raw figures in "
+             "`benchmarks/results/raw/gpu_infer_*.json`. The full scFANet (160/240/240 filters, dense 919, motif "
+             "branch), 1,000 bp windows, 6 channels, 16 TFs, random inputs, BatchNorm folded; about 0.24 GFLOP a "
+             "window and strand.", "",
+             "**Forward passes, inputs already on the device** (windows/s; *RC in one batch* = each window and its "
+             "reverse complement in one batch, i.e. RC-averaged predictions per second; *max diff* = largest "
+             "absolute difference of a probability from the fp32 reference, 4,096 windows):", "",
+             "| layout | dtype | batch 4,096 | batch 16,384 | RC in one batch, 16,384 | max diff | note |",
+             "|---|---|---|---|---|---|---|"]
+    for r in fw["forward"]:
+        if "forward_b4096" not in r:
+            lines.append(f"| {r['what']} | {r['dtype']} | – | – | – | – | {r.get('note', '')} |")
+            continue
+        lines.append(f"| {r['what']} | {r['dtype']} | {r['forward_b4096']:,.0f} | {r['forward_b16384']:,.0f} | "
+                     f"{r['rc_one_batch_b16384']:,.0f} | {r['max_abs_diff']:.1e} | {r.get('note', '')} |")
+    lines += ["", "**`predict_batches` end to end** (what `scfan sc predict` runs: 65,536 windows from host memory "
+              "in float32, fixed compute blocks, forward and reverse complement averaged unless stated; *setup* = "
+              "making the module, compilation included):", "",
+              "| module | RC averaged | windows/s | setup (s) | max diff vs fp32 |", "|---|---|---|---|---|"]
+    for r in e2e["predict_batches"]:
+        if "windows_per_s" not in r:
+            continue
+        lines.append(f"| {r['what']} | {'yes' if r['average_rc'] else 'no'} | {r['windows_per_s']:,.0f} | "
+                     f"{r['setup_s']:.1f} | {r['max_abs_diff_vs_fp32_rc']:.1e} |")
+    h2d = fw["host_to_device_windows_per_s"]
+    lines += ["", f"Host → device copy of float32 windows (24 KB each): pageable {h2d['pageable']:,.0f}, pinned "
+              f"{h2d['pinned']:,.0f} windows/s.", "", INFER_END]
+    return lines
+
+
+def write_infer_section(path: Path, forward_json: Path, e2e_json: Path) -> str:
+    """Replace (or append) the inference section of ``path``, leaving the rest of the report as it is."""
+    text = path.read_text() if path.exists() else ""
+    section = "\n".join(infer_section(forward_json, e2e_json))
+    if INFER_BEGIN in text:
+        text = text[: text.index(INFER_BEGIN)] + section + text[text.index(INFER_END) + len(INFER_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return section
+
+
+INFER_BEGIN = "<!-- infer: written by bench_bulk_gpu.py report-infer -->"
+INFER_END = "<!-- /infer -->"
+
+
 # ---------------------------------------------------------------------------------------------------------- report
 
 
@@ -279,6 +478,15 @@ def main() -> None:
     r.add_argument("--patience", type=int, default=5, help="the gpu profile's (conf/gpu.config)")
     r.add_argument("--budget-s", type=float, default=420, help="no model training starts after this many seconds")
     r.add_argument("--small-too", action="store_true", help="also train the small model with the CPU defaults")
+    i = sub.add_parser("infer", help="inference layouts and precisions of the full model (torch + numpy + scfan)")
+    i.add_argument("--out", type=Path, required=True)
+    i.add_argument("--budget-s", type=float, default=240, help="no new variant starts after this many seconds")
+    i.add_argument("--parts", default="forward,e2e", help="forward (layouts, inputs on the device), e2e "
+                   "(predict_batches from host memory)")
+    q = sub.add_parser("report-infer", help="the inference section of the report from two `infer` runs")
+    q.add_argument("--forward", type=Path, default=HERE / "results" / "raw" / "gpu_infer_forward_h200.json")
+    q.add_argument("--e2e", type=Path, default=HERE / "results" / "raw" / "gpu_infer_e2e_h200.json")
+    q.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk_gpu.md")
     p = sub.add_parser("report", help="accuracy and throughput tables (needs the genomics packages)")
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--run-dir", type=Path, required=True)
@@ -288,6 +496,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if a.cmd == "export":
         export(a.sim_dir, a.prepare_dir, a.bundle)
+    elif a.cmd == "infer":
+        run_infer(a.out, a.budget_s, a.parts)
+    elif a.cmd == "report-infer":
+        print(write_infer_section(a.out, a.forward, a.e2e))
     elif a.cmd == "run":
         run(a.bundle, a.out, a.epochs, a.patience, a.budget_s, a.small_too)
     else:

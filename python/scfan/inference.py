@@ -5,6 +5,7 @@ Kept free of file formats and genomics readers (only torch + numpy), so GPU benc
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,8 +54,9 @@ def reverse_complement_inputs(x: torch.Tensor) -> torch.Tensor:
 
 COMPUTE_BLOCK = 64
 #: rows per compute block on a GPU: 64-row blocks leave an H200 idle between kernel launches; 1,024 rows run the full
-#: model 2.5x faster there (benchmarks/results/bench_bulk_gpu.md), and 4,096 only 5 % more
-CUDA_COMPUTE_BLOCK = 1024
+#: model 2.5x faster there and 4,096 another 8 % (benchmarks/results/bench_bulk_gpu.md); one fixed shape is also what
+#: a compiled model (``--compile``) needs to be compiled only once
+CUDA_COMPUTE_BLOCK = 4096
 
 
 def compute_block(device: str | torch.device) -> int:
@@ -80,21 +82,41 @@ def predict_batches(model: nn.Module, inputs: torch.Tensor | np.ndarray, batch_s
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     block = compute_block(dev) if block is None else int(block)
     n = x.shape[0]
+    # a module already in half precision (:class:`ChannelsLastNet` converted with ``.to(torch.bfloat16)``) casts its
+    # own inputs; autocast would cast its weights again
+    dtype = next(model.parameters()).dtype
+    half = dtype != torch.float32
     chunk = max(block, -(-batch_size // block) * block)
-    outs = []
-    for i in range(0, n, chunk):
+    # host-side preparation of a chunk (padding; on CUDA the cast to the module's precision and pinning) runs in a
+    # worker thread one chunk ahead, while the device computes the current one (torch releases the GIL)
+    cuda = dev.type == "cuda"
+
+    def host_chunk(i: int) -> torch.Tensor:
         xc = x[i : i + chunk]
         pad = (-xc.shape[0]) % block
         if pad:
             xc = torch.cat([xc, xc.new_zeros((pad, *xc.shape[1:]))])
-        xc = xc.to(dev, non_blocking=True)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
-            for j in range(0, xc.shape[0], block):
-                xb = xc[j : j + block]
-                p = torch.sigmoid(model(xb).float())
-                if average_rc:
-                    p = 0.5 * (p + torch.sigmoid(model(reverse_complement_inputs(xb)).float()))
-                outs.append(p.cpu())
+        if cuda:
+            # a half-precision module gets half-precision inputs: half the bytes over PCIe, from pinned memory (a
+            # pageable fp32 copy moved only ~280k windows/s on an H200, below the compiled model's rate)
+            xc = (xc.to(dtype) if half else xc).pin_memory()
+        return xc
+
+    outs = []
+    starts = list(range(0, n, chunk))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(host_chunk, starts[0]) if starts else None
+        for k in range(len(starts)):
+            xc = ahead.result()
+            ahead = pool.submit(host_chunk, starts[k + 1]) if k + 1 < len(starts) else None
+            xc = xc.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and cuda and not half):
+                for j in range(0, xc.shape[0], block):
+                    xb = xc[j : j + block]
+                    p = torch.sigmoid(model(xb).float())
+                    if average_rc:
+                        p = 0.5 * (p + torch.sigmoid(model(reverse_complement_inputs(xb)).float()))
+                    outs.append(p.cpu())
     model.train(was_training)
     if not outs:
         n_out = model.head[-1].out_features if hasattr(model, "head") else 0
@@ -137,3 +159,109 @@ def predict_windows(model: nn.Module, spec: ModelSpec, src: InputSource, chroms:
         x = src.batch(chroms[i : i + chunk], cs[i : i + chunk], spec.context)
         out.append(predict_batches(model, x, batch_size))
     return np.concatenate(out) if out else np.zeros((0, len(spec.tf_names)), np.float32)
+
+
+class _MotifBranch2d(nn.Module):
+    """:class:`~scfan.bulk.model.MotifBranch` for inference: both strands in one convolution (the reverse-complement
+    filters scan the forward strand; the best score over all placements is the same), the per-filter standardisation
+    precomputed, inputs in the 2-D channels-last layout of :class:`ChannelsLastNet`."""
+
+    def __init__(self, branch: nn.Module, in_channels: int):
+        super().__init__()
+        w, b = branch.conv.weight.detach(), branch.conv.bias.detach()
+        n_f, _, width = w.shape
+        self.n_filters, self.lo, self.hi, self.uses_tracks = n_f, branch.lo, branch.hi, branch.uses_tracks
+        self.conv = nn.Conv2d(in_channels, 2 * n_f, (1, width))
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[:n_f, :4, 0] = w
+            self.conv.weight[n_f:, :4, 0] = w.flip(1).flip(-1)  # reverse complement: ACGT→TGCA, positions reversed
+            self.conv.bias.copy_(torch.cat([b, b]))
+        mean = w.mean(dim=1).sum(dim=-1) + b
+        sd = torch.sqrt(w.var(dim=1, unbiased=False).sum(dim=-1) + 1e-6)
+        self.register_buffer("mean", mean)
+        self.register_buffer("sd", sd)
+        self.expected_max = float(branch._expected_max)
+        self.out = copy_module(branch.out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, C, 1, L), channels last
+        xs = x[..., self.lo : self.hi]
+        s = self.conv(xs).amax(dim=(2, 3))
+        best = torch.maximum(s[:, : self.n_filters], s[:, self.n_filters :]).float()
+        feats = (best - self.mean) / self.sd - self.expected_max
+        if self.uses_tracks:
+            acc = xs[:, 4, 0].float().mean(-1, keepdim=True)
+            feats = torch.cat([feats, feats * acc], dim=1)
+        return self.out(feats.to(self.out.weight.dtype))
+
+
+def copy_module(m: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(m)
+
+
+class ChannelsLastNet(nn.Module):
+    """The same function as a trained :class:`~scfan.bulk.model.ScFANet`, laid out for tensor cores: BatchNorm folded,
+    every 1-D convolution as a ``(1, k)`` 2-D convolution on a channels-last (NHWC) tensor, the input channels
+    zero-padded to a multiple of 8, dropout gone. Under half precision cuDNN then runs implicit-GEMM kernels on the
+    tensor cores instead of converting layouts around every layer (benchmarks/results/bench_bulk_gpu.md).
+    Takes and returns what the original does: ``(N, C, L)`` inputs, logits ``(N, n_tfs)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        fused = fuse_for_inference(model)
+        first = next(m for m in fused.body if isinstance(m, nn.Conv1d))
+        self.in_channels = first.in_channels
+        self.padded = -(-self.in_channels // 8) * 8
+        layers: list[nn.Module] = []
+        cin = self.padded
+        for m in fused.body:
+            if isinstance(m, nn.Conv1d):
+                conv = nn.Conv2d(cin, m.out_channels, (1, m.kernel_size[0]))
+                with torch.no_grad():
+                    conv.weight.zero_()
+                    conv.weight[:, : m.in_channels, 0] = m.weight
+                    conv.bias.copy_(m.bias)
+                layers.append(conv)
+                cin = m.out_channels
+            elif isinstance(m, nn.ReLU):
+                layers.append(nn.ReLU())
+            elif isinstance(m, nn.MaxPool1d):
+                layers.append(nn.MaxPool2d((1, int(m.kernel_size))))
+            elif not isinstance(m, (nn.Identity, nn.Dropout)):
+                raise TypeError(f"ChannelsLastNet: unexpected layer {m.__class__.__name__}")
+        self.body = nn.Sequential(*layers)
+        self.head = copy_module(fused.head)
+        self.motif = _MotifBranch2d(fused.motif, self.padded) if fused.motif is not None else None
+        self.eval()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, L)`` → padded ``(N, C8, 1, L)`` channels-last in the module's dtype."""
+        dtype = self.head[1].weight.dtype
+        if self.padded != x.shape[1]:
+            x = torch.cat([x, x.new_zeros((x.shape[0], self.padded - x.shape[1], x.shape[2]))], dim=1)
+        return x.to(dtype).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x4 = self.prepare(x)
+        out = self.head(self.body(x4).flatten(1))
+        return out if self.motif is None else out + self.motif(x4)
+
+
+def prepare_for_inference(model: nn.Module, device: str | torch.device, *, half: bool = True,
+                          compile: bool = False) -> nn.Module:
+    """The module :func:`predict_batches` should run for ``model`` on ``device``.
+
+    CPU: BatchNorm folded (:func:`fuse_for_inference`), float32. CUDA with ``half``: :class:`ChannelsLastNet` in
+    bfloat16 (1.3x the autocast model's forward rate on an H200); ``compile`` adds ``torch.compile`` with
+    max-autotune (another 2.4x, for 1-2 minutes of compilation per model and process: worth it from some tens of
+    millions of predictions per task; benchmarks/results/bench_bulk_gpu.md).
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda" or not half:
+        return fuse_for_inference(model).to(dev)
+    net = ChannelsLastNet(model).to(dev).to(torch.bfloat16)
+    if compile:
+        net = torch.compile(net, mode="max-autotune-no-cudagraphs")
+    return net

@@ -182,7 +182,10 @@ def predict_cmd(
     metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in fast mode."),
     batch_size: int = typer.Option(512, "--batch-size", help="Windows moved to the device at once."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CUDA (ignored on CPU)."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 on CUDA, tensor-core layout (ignored on CPU)."),
+    compile_models: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the models on CUDA "
+                                        "(with --amp): ~2.4x faster prediction after 1-2 min of compilation; for "
+                                        "shards of tens of millions of cell-windows or more."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
     out: Path = typer.Option(..., help="Output activity shard .h5ad."),
 ) -> None:
@@ -192,7 +195,7 @@ def predict_cmd(
 
     cfg = PredictConfig(mode=mode, shard=shard, min_signal=min_signal, bound_threshold=bound_threshold,
                         top_k=top_k, batch_size=batch_size, metacell_size=metacell_size, device=device, amp=amp,
-                        num_threads=threads)
+                        compile=compile_models, num_threads=threads)
     adata = predict_activity(cells, model, _fragments_map(fragments), genome, mappability, cfg)
     write_activity(adata, out)
     log.info("wrote %s (%d cells × %d features; %d without a scored window)", out, adata.n_obs, adata.n_vars,

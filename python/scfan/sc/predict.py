@@ -38,7 +38,7 @@ import torch
 from scfan.bulk.inputs import codes_to_onehot, encode_codes
 from scfan.bulk.model import ModelSpec, channel_names, load_model
 from scfan.errors import InputFileError, ScfanError
-from scfan.inference import fuse_for_inference, predict_batches, resolve_device
+from scfan.inference import predict_batches, prepare_for_inference, resolve_device
 from scfan.intervals import parse_region_id
 from scfan.sc.pooling import PooledTracks, _extract_windows
 from scfan.tracks import normalize_track
@@ -63,6 +63,8 @@ class PredictConfig:
     cell_block: int = 1024
     device: str = "auto"
     amp: bool = True
+    #: torch.compile the models on CUDA (with ``amp``): 2.4x the prediction rate after 1-2 minutes of compilation
+    compile: bool = False
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -132,8 +134,9 @@ def model_name(arg: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def load_models(args: Sequence[str], device: torch.device) -> ModelSet:
-    """Load every model; refuse sequence-only models and models whose inputs differ from the first's."""
+def load_models(args: Sequence[str], device: torch.device, *, half: bool = True, compile: bool = False) -> ModelSet:
+    """Load every model; refuse sequence-only models and models whose inputs differ from the first's. Each is made
+    ready for ``device`` by :func:`~scfan.inference.prepare_for_inference` (``half`` and ``compile`` apply on CUDA)."""
     if not args:
         raise ScfanError("no --model given")
     names, models, specs, paths = [], [], [], []
@@ -152,7 +155,7 @@ def load_models(args: Sequence[str], device: torch.device) -> ModelSet:
             raise InputFileError(path, f"model window/context {spec.window}/{spec.context} bp differs from "
                                  f"{paths[0]}'s {specs[0].window}/{specs[0].context} bp")
         names.append(name)
-        models.append(fuse_for_inference(model))
+        models.append(prepare_for_inference(model, device, half=half, compile=compile))
         specs.append(spec)
         paths.append(str(path))
     return ModelSet(names, models, specs, paths)
@@ -428,7 +431,7 @@ def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragment
     device = resolve_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    models = load_models(model_args, device)
+    models = load_models(model_args, device, half=cfg.amp, compile=cfg.compile)
     adata = read_cells_for_inference(cells_path)
     samples = list(dict.fromkeys(str(c).partition("#")[0] for c in adata.obs_names))
     missing = [s for s in samples if s not in fragments]

@@ -193,11 +193,89 @@ def test_gpu_block_size_keeps_batch_size_invariance():
     from scfan.inference import COMPUTE_BLOCK, CUDA_COMPUTE_BLOCK, compute_block
 
     assert compute_block("cpu") == COMPUTE_BLOCK == 64
-    assert compute_block("cuda") == compute_block(torch.device("cuda", 0)) == CUDA_COMPUTE_BLOCK == 1024
+    assert compute_block("cuda") == compute_block(torch.device("cuda", 0)) == CUDA_COMPUTE_BLOCK == 4096
     m = _random_model()
-    x = torch.randn(1100, 6, 200)
-    big = [predict_batches(m, x, batch_size=b, block=CUDA_COMPUTE_BLOCK) for b in (1, 300, 5000)]
+    x = torch.randn(4200, 6, 200)
+    big = [predict_batches(m, x, batch_size=b, block=CUDA_COMPUTE_BLOCK) for b in (1, 300, 9000)]
     np.testing.assert_array_equal(big[0], big[1])
     np.testing.assert_array_equal(big[0], big[2])
     # the same function as with the CPU's block, up to float rounding
     np.testing.assert_allclose(big[0], predict_batches(m, x), atol=1e-5)
+
+
+def _live_model(arch: str, n_channels: int, length: int = 1000, n_tasks: int = 5, seed: int = 0) -> ScFANet:
+    """A model with non-trivial BatchNorm statistics and a live motif branch (its output layer starts at zero)."""
+    torch.manual_seed(seed)
+    m = ScFANet(n_channels, length, n_tasks, ArchConfig.preset(arch))
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    torch.nn.init.normal_(m.motif.out.weight, std=0.2)
+    return m.eval()
+
+
+def _windows(n: int, n_channels: int, length: int = 1000, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, n_channels, length)
+    x[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (n, length), generator=gen), 4).permute(0, 2, 1)
+    if n_channels > 4:
+        x[:, 4:] = torch.rand(n, n_channels - 4, length, generator=gen) * 3
+    return x
+
+
+@pytest.mark.parametrize("arch,n_channels", [("small", 6), ("full", 6), ("small", 4)])
+def test_channels_last_net_is_the_same_function(arch, n_channels):
+    """The GPU layout (2-D channels-last convolutions, inputs padded to 8 channels, BatchNorm folded, both strands of
+    the motif branch in one convolution) computes what the trained network computes."""
+    from scfan.inference import ChannelsLastNet
+
+    m = _live_model(arch, n_channels)
+    x = _windows(6, n_channels)
+    with torch.no_grad():
+        want, got = m(x), ChannelsLastNet(m)(x)
+    assert want.abs().max() > 0.1  # a live network, not zeros on both sides
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+    cl = ChannelsLastNet(m)
+    assert cl.padded == 8 and cl.body[0].in_channels == 8
+    assert cl.prepare(x).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_net_refuses_a_layer_it_does_not_know():
+    from scfan.inference import ChannelsLastNet
+
+    m = _live_model("small", 6, length=200)
+    m.body[2] = torch.nn.GELU()
+    with pytest.raises(TypeError, match="GELU"):
+        ChannelsLastNet(m)
+
+
+def test_prepare_for_inference_keeps_float32_on_the_cpu():
+    from scfan.inference import ChannelsLastNet, prepare_for_inference
+
+    m = _live_model("small", 6, length=200)
+    ready = prepare_for_inference(m, "cpu", half=True, compile=True)  # half and compile apply on CUDA only
+    assert not isinstance(ready, ChannelsLastNet)
+    assert {p.dtype for p in ready.parameters()} == {torch.float32}
+    assert not any(isinstance(mod, torch.nn.BatchNorm1d) for mod in ready.modules())
+    x = _windows(20, 6, 200)
+    np.testing.assert_allclose(predict_batches(ready, x), predict_batches(m, x), atol=1e-5)
+
+
+def test_bfloat16_channels_last_net_through_predict_batches():
+    """The module ``sc predict`` runs on a GPU (ChannelsLastNet in bfloat16) goes through predict_batches as is
+    (inputs cast by the module, not by autocast): batch-size independent, within bfloat16 rounding of float32,
+    strand-symmetric after RC averaging."""
+    from scfan.inference import ChannelsLastNet
+
+    m = _live_model("small", 6, length=200)
+    half = ChannelsLastNet(m).to(torch.bfloat16)
+    x = _windows(70, 6, 200)
+    p = [predict_batches(half, x, batch_size=b, amp=True) for b in (1, 64, 500)]
+    np.testing.assert_array_equal(p[0], p[1])
+    np.testing.assert_array_equal(p[0], p[2])
+    assert p[0].dtype == np.float32
+    np.testing.assert_allclose(p[0], predict_batches(m, x), atol=0.03)
+    assert not np.allclose(p[0], predict_batches(m, x), atol=1e-6)  # it really ran in bfloat16
+    rc = predict_batches(half, reverse_complement_inputs(x), batch_size=64)
+    np.testing.assert_allclose(rc, p[0], atol=0.02)
