@@ -76,7 +76,11 @@ def neighbors_cmd(
                                   "neighbours are found in (LSI is always stored in obsm['X_lsi'])."),
     drop_depth_component: bool = typer.Option(True, "--drop-depth-component/--keep-depth-component",
                                               help="Drop the LSI component most correlated with depth."),
-    seed: int = typer.Option(0, help="Seed of the randomized SVD (and of pynndescent for large data)."),
+    seed: int = typer.Option(0, help="Seed of the randomized SVD, the landmark sample and pynndescent."),
+    max_exact_cells: int = typer.Option(50_000, "--max-exact-cells", min=3, help="Above this many cells, fit the "
+                                        "embeddings on --landmarks sampled cells and extend them to every cell "
+                                        "(bounded memory for a million cells; docs/scaling.md)."),
+    landmarks: int = typer.Option(20_000, "--landmarks", min=3, help="Landmark cells for large data sets."),
     out: Path = typer.Option(..., help="Output cells_nn.h5ad."),
 ) -> None:
     """Spectral / LSI embedding → kNN: adds obsm['X_spectral'], obsm['X_lsi'], obsp['pooling'] and
@@ -88,7 +92,7 @@ def neighbors_cmd(
     from scfan.sc.neighbors import NeighborsConfig, compute_neighbors
 
     cfg = NeighborsConfig(k=k, n_components=n_components, drop_depth_component=drop_depth_component, seed=seed,
-                          embedding=embedding)
+                          embedding=embedding, max_exact_cells=max_exact_cells, n_landmarks=landmarks)
     try:
         adata = ad.read_h5ad(cells)
     except (OSError, KeyError, ValueError) as exc:

@@ -35,19 +35,27 @@ class NeighborsConfig:
     exact_max_cells: int = 20_000
     scale_factor: float = 1e4
     embedding: str = "spectral"  # or "lsi": which embedding the neighbours are computed on
+    #: above this many cells the embeddings are fitted on ``n_landmarks`` sampled cells and extended to every cell
+    #: (:func:`spectral_landmarks`, :func:`lsi_landmarks`), so memory stays bounded at a million cells
+    max_exact_cells: int = 50_000
+    n_landmarks: int = 20_000
 
     def __post_init__(self) -> None:
         if self.embedding not in ("spectral", "lsi"):
             raise ScfanError(f"embedding {self.embedding!r}: expected 'spectral' or 'lsi'")
+        if self.max_exact_cells < 3 or self.n_landmarks < 3:
+            raise ScfanError("--max-exact-cells and --landmarks must be >= 3")
 
 
-def tfidf(X: sp.spmatrix, scale_factor: float = 1e4) -> sp.csr_matrix:
+def tfidf(X: sp.spmatrix, scale_factor: float = 1e4, idf: np.ndarray | None = None) -> sp.csr_matrix:
     """Signac-style TF-IDF: ``log1p(tf * idf * scale_factor)`` with ``tf = x / cell total``,
-    ``idf = n_cells / peak total``. Peaks with no counts get zero weight."""
+    ``idf = n_cells / peak total`` (of ``X``, or the ``idf`` given: a block of a larger matrix). Peaks with no counts
+    get zero weight."""
     X = sp.csr_matrix(X, dtype=np.float64)
     row = np.asarray(X.sum(axis=1)).ravel()
-    col = np.asarray(X.sum(axis=0)).ravel()
-    idf = np.divide(X.shape[0], col, out=np.zeros_like(col), where=col > 0)
+    if idf is None:
+        col = np.asarray(X.sum(axis=0)).ravel()
+        idf = np.divide(X.shape[0], col, out=np.zeros_like(col), where=col > 0)
     tf = sp.diags(np.divide(1.0, row, out=np.zeros_like(row), where=row > 0)) @ X
     out = sp.csr_matrix(tf @ sp.diags(idf))
     out.data = np.log1p(out.data * scale_factor)
@@ -84,23 +92,25 @@ def lsi(X: sp.spmatrix, n_components: int, *, drop_depth_component: bool, seed: 
     return emb.astype(np.float32), info
 
 
-def spectral(X: sp.spmatrix, n_components: int, *, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Spectral embedding of a cells × peaks matrix (see the module docstring); ``(cells × n_components, info)``.
-
-    The trivial leading eigenvector is dropped; components are scaled by their eigenvalues and their signs fixed,
-    so the result is deterministic for a given matrix.
-    """
-    from scipy.sparse.linalg import LinearOperator, eigsh
-
-    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    X.data[:] = 1.0
-    n = X.shape[0]
-    df = np.asarray(X.sum(axis=0)).ravel()
-    idf = np.where(df > 0, np.log(n / np.maximum(df, 1.0)), 0.0)
-    Y = sp.csr_matrix(X @ sp.diags(idf))
+def _idf_rows(X: sp.spmatrix, idf: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Binarised, idf-weighted, L2-normalised rows of ``X`` (float64) and a mask of the rows left empty."""
+    Y = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    Y.data[:] = np.where(Y.data != 0, 1.0, 0.0)
+    Y = sp.csr_matrix(Y @ sp.diags(idf))
     norm = np.sqrt(np.asarray(Y.multiply(Y).sum(axis=1)).ravel())
     empty = norm == 0
-    Y = sp.csr_matrix(sp.diags(np.where(empty, 0.0, 1.0 / np.maximum(norm, 1e-300))) @ Y)
+    return sp.csr_matrix(sp.diags(np.where(empty, 0.0, 1.0 / np.maximum(norm, 1e-300))) @ Y), empty
+
+
+def _binary_idf(n: int, df: np.ndarray) -> np.ndarray:
+    return np.where(df > 0, np.log(n / np.maximum(df, 1.0)), 0.0)
+
+
+def _eigen(Y: sp.csr_matrix, empty: np.ndarray, n_components: int, seed: int):
+    """Leading eigenpairs of ``D^-1/2 (Y Yᵀ - I) D^-1/2`` (sorted, signs fixed) and ``D^-1/2``."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    n = Y.shape[0]
     self_sim = np.where(empty, 0.0, 1.0)
     deg = Y @ np.asarray(Y.T @ np.ones(n)).ravel() - self_sim
     inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-300)), 0.0)
@@ -119,9 +129,114 @@ def spectral(X: sp.spmatrix, n_components: int, *, seed: int = 0) -> tuple[np.nd
     order = np.argsort(-vals)
     vals, vecs = vals[order], vecs[:, order]
     vecs = vecs * np.sign(vecs[np.abs(vecs).argmax(axis=0), np.arange(vecs.shape[1])])
+    return n_comp, vals, vecs, inv_sqrt
+
+
+def spectral(X: sp.spmatrix, n_components: int, *, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Spectral embedding of a cells × peaks matrix (see the module docstring); ``(cells × n_components, info)``.
+
+    The trivial leading eigenvector is dropped; components are scaled by their eigenvalues and their signs fixed,
+    so the result is deterministic for a given matrix.
+    """
+    X = sp.csr_matrix(X)
+    n = X.shape[0]
+    df = np.asarray((X != 0).sum(axis=0)).ravel().astype(np.float64)
+    Y, empty = _idf_rows(X, _binary_idf(n, df))
+    n_comp, vals, vecs, _ = _eigen(Y, empty, n_components, seed)
     emb = vecs[:, 1:] * vals[1:]
     info = {"n_components": int(n_comp), "eigenvalues": vals.tolist(), "empty_cells": int(empty.sum()),
             "seed": seed}
+    return emb.astype(np.float32), info
+
+
+def sample_landmarks(n: int, n_landmarks: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``min(n, n_landmarks)`` cells drawn uniformly without replacement (seeded)."""
+    if n_landmarks >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, n_landmarks, replace=False))
+
+
+def _row_blocks(n: int, block: int):
+    for lo in range(0, n, block):
+        yield lo, min(lo + block, n)
+
+
+def spectral_landmarks(X: sp.spmatrix, n_components: int, *, n_landmarks: int, seed: int = 0,
+                       block: int = 20_000) -> tuple[np.ndarray, dict]:
+    """:func:`spectral` fitted on ``n_landmarks`` sampled cells and extended to every cell (Nyström).
+
+    The eigenvectors ``u`` of the landmarks' normalised similarity ``M = D^-1/2 (S - I) D^-1/2`` give every cell
+    ``c`` the coordinates ``λ u(c) = Σ_l M(c, l) u(l)``, its similarity to the landmarks, with its degree over
+    the landmarks. Since ``S(c, l) = y_c · y_l`` (the cells' binarised, idf-weighted, normalised profiles), that is
+    ``d_c^-1/2 y_c · W`` with ``W = Σ_l y_l d_l^-1/2 u(l)``, a peaks × components matrix: one pass over the cells
+    in row blocks, cost proportional to the non-zeros, memory of one block. The idf comes from every cell. A
+    landmark's own coordinates are exactly those of the landmark-only embedding; with every cell a landmark this is
+    :func:`spectral`.
+    """
+    X = sp.csr_matrix(X)
+    n, n_peaks = X.shape
+    df = np.zeros(n_peaks)
+    for lo, hi in _row_blocks(n, block):
+        b = X[lo:hi]
+        df += np.bincount(b.indices[b.data != 0], minlength=n_peaks)
+    idf = _binary_idf(n, df)
+    landmarks = sample_landmarks(n, n_landmarks, seed)
+    Y_l, empty_l = _idf_rows(X[landmarks], idf)
+    n_comp, vals, vecs, inv_sqrt_l = _eigen(Y_l, empty_l, n_components, seed)
+    W = np.asarray(Y_l.T @ (vecs * inv_sqrt_l[:, None]))  # peaks × (components + 1)
+    total = np.asarray(Y_l.T @ np.ones(len(landmarks))).ravel()  # Σ_l y_l
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[landmarks] = np.arange(len(landmarks))
+    emb = np.empty((n, n_comp), dtype=np.float32)
+    empty_all = 0
+    for lo, hi in _row_blocks(n, block):
+        Y, empty = _idf_rows(X[lo:hi], idf)
+        empty_all += int(empty.sum())
+        p = pos[lo:hi]
+        is_l = p >= 0
+        self_sim = np.where(is_l & ~empty, 1.0, 0.0)
+        deg = Y @ total - self_sim
+        inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-300)), 0.0)
+        ext = np.asarray(Y @ W)
+        # a landmark's similarity to itself is not an edge: remove its term (y_c · y_c = 1)
+        ext[is_l] -= self_sim[is_l, None] * vecs[p[is_l]] * inv_sqrt_l[p[is_l], None]
+        ext *= inv_sqrt[:, None]
+        emb[lo:hi] = ext[:, 1:]
+    info = {"n_components": int(n_comp), "eigenvalues": vals.tolist(), "empty_cells": empty_all, "seed": seed,
+            "method": "landmark", "n_landmarks": int(len(landmarks))}
+    return emb, info
+
+
+def lsi_landmarks(X: sp.spmatrix, n_components: int, *, n_landmarks: int, drop_depth_component: bool, seed: int,
+                  scale_factor: float = 1e4, block: int = 20_000) -> tuple[np.ndarray, dict]:
+    """:func:`lsi` fitted on ``n_landmarks`` sampled cells (the idf from every cell) and every cell's TF-IDF
+    projected onto the landmarks' right singular vectors (``U S`` for a landmark), in row blocks."""
+    X = sp.csr_matrix(X)
+    n, n_peaks = X.shape
+    col = np.zeros(n_peaks)
+    depth = np.zeros(n)
+    for lo, hi in _row_blocks(n, block):
+        b = sp.csr_matrix(X[lo:hi], dtype=np.float64)
+        col += np.asarray(b.sum(axis=0)).ravel()
+        depth[lo:hi] = np.asarray(b.sum(axis=1)).ravel()
+    idf = np.divide(n, col, out=np.zeros_like(col), where=col > 0)
+    landmarks = sample_landmarks(n, n_landmarks, seed)
+    n_comp = max(2, min(n_components, len(landmarks) - 1, n_peaks - 1))
+    u, s, vt = randomized_svd(tfidf(X[landmarks], scale_factor, idf), n_comp, n_iter=7,
+                              random_state=np.random.RandomState(seed))
+    flip = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
+    V = (vt.T * flip).astype(np.float64)
+    emb = np.empty((n, n_comp), dtype=np.float64)
+    for lo, hi in _row_blocks(n, block):
+        emb[lo:hi] = tfidf(X[lo:hi], scale_factor, idf) @ V
+    corr = np.array([_pearson(emb[:, j], np.log1p(depth)) for j in range(n_comp)])
+    dropped = int(np.nanargmax(np.abs(corr))) if drop_depth_component else None
+    if dropped is not None:
+        emb = np.delete(emb, dropped, axis=1)
+    info = {"n_components": int(n_comp), "singular_values": s.tolist(), "depth_correlation": corr.tolist(),
+            "dropped_component": -1 if dropped is None else dropped,
+            "dropped_depth_correlation": float("nan") if dropped is None else float(corr[dropped]),
+            "seed": seed, "method": "landmark", "n_landmarks": int(len(landmarks))}
     return emb.astype(np.float32), info
 
 
@@ -191,19 +306,28 @@ def pooling_matrix(neighbors: np.ndarray) -> sp.csr_matrix:
     return m
 
 
-def connectivities(neighbors: np.ndarray) -> sp.csr_matrix:
+def connectivities(neighbors: np.ndarray, block: int = 4096) -> sp.csr_matrix:
     """Symmetric shared-nearest-neighbour graph: weight = Jaccard overlap of two cells' neighbour sets,
-    for every pair that is a kNN edge in either direction (no self loops)."""
+    for every pair that is a kNN edge in either direction (no self loops).
+
+    Computed ``block`` rows at a time: the shared-neighbour counts of a block touch about ``block × k²`` cell pairs,
+    while the whole product would hold ``n × k²`` of them (10 billion at a million cells and k = 100)."""
     n, k = neighbors.shape
     member = sp.csr_matrix((np.ones(n * k, dtype=np.float32), neighbors.ravel(), np.arange(0, n * k + 1, k)),
                            shape=(n, n))
     adj = member.maximum(member.T).tocsr()
     adj.setdiag(0)
     adj.eliminate_zeros()
-    shared = (member @ member.T).multiply(adj).tocsr()
-    shared.data = shared.data / (2 * k - shared.data)
-    shared.eliminate_zeros()
-    return shared.astype(np.float32)
+    member_t = sp.csr_matrix(member.T)
+    parts = []
+    for lo, hi in _row_blocks(n, block):
+        shared = (member[lo:hi] @ member_t).multiply(adj[lo:hi]).tocsr()
+        shared.data = shared.data / (2 * k - shared.data)
+        shared.eliminate_zeros()
+        parts.append(shared.astype(np.float32))
+    out = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((n, n), dtype=np.float32)
+    out.sort_indices()
+    return out
 
 
 def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
@@ -218,11 +342,20 @@ def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
         k = n
     if k < 1:
         raise ScfanError("sc neighbors: k must be >= 1")
-    emb, info = lsi(adata.X, cfg.n_components, drop_depth_component=cfg.drop_depth_component, seed=cfg.seed,
-                    scale_factor=cfg.scale_factor)
+    landmark = n > cfg.max_exact_cells
+    if landmark:
+        log.info("%d cells > --max-exact-cells %d: embeddings fitted on %d landmark cells and extended to all", n,
+                 cfg.max_exact_cells, min(n, cfg.n_landmarks))
+        emb, info = lsi_landmarks(adata.X, cfg.n_components, n_landmarks=cfg.n_landmarks,
+                                  drop_depth_component=cfg.drop_depth_component, seed=cfg.seed,
+                                  scale_factor=cfg.scale_factor)
+    else:
+        emb, info = lsi(adata.X, cfg.n_components, drop_depth_component=cfg.drop_depth_component, seed=cfg.seed,
+                        scale_factor=cfg.scale_factor)
     adata.obsm["X_lsi"] = emb
     if cfg.embedding == "spectral":
-        emb, spec_info = spectral(adata.X, cfg.n_components, seed=cfg.seed)
+        emb, spec_info = (spectral_landmarks(adata.X, cfg.n_components, n_landmarks=cfg.n_landmarks, seed=cfg.seed)
+                          if landmark else spectral(adata.X, cfg.n_components, seed=cfg.seed))
         adata.obsm["X_spectral"] = emb
         adata.uns["spectral"] = spec_info
     nbrs = knn(emb, k, seed=cfg.seed, exact_max_cells=cfg.exact_max_cells)
