@@ -31,6 +31,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import polars as pl
 import scipy.sparse as sp
 import torch
@@ -191,10 +192,17 @@ def peak_windows(var_names: Sequence[str], sizes: dict[str, int], window: int, c
             .sort(["_o", "start", "peak"]).drop("_o"))
 
 
-def scored_peaks(counts: sp.spmatrix, pooling: sp.spmatrix, cells: np.ndarray, min_signal: float) -> sp.csr_matrix:
+def scored_peaks(counts: sp.spmatrix | Callable[[np.ndarray], sp.spmatrix], pooling: sp.spmatrix, cells: np.ndarray,
+                 min_signal: float) -> sp.csr_matrix:
     """Boolean cells × peaks CSR: peaks whose pooled count is ≥ ``min_signal`` × the cell's mean pooled count (and
-    > 0). Rows follow ``cells``."""
-    pooled = sp.csr_matrix(sp.csr_matrix(pooling)[cells] @ sp.csr_matrix(counts, dtype=np.float64))
+    > 0). Rows follow ``cells``. ``counts``: the cells × peaks matrix, or a function returning its rows for sorted
+    indices (:meth:`CellsFile.rows`): only the rows of the cells' neighbours are read."""
+    P = sp.csr_matrix(sp.csr_matrix(pooling)[cells])
+    need = np.unique(P.indices)
+    rows = counts(need) if callable(counts) else sp.csr_matrix(counts)[need]
+    # the same product as P @ counts, without the all-zero columns of P: identical sums in the same order
+    P = sp.csr_matrix((P.data, np.searchsorted(need, P.indices), P.indptr), shape=(P.shape[0], len(need)))
+    pooled = sp.csr_matrix(P @ sp.csr_matrix(rows, dtype=np.float64))
     mean = np.asarray(pooled.sum(axis=1)).ravel() / max(pooled.shape[1], 1)
     row_of = np.repeat(np.arange(pooled.shape[0]), np.diff(pooled.indptr))
     keep = (pooled.data > 0) & (pooled.data >= min_signal * mean[row_of])
@@ -398,19 +406,92 @@ def check_barcodes(fragments: dict[str, str | Path], cell_ids: Sequence[str], ma
                                  f"{sample!r} in the cells file; expected the fragments the cells were counted from")
 
 
-def read_cells_for_inference(path: str | Path) -> ad.AnnData:
-    """A ``cells_nn.h5ad`` with the pooling matrix and per-cell fragment counts, or a one-line error."""
+class CellsFile:
+    """What per-cell inference reads of a ``cells_nn.h5ad``: ``obs``, the peaks (``var_names``) and
+    ``obsp['pooling']`` in memory, rows of the counts ``X`` on demand (:meth:`rows`). A shard never loads the whole
+    count matrix, only its cells' neighbours (:func:`scored_peaks`), so its memory follows the shard, not the data
+    set (a million cells' X is ~12 GB). ``X`` (every row) is still there for tests and benchmarks."""
+
+    def __init__(self, path: str | Path):
+        import h5py
+        from anndata.io import read_elem
+
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise InputFileError(path, f"cannot read as AnnData ({exc.__class__.__name__})") from exc
+        try:
+            f = self._file
+            self.obs = read_elem(f["obs"])
+            self._var = read_elem(f["var"])
+            if "obsp" not in f or "pooling" not in f["obsp"]:
+                raise InputFileError(path, "no obsp['pooling'] (the cells' neighbours); run `scfan sc neighbors` "
+                                     "first")
+            self.obsp = {"pooling": sp.csr_matrix(read_elem(f["obsp"]["pooling"]))}
+            self._x = f["X"]
+        except InputFileError:
+            self.close()
+            raise
+        except (KeyError, ValueError, TypeError, OSError) as exc:
+            self.close()
+            raise InputFileError(path, f"cannot read as AnnData ({exc.__class__.__name__})") from exc
+
+    @property
+    def obs_names(self) -> pd.Index:
+        return self.obs.index
+
+    @property
+    def var_names(self) -> pd.Index:
+        return self._var.index
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.obs)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self._var)
+
+    def rows(self, idx: np.ndarray) -> sp.csr_matrix:
+        """Rows ``idx`` (sorted, unique) of the counts, as CSR."""
+        import h5py
+        from anndata.io import sparse_dataset
+
+        idx = np.asarray(idx, dtype=np.int64)
+        if isinstance(self._x, h5py.Dataset):
+            return sp.csr_matrix(self._x[idx] if len(idx) else np.zeros((0, self.n_vars), self._x.dtype))
+        if len(idx) == 0:
+            return sp.csr_matrix((0, self.n_vars), dtype=self._x.attrs.get("dtype", np.float32))
+        return sp.csr_matrix(sparse_dataset(self._x)[idx])
+
+    @property
+    def X(self) -> sp.csr_matrix:
+        return self.rows(np.arange(self.n_obs))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> CellsFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_cells_for_inference(path: str | Path) -> CellsFile:
+    """A ``cells_nn.h5ad`` with the pooling matrix and per-cell fragment counts (:class:`CellsFile`), or a
+    one-line error."""
+    cells = CellsFile(path)
     try:
-        adata = ad.read_h5ad(path)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputFileError(path, f"cannot read as AnnData ({exc.__class__.__name__})") from exc
-    if "pooling" not in adata.obsp:
-        raise InputFileError(path, "no obsp['pooling'] (the cells' neighbours); run `scfan sc neighbors` first")
-    if "n_fragments" not in adata.obs:
-        raise InputFileError(path, "no obs['n_fragments']; expected a cells file written by `scfan sc ingest`")
-    if adata.n_obs == 0 or adata.n_vars == 0:
-        raise InputFileError(path, f"{adata.n_obs} cells × {adata.n_vars} peaks; expected at least one of each")
-    return adata
+        if "n_fragments" not in cells.obs:
+            raise InputFileError(path, "no obs['n_fragments']; expected a cells file written by `scfan sc ingest`")
+        if cells.n_obs == 0 or cells.n_vars == 0:
+            raise InputFileError(path, f"{cells.n_obs} cells × {cells.n_vars} peaks; expected at least one of each")
+    except InputFileError:
+        cells.close()
+        raise
+    return cells
 
 
 def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragments: dict[str, str | Path],
@@ -421,6 +502,19 @@ def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragment
     ``on_batch(cell_rows, window_rows, probs, windows=..., sizes=..., features=...)``, when given, also receives
     every batch of per-cell predictions (``cell_rows`` index the shard's cells), e.g. to build per-cluster tracks.
     """
+    device = resolve_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    models = load_models(model_args, device, half=cfg.amp, compile=cfg.compile)
+    adata = read_cells_for_inference(cells_path)
+    try:
+        return _predict_cells(adata, cells_path, models, fragments, genome_fa, mappability, cfg, device, on_batch)
+    finally:
+        adata.close()
+
+
+def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, genome_fa, mappability,
+                   cfg: PredictConfig, device, on_batch) -> ad.AnnData:
     from tqdm import tqdm
 
     from scfan import __version__
@@ -428,11 +522,6 @@ def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragment
     from scfan.logging_utils import progress_enabled
     from scfan.tracks import open_bigwig
 
-    device = resolve_device(cfg.device)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    models = load_models(model_args, device, half=cfg.amp, compile=cfg.compile)
-    adata = read_cells_for_inference(cells_path)
     samples = list(dict.fromkeys(str(c).partition("#")[0] for c in adata.obs_names))
     missing = [s for s in samples if s not in fragments]
     if missing:
@@ -447,7 +536,7 @@ def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragment
         bw = open_bigwig(mappability)
         try:
             check_chrom_names((str(genome_fa), sizes), {str(mappability): list(bw.chroms())})
-            scored = scored_peaks(adata.X, adata.obsp["pooling"], cells, cfg.min_signal)
+            scored = scored_peaks(adata.rows, adata.obsp["pooling"], cells, cfg.min_signal)
             units = make_units(cfg.mode, adata.obsp["pooling"], cells, cfg.metacell_size)
             totals = 2.0 * adata.obs["n_fragments"].to_numpy(dtype=np.float64)
             acc = ActivityAccumulator(len(cells), len(models.features), cfg.top_k, cfg.bound_threshold)

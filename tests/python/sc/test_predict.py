@@ -366,3 +366,27 @@ def test_cluster_tracks_refuse_a_cell_without_cluster(tiny_sc, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert f"{clusters}: 1 cell(s) of the cells file have no cluster, e.g. '{cells[0]}'" in err
     assert not out.exists()
+
+
+def test_a_shard_reads_only_its_cells_neighbours_counts(tiny_sc):
+    """Per-cell inference never loads the whole count matrix: scored_peaks asks the cells file for the rows of the
+    shard's cells' neighbours only, and gets the same scored peaks as from the whole matrix."""
+    a = P.read_cells_for_inference(tiny_sc["cells"])
+    with a:
+        pooling = a.obsp["pooling"]
+        full = a.X
+        assert full.shape == (a.n_obs, a.n_vars) and full.nnz > 0
+        cells = P.shard_cells(a.n_obs, "1/6")
+        asked: list[np.ndarray] = []
+
+        def rows(idx):
+            asked.append(np.asarray(idx))
+            return a.rows(idx)
+
+        lazy = P.scored_peaks(rows, pooling, cells, 1.0)
+        whole = P.scored_peaks(full, pooling, cells, 1.0)
+        assert (lazy != whole).nnz == 0 and lazy.nnz > 0
+        (idx,) = asked
+        assert np.array_equal(idx, np.unique(pooling[cells].indices)) and len(idx) < a.n_obs
+        np.testing.assert_array_equal(a.rows(idx[:3]).toarray(), full[idx[:3]].toarray())
+        assert a.rows(np.array([], dtype=np.int64)).shape == (0, a.n_vars)
