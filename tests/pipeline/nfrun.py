@@ -28,15 +28,28 @@ class Run:
             return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def nextflow(launch_dir: Path, *args: str, timeout: int = 1500,
-             env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _env(env_extra: dict[str, str] | None = None) -> dict[str, str]:
     assert NEXTFLOW.exists(), f"{NEXTFLOW} missing: run `make setup` first"
     env = {**os.environ, **(env_extra or {})}
     env["PATH"] = f"{REPO / '.venv' / 'bin'}:{REPO / '.tools' / 'bin'}:{env['PATH']}"
     env["NXF_OFFLINE"] = "true"
     env["NXF_ANSI_LOG"] = "false"
-    return subprocess.run([str(NEXTFLOW), "run", str(REPO), *args], cwd=launch_dir, env=env,
+    return env
+
+
+def nextflow(launch_dir: Path, *args: str, timeout: int = 1500,
+             env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(NEXTFLOW), "run", str(REPO), *args], cwd=launch_dir, env=_env(env_extra),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_pipeline(launch_dir: Path, *args: str, outdir: Path) -> subprocess.Popen:
+    """Start a run in the background, in a process group of its own (Nextflow's JVM and every task it launches),
+    so that the group can be killed at once like a node that dies; output goes to ``launch_dir/nextflow.out``."""
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    with open(launch_dir / "nextflow.out", "w") as log:
+        return subprocess.Popen([str(NEXTFLOW), "run", str(REPO), "--outdir", str(outdir), *args], cwd=launch_dir,
+                                env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def run_pipeline(launch_dir: Path, *args: str, outdir: Path | None = None,
