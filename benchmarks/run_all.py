@@ -26,8 +26,8 @@ def run(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
-    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc", "infer", "analysis"],
-                    default=["simulate", "bulk", "sc", "infer", "analysis"])
+    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc", "infer", "analysis", "neighbors"],
+                    default=["simulate", "bulk", "sc", "infer", "analysis", "neighbors"])
     args = ap.parse_args()
     py = sys.executable
     out = HERE / "out"
@@ -54,6 +54,10 @@ def main() -> None:
 
         presets = ["test"] if args.quick else ["test", *(p for p in ("hard",) if p in PRESETS)]
         run([py, str(HERE / "bench_analysis.py"), "--workdir", str(out / "analysis"), "--run", *presets])
+    if "neighbors" in args.only:
+        run([py, str(HERE / "bench_neighbors_scale.py"),
+             *(["--sizes", "4000", "--exact-up-to", "4000", "--landmarks", "1000", "--out",
+                str(out / "bench_neighbors_scale_quick.md")] if args.quick else [])])
     print(f"\nresults: {HERE / 'results'}")
 
 
