@@ -137,11 +137,45 @@ def write_h5ad(adata, path: str | os.PathLike) -> None:
     adata.strings_to_categoricals()
     if adata.raw is not None:
         adata.strings_to_categoricals(adata.raw.var)
+    size = _approx_nbytes(adata)
+    if size > IN_MEMORY_H5AD_LIMIT:
+        # a large file (the all-cells steps of a big data set): an in-memory image would double the step's memory
+        # (a million cells' counts alone are ~14 GB), so HDF5 writes the file itself, after a check that the disk
+        # has room for it, which keeps the full-disk case a clear error
+        final = Path(path)
+        free = shutil.disk_usage(final.parent if final.parent.exists() else Path.cwd()).free
+        if free < 1.1 * size:
+            raise OutputError(f"{final}: no space left on device for it (about {size / 2**30:.1f} GiB needed, "
+                              f"{free / 2**30:.1f} GiB free)")
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                ad.io.write_elem(f, "/", adata)
+        return
     image = io.BytesIO()
     with h5py.File(image, "w") as f:
         ad.io.write_elem(f, "/", adata)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(image.getbuffer())
+
+
+#: ``.h5ad`` files estimated above this size are written by HDF5 directly (:func:`write_h5ad`)
+IN_MEMORY_H5AD_LIMIT = 2 * 2**30
+
+
+def _approx_nbytes(adata) -> int:
+    """The bytes of an AnnData's arrays (X, layers, obsm, obsp, varm, varp; sparse: data + indices + indptr)."""
+    import scipy.sparse as sp
+
+    def nbytes(m) -> int:
+        if sp.issparse(m):
+            m = m.tocsr() if not hasattr(m, "indptr") else m
+            return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
+        return int(getattr(m, "nbytes", 0))
+
+    total = nbytes(adata.X) if adata.X is not None else 0
+    for group in (adata.layers, adata.obsm, adata.obsp, adata.varm, adata.varp):
+        total += sum(nbytes(v) for v in group.values())
+    return total
 
 
 def deterministic_gzip(path: str | os.PathLike, data: bytes) -> None:
