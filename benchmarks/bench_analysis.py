@@ -148,6 +148,14 @@ def evaluate(name: str, outdir: Path) -> list[dict]:
     return rows
 
 
+def provenance(name: str, outdir: Path) -> str:
+    """One line saying which pipeline run a data set's rows come from (its recorded parameters)."""
+    p = json.loads((outdir / "pipeline_info" / "params.json").read_text())
+    keys = ("simulate_preset", "seed", "infer_mode", "arch", "epochs", "knn", "n_components", "activity_layer",
+            "cluster_resolution", "cluster_neighbors")
+    return f"- `{name}`: " + ", ".join(f"{k} {p.get(k)}" for k in keys) + "."
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", nargs="*", default=[], help="simulator presets to run the pipeline on (-profile test)")
@@ -155,6 +163,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=HERE / "out" / "analysis")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_analysis.md")
+    ap.add_argument("--note", action="append", default=[], help="a line added under the table (e.g. what was not run)")
     args = ap.parse_args()
     runs: list[tuple[str, Path, float | None]] = []
     for preset in args.run:
@@ -176,14 +185,18 @@ def main() -> None:
             "runtime_s", "peak_gib"]
     lines = ["# Clustering and driver TFs: TF activity vs chromVAR vs chromatin (LSI/spectral)", "",
              f"Machine: {machine()}; no GPU. Seed {args.seed}. Command: `python benchmarks/bench_analysis.py "
-             + " ".join(f"--run {p}" for p in args.run) + (" --outdir …" if args.outdir else "") + "`.", "",
+             + " ".join(f"--run {p}" for p in args.run) + (" --outdir " + " ".join(args.outdir) if args.outdir else "")
+             + "` (an `--outdir` is the results folder of `nextflow run . -profile test --simulate_preset <preset> "
+             "--seed <seed>`).", "",
              "Runtime = summed task realtime, peak = the largest task peak RSS, from the Nextflow trace (2 CPUs, "
              "tasks sharing the machine with other work: compare ratios, not absolute times).", "",
+             *[provenance(name, out) for name, out, _ in runs], "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in fmt[cols].itertuples(index=False)]
     for name, _, wall in runs:
         if wall is not None:
             lines.append(f"\nPipeline wall time on `{name}`: {wall / 60:.1f} min.")
+    lines += ["", *args.note] if args.note else []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
