@@ -449,11 +449,11 @@ def write_result(res: ClusterResult, out_dir: str | Path) -> None:
     all at once (a temporary folder renamed when complete)."""
     import json
 
-    from scfan._io import atomic_path
+    from scfan._io import atomic_path, write_h5ad
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         res.clusters.to_csv(tmp / "clusters.tsv", sep="\t", index=False)
         res.diff.to_csv(tmp / "differential_tfs.tsv", sep="\t", index=False, float_format="%.6g")
-        res.adata.write_h5ad(tmp / "clustered.h5ad")
+        write_h5ad(res.adata, tmp / "clustered.h5ad")  # a full disk is one clean error, not an HDF5 crash
         (tmp / "cluster.json").write_text(json.dumps(res.summary, indent=2, sort_keys=True, default=str) + "\n")
