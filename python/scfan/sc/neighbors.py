@@ -80,15 +80,18 @@ def lsi(X: sp.spmatrix, n_components: int, *, drop_depth_component: bool, seed: 
     # Fix signs so the result does not depend on the SVD's arbitrary orientation.
     flip = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
     emb = u * s * flip
-    depth = np.log1p(np.asarray(X.sum(axis=1)).ravel())
-    corr = np.array([_pearson(emb[:, j], depth) for j in range(emb.shape[1])])
-    dropped = int(np.nanargmax(np.abs(corr))) if drop_depth_component else None
+    return _drop_depth_component(emb, np.asarray(X.sum(axis=1)).ravel(), drop_depth_component,
+                                 {"n_components": int(n_comp), "singular_values": s.tolist(), "seed": seed})
+
+
+def _drop_depth_component(emb: np.ndarray, depth: np.ndarray, drop: bool, info: dict) -> tuple[np.ndarray, dict]:
+    """Drop (when ``drop``) the component most correlated (|Pearson|) with log depth; record the correlations."""
+    corr = np.array([_pearson(emb[:, j], np.log1p(depth)) for j in range(emb.shape[1])])
+    dropped = int(np.nanargmax(np.abs(corr))) if drop else None
     if dropped is not None:
         emb = np.delete(emb, dropped, axis=1)
-    info = {"n_components": int(n_comp), "singular_values": s.tolist(), "depth_correlation": corr.tolist(),
-            "dropped_component": -1 if dropped is None else dropped,
-            "dropped_depth_correlation": float("nan") if dropped is None else float(corr[dropped]),
-            "seed": seed}
+    info = {**info, "depth_correlation": corr.tolist(), "dropped_component": -1 if dropped is None else dropped,
+            "dropped_depth_correlation": float("nan") if dropped is None else float(corr[dropped])}
     return emb.astype(np.float32), info
 
 
@@ -229,15 +232,9 @@ def lsi_landmarks(X: sp.spmatrix, n_components: int, *, n_landmarks: int, drop_d
     emb = np.empty((n, n_comp), dtype=np.float64)
     for lo, hi in _row_blocks(n, block):
         emb[lo:hi] = tfidf(X[lo:hi], scale_factor, idf) @ V
-    corr = np.array([_pearson(emb[:, j], np.log1p(depth)) for j in range(n_comp)])
-    dropped = int(np.nanargmax(np.abs(corr))) if drop_depth_component else None
-    if dropped is not None:
-        emb = np.delete(emb, dropped, axis=1)
-    info = {"n_components": int(n_comp), "singular_values": s.tolist(), "depth_correlation": corr.tolist(),
-            "dropped_component": -1 if dropped is None else dropped,
-            "dropped_depth_correlation": float("nan") if dropped is None else float(corr[dropped]),
-            "seed": seed, "method": "landmark", "n_landmarks": int(len(landmarks))}
-    return emb.astype(np.float32), info
+    return _drop_depth_component(emb, depth, drop_depth_component,
+                                 {"n_components": int(n_comp), "singular_values": s.tolist(), "seed": seed,
+                                  "method": "landmark", "n_landmarks": int(len(landmarks))})
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -317,13 +317,20 @@ def _other_fragments(b: Base, d: Path) -> Path:
     return _bgzip_indexed(d / "other" / "fragments.tsv.gz", lines)
 
 
-@case("fragments: tabix index of another fragments file")
-def _(b, d):
+def _with_foreign_index(b, d):
+    """The test fragments with the tabix index of another fragments file (newer than the data: htslib's mtime
+    rule sees nothing)."""
     (d / "other").mkdir()
     other = _other_fragments(b, d)
     p = d / "frag.tsv.gz"
     shutil.copy(b.fragments, p)
-    shutil.copy(str(other) + ".tbi", str(p) + ".tbi")  # newer than the data: htslib's mtime rule sees nothing
+    shutil.copy(str(other) + ".tbi", str(p) + ".tbi")
+    return p
+
+
+@case("fragments: tabix index of another fragments file")
+def _(b, d):
+    p = _with_foreign_index(b, d)
     return _ingest(b, d, fragments=p), p, ("does not belong", "tabix -f -p bed")
 
 
@@ -475,11 +482,7 @@ def _(b, d):
 
 @case("sc samplesheet: fragments with another file's tabix index")
 def _(b, d):
-    (d / "other").mkdir()
-    other = _other_fragments(b, d)
-    p = d / "frag.tsv.gz"
-    shutil.copy(b.fragments, p)
-    shutil.copy(str(other) + ".tbi", str(p) + ".tbi")
+    p = _with_foreign_index(b, d)
     sheet = d / "sc.csv"
     sheet.write_text(f"sample,fragments\ns1,{p}\n")
     return ["check-inputs", "--genome", b.sim / "genome.fa", "--mappability", b.sim / "mappability.bw",
