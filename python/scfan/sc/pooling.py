@@ -1,8 +1,11 @@
 """Pooled per-cell accessibility tracks, computed chunk by chunk without any per-cell file.
 
-For a genomic chunk, every cell's fragments are fetched once (one tabix query per sample) into a sparse
-cells × bp matrix of Tn5 insertions, which the row-normalised pooling matrix turns into each cell's
-neighbourhood-average track. Normalisation puts it on the bulk model's scale
+For a genomic chunk, the fragments are fetched once (one tabix query per sample) into a sparse cells × bp
+matrix of Tn5 insertions, which the row-normalised pooling matrix turns into each cell's neighbourhood-average
+track. Only the cells that some row of the pooling matrix uses are kept (a shard's cells and their neighbours),
+and the query is parsed :attr:`PooledTracks.fetch_lines` lines at a time, so the memory of a chunk is bounded by
+the shard's neighbourhood, not by the number of cells in the data set (``benchmarks/bench_memory.py``).
+Normalisation puts it on the bulk model's scale
 (:func:`scfan.tracks.normalize_track`)::
 
     x_norm = log1p(pooled / pooled_mean),   pooled_mean = (pooling @ total_insertions) / genome_size
@@ -15,8 +18,9 @@ base; both are the same quantity for a pseudo-bulk of the neighbourhood, so the 
 from __future__ import annotations
 
 import io
+import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -51,6 +55,9 @@ class PooledTracks:
         Bases over which the mean per base is taken; must be the definition used for the bulk track.
     """
 
+    #: fragment lines parsed at once from a tabix query; only the rows of pooled cells are kept between batches
+    fetch_lines: int = 262_144
+
     def __init__(self, fragments: Mapping[str, str | Path], cell_ids: Sequence[str], pooling: sp.spmatrix,
                  total_insertions: np.ndarray, genome_size: float):
         self.n_cells = len(cell_ids)
@@ -62,12 +69,14 @@ class PooledTracks:
         self._cells: dict[str, pl.DataFrame] = {}
         samples = np.array([c.partition("#")[0] for c in cell_ids])
         barcodes = np.array([c.partition("#")[2] for c in cell_ids])
+        used = np.zeros(self.n_cells, dtype=bool)
+        used[pooling.indices[pooling.data != 0]] = True
         for sample in dict.fromkeys(samples.tolist()):
             if sample not in fragments:
                 raise ScfanError(f"no fragments file for sample {sample!r} (have {', '.join(fragments)})")
             check_fragments_index(fragments[sample])
             self._tabix[sample] = pysam.TabixFile(str(fragments[sample]))
-            sel = np.flatnonzero(samples == sample)
+            sel = np.flatnonzero((samples == sample) & used)
             self._cells[sample] = pl.DataFrame({"barcode": barcodes[sel], "row": sel.astype(np.int64)})
         totals = np.asarray(total_insertions, dtype=np.float64)
         self.pooled_mean = (pooling @ totals) / float(genome_size)
@@ -94,34 +103,39 @@ class PooledTracks:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _fetch(self, sample: str, chrom: str, start: int, end: int) -> pl.DataFrame:
+    def _fetch(self, sample: str, chrom: str, start: int, end: int) -> Iterator[pl.DataFrame]:
+        """The fragments of pooled cells of ``sample`` in the region, parsed ``fetch_lines`` lines at a time."""
         tf = self._tabix[sample]
-        if chrom not in tf.contigs:
-            return pl.DataFrame(schema={"start": pl.Int64, "end": pl.Int64, "barcode": pl.Utf8})
+        cells = self._cells[sample]
+        if chrom not in tf.contigs or not len(cells):
+            return
         try:
-            text = "\n".join(tf.fetch(chrom, start, end)).encode()
+            lines = tf.fetch(chrom, start, end)
+            while batch := list(itertools.islice(lines, self.fetch_lines)):
+                df = pl.read_csv(io.BytesIO("\n".join(batch).encode()), separator="\t", has_header=False,
+                                 quote_char=None, schema=FRAGMENT_SCHEMA)
+                del batch
+                yield df.select("start", "end", "barcode").join(cells, on="barcode", how="inner",
+                                                                 maintain_order="left")
         except (OSError, ValueError) as exc:
             raise InputFileError(tf.filename.decode(), f"cannot read {chrom}:{start}-{end} ({exc})") from exc
-        if not text:
-            return pl.DataFrame(schema={"start": pl.Int64, "end": pl.Int64, "barcode": pl.Utf8})
-        df = pl.read_csv(io.BytesIO(text), separator="\t", has_header=False, quote_char=None,
-                         schema=FRAGMENT_SCHEMA)
-        return df.select("start", "end", "barcode")
 
     def insertions(self, chrom: str, start: int, end: int) -> sp.csr_matrix:
-        """Raw Tn5 insertions of every cell in ``[start, end)``: a cells × (end - start) CSR (float32).
+        """Raw Tn5 insertions of the pooled cells in ``[start, end)``: a cells × (end - start) CSR (float32).
 
-        Fragments of barcodes that are not cells are ignored; repeated identical rows count once.
+        Rows of cells that no pooling row uses are empty, as are those of barcodes that are not cells; repeated
+        identical rows count once.
         """
         if end <= start:
             raise ValueError(f"empty region {chrom}:{start}-{end}")
         width = end - start
         rows, cols = [], []
-        for sample, cells in self._cells.items():
-            df = self._fetch(sample, chrom, start, end)
-            if not len(df):
+        for sample in self._cells:
+            parts = list(self._fetch(sample, chrom, start, end))
+            if not parts:
                 continue
-            df = df.unique(maintain_order=True).join(cells, on="barcode", how="inner", maintain_order="left")
+            df = pl.concat(parts).unique(maintain_order=True)
+            del parts
             r = df["row"].to_numpy()
             for pos in fragment_insertions(df["start"].to_numpy(), df["end"].to_numpy()):
                 ok = (pos >= start) & (pos < end)
