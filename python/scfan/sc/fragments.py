@@ -191,7 +191,7 @@ def _split_by_chrom(df: pl.DataFrame, first_line: int) -> Iterator[tuple[str, pl
 
 
 def read_fragment_blocks(path: str | Path, *, chrom_sizes: Mapping[str, int] | None = None,
-                         chunk_bytes: int = 64 << 20) -> Iterator[FragmentBlock]:
+                         chunk_bytes: int = 16 << 20) -> Iterator[FragmentBlock]:
     """Stream a 10x fragments file as per-chromosome blocks, validating columns, types and sort order.
 
     Memory is bounded by ``chunk_bytes`` of decompressed text, whatever the file size.

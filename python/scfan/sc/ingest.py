@@ -46,7 +46,7 @@ class IngestConfig:
     min_fragments: int = 200
     whitelist: str | None = None
     min_mapq: int = 30
-    chunk_bytes: int = 64 << 20
+    chunk_bytes: int = 16 << 20
     files: dict[str, str] | None = None  # samplesheet column -> path (barcode_tag: a value), instead of a samplesheet
 
 
