@@ -4,8 +4,8 @@ Usage::
 
     .venv/bin/python benchmarks/bench_memory.py [--totals 2000 10000 50000] [--shard-cells 200] [--keep 0.1]
 
-Data: the simulator's ``test`` preset and its two small bulk models, as built by ``bench_sc_infer.py`` (reused from
-``benchmarks/out/sc_infer`` when there). Its sample ``sample1`` is scaled up to N cells: copy ``r`` of every cell is
+Data: the simulator's ``test`` preset and its two small bulk models, built as ``bench_sc_infer.py`` builds them
+(into ``--workdir``, reused when there). Its sample ``sample1`` is scaled up to N cells: copy ``r`` of every cell is
 a new barcode (``<barcode>.<r>``) holding each of the cell's fragments with probability ``--keep`` (seeded per
 copy), so the copies differ, all fragments lie on the same 2.4 Mb genome and the density of fragments per base grows
 with N — the worst case for a task that reads a genomic chunk of every cell. Each copy's neighbourhoods are those of
@@ -92,12 +92,13 @@ def scaled_pooling(base_pool, base_names: list[str], names: list[str], copies: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", type=Path, default=HERE / "out" / "sc_infer")
+    ap.add_argument("--workdir", type=Path, default=HERE / "out" / "memory")
     ap.add_argument("--totals", type=int, nargs="+", default=[2_000, 10_000, 50_000])
     ap.add_argument("--shard-cells", type=int, default=200)
     ap.add_argument("--keep", type=float, default=0.1, help="fraction of a cell's fragments in each copy")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_memory.md")
+    ap.add_argument("--note", action="append", default=[], help="a line added under the table")
     args = ap.parse_args()
     import anndata as ad
 
@@ -148,7 +149,8 @@ def main() -> None:
     lines = [
         "# Memory under load: ingest and one inference shard as the data set grows", "",
         f"Machine: {machine()}. Run {started} with `python benchmarks/bench_memory.py "
-        f"--totals {' '.join(map(str, args.totals))} --shard-cells {args.shard_cells} --keep {args.keep}`.", "",
+        f"--workdir {work} --totals {' '.join(map(str, args.totals))} --shard-cells {args.shard_cells} "
+        f"--keep {args.keep}`.", "",
         f"Data: the simulator's `test` preset (2.4 Mb genome, {len(s1)} cells in sample1, models of "
         f"`bench_sc_infer.py`), sample1 copied up to N cells, each copy holding each fragment with probability "
         f"{args.keep} (so fragments per base grow with N); neighbourhoods of the original cells within each copy. "
@@ -157,7 +159,7 @@ def main() -> None:
         "| cells | fragments | ingest (s) | ingest peak RSS (GiB) | counts nnz | shards | cells in shard 1 | "
         "predict shard 1 (s) | predict peak RSS (GiB) |",
         "|---|---|---|---|---|---|---|---|---|",
-        *rows, "",
+        *rows, "", *[f"Note: {n}" for n in args.note], *([""] if args.note else []),
         "How to read it: a shard's peak memory is its own cells and their neighbours' fragments in one genomic chunk "
         "(`PooledTracks` keeps only the fragments of pooled cells and parses a tabix query 262,144 lines at a time), "
         "the models and the shard's (cell, window) pairs — not the data set. Its *time* still grows with the "

@@ -26,8 +26,8 @@ def run(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
-    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc", "infer", "analysis", "neighbors"],
-                    default=["simulate", "bulk", "sc", "infer", "analysis", "neighbors"])
+    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors"],
+                    default=["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors"])
     args = ap.parse_args()
     py = sys.executable
     out = HERE / "out"
@@ -49,6 +49,9 @@ def main() -> None:
         run([py, str(HERE / "bench_sc_infer.py"), "--workdir", str(out / "sc_infer"),
              *(["--cells", "40", "--naive-cells", "4", "--memory-totals", "100", "200"] if args.quick else
                ["--sim-dir", str(sim), "--memory-totals", "1000", "2000", "4000", "6000", "--shard-cells", "500"])])
+    if "memory" in args.only:
+        run([py, str(HERE / "bench_memory.py"), "--workdir", str(out / "memory"),
+             *(["--totals", "1000", "4000", "--out", str(out / "bench_memory_quick.md")] if args.quick else [])])
     if "analysis" in args.only:
         from scfan.simulate.config import PRESETS
 

@@ -27,17 +27,18 @@ workflow SCFAN {
     if (simulate) {
         SIMULATE(params.simulate_preset, params.seed, ch_validated)
         ch_versions      = ch_versions.mix(SIMULATE.out.versions)
-        // value channels: every per-line / per-sample task reads the same genome and tracks
-        ch_fasta         = SIMULATE.out.fasta.first()
-        ch_fai           = SIMULATE.out.fai.first()
-        ch_mappability   = SIMULATE.out.mappability.first()
-        ch_blacklist     = SIMULATE.out.blacklist.first()
+        // value channels already: every per-line / per-sample task reads the same genome and tracks (SIMULATE's
+        // inputs are all values, so it emits values; `.first()` on a value channel only prints a warning)
+        ch_fasta         = SIMULATE.out.fasta
+        ch_fai           = SIMULATE.out.fai
+        ch_mappability   = SIMULATE.out.mappability
+        ch_blacklist     = SIMULATE.out.blacklist
         ch_bulk_sheet    = SIMULATE.out.bulk_samplesheet
         ch_sc_sheet      = SIMULATE.out.sc_samplesheet
-        ch_sc_peaks      = SIMULATE.out.sc_peaks.first()
-        ch_truth_cells   = SIMULATE.out.truth_cells.ifEmpty([]).first()
-        ch_drivers       = SIMULATE.out.truth_drivers.ifEmpty([]).first()
-        ch_motif_table   = SIMULATE.out.tfs.first()   // the matrices the simulator planted
+        ch_sc_peaks      = SIMULATE.out.sc_peaks
+        ch_truth_cells   = SIMULATE.out.truth_cells.ifEmpty([])
+        ch_drivers       = SIMULATE.out.truth_drivers.ifEmpty([])
+        ch_motif_table   = SIMULATE.out.tfs   // the matrices the simulator planted
     } else {
         // Resolved only once VALIDATE_PARAMS has passed, so a missing or wrong path is reported by it, not here.
         def input = { name -> params_json.map { _json -> file(params[name], checkIfExists: true) }.first() }
@@ -59,7 +60,7 @@ workflow SCFAN {
 
     CHECK_INPUTS(ch_fasta, ch_fai, ch_mappability, ch_blacklist, ch_bulk_sheet, ch_sc_sheet, ch_validated)
     ch_versions = ch_versions.mix(CHECK_INPUTS.out.versions)
-    ch_fai      = CHECK_INPUTS.out.fai.first()
+    ch_fai      = CHECK_INPUTS.out.fai   // a value channel (all of CHECK_INPUTS' inputs are values)
 
     if (params.models) {
         // pre-trained models: NAME=path or path (named after the file, or its folder for .../<name>/model.pt)

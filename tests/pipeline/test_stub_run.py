@@ -109,3 +109,11 @@ def test_published_layout(stub_run):
     sheet = (run.outdir / "pipeline_info" / "inputs" / "bulk_samplesheet.csv").read_text().splitlines()
     assert sheet[0] == "line,tf,peaks,atac,motif" and len(sheet) == 5
     assert all(field.startswith("/") for row in sheet[1:] for field in row.split(",")[2:4])
+
+
+def test_a_plain_run_prints_no_warning(stub_run):
+    """A user's run shows no Nextflow warning: e.g. the container closure of conf/modules.config, evaluated once
+    before the script's params exist, printed "Access to undefined parameter `container_image`" on every run."""
+    run, _ = stub_run
+    warnings = [ln for ln in run.output.splitlines() if "WARN" in ln]
+    assert not warnings, warnings
