@@ -148,6 +148,84 @@ def evaluate(name: str, outdir: Path) -> list[dict]:
     return rows
 
 
+#: the resolutions shown in the grid table (a subset of the rule's grid, scfan.sc.cluster.RESOLUTION_GRID)
+GRID_SHOWN = (0.05, 0.2, 0.5, 0.8, 1.0, 2.0)
+
+
+def resolution_grid(name: str, outdir: Path) -> list[str]:
+    """Each representation clustered at every resolution of the rule's grid, and by k-means told the number of
+    types: tells a resolution-rule failure (a good partition exists on the grid) from a representation limit (none
+    does). Same preprocessing as ``scfan sc cluster`` (clean, z-score matrices, PCA when wide, 15 neighbours)."""
+    import warnings
+
+    import anndata as ad
+    import scanpy as sc
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from scfan.sc.cluster import RESOLUTION_GRID, ClusterConfig, _by_size, clean_features, read_matrix, representation
+
+    truth = pd.read_csv(outdir / "simulate" / "truth" / "cells.tsv", sep="\t").set_index("cell_id")["cell_type"]
+    reps = [("spectral embedding (chromatin)", outdir / "sc" / "cells.h5ad", {"obsm": "X_spectral"}),
+            ("TF activity `mean_prob`, z-scored", outdir / "activity" / "tf_activity.h5ad", {"layer": "mean_prob"}),
+            ("TF activity X (top-2 frequency), z-scored", outdir / "activity" / "tf_activity.h5ad", {"layer": None}),
+            ("chromVAR deviations, z-scored", outdir / "analysis" / "chromvar.h5ad", {"layer": None})]
+    lines = [f"`{name}`: each representation at every resolution (Leiden, 15 neighbours, seed 0; clusters, ARI) "
+             "and k-means told the number of types:", "",
+             "| representation | " + " | ".join(map(str, GRID_SHOWN)) + " | best on the grid | k-means |",
+             "|---|" + "---|" * (len(GRID_SHOWN) + 2)]
+    for label, path, kw in reps:
+        fm = clean_features(read_matrix(path, **kw))
+        embedding = "obsm" in kw
+        x, _ = representation(fm.values, ClusterConfig(**kw), embedding=embedding)
+        b = ad.AnnData(x)
+        b.obsm["X_rep"] = x
+        sc.pp.neighbors(b, n_neighbors=15, use_rep="X_rep", metric="cosine" if embedding else "euclidean",
+                        random_state=0)
+        y = truth.reindex(fm.cells).to_numpy()
+        cells, best = {}, (-1.0, None)
+        for r in RESOLUTION_GRID:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sc.tl.leiden(b, resolution=r, flavor="igraph", n_iterations=2, directed=False, random_state=0,
+                             key_added="_l")
+            lab = _by_size(b.obs["_l"].astype(int).to_numpy())
+            a = adjusted_rand_score(y, lab)
+            cells[r] = f"{lab.max() + 1}, {a:.3f}"
+            best = max(best, (a, r))
+        km = KMeans(len(np.unique(y)), n_init=10, random_state=0).fit_predict(x)
+        lines.append(f"| {label} | " + " | ".join(cells[r] for r in GRID_SHOWN)
+                     + f" | {best[0]:.3f} (res. {best[1]}) | {adjusted_rand_score(y, km):.3f} |")
+    return lines
+
+
+def sibling_auroc(name: str, outdir: Path) -> list[str]:
+    """Per cell: does a type's own driver TF (one its siblings lack; siblings = types sharing another driver with
+    it) separate it from its siblings? AUROC of that TF's ``mean_prob`` activity, one row per (type, feature)."""
+    import anndata as ad
+    from sklearn.metrics import roc_auc_score
+
+    truth = pd.read_csv(outdir / "simulate" / "truth" / "cells.tsv", sep="\t").set_index("cell_id")["cell_type"]
+    drivers = pd.read_csv(outdir / "simulate" / "truth" / "drivers.tsv", sep="\t")
+    own = {t: set(g["tf"]) for t, g in drivers.groupby("cell_type")}
+    a = ad.read_h5ad(outdir / "activity" / "tf_activity.h5ad")
+    y = truth.reindex(a.obs_names).to_numpy()
+    m = np.asarray(a.layers["mean_prob"])
+    rows = []
+    for t, tfs in sorted(own.items()):
+        sibs = [u for u in own if u != t and own[u] & tfs]
+        for tf in sorted(tfs - set().union(*(own[u] for u in sibs))) if sibs else []:
+            for j, feat in enumerate(map(str, a.var_names)):
+                sel = np.isin(y, [t, *sibs])
+                if feat.endswith(f":{tf}") and 0 < (y[sel] == t).sum() < sel.sum():
+                    rows.append(f"| {t} | {', '.join(sibs)} | {feat} | {roc_auc_score(y[sel] == t, m[sel, j]):.3f} |")
+    if not rows:
+        return []
+    return [f"`{name}`: per cell, a type's own driver against its siblings (types sharing another driver), "
+            "AUROC of that TF's `mean_prob` activity:", "", "| type | siblings | feature | AUROC |",
+            "|---|---|---|---|", *rows]
+
+
 def provenance(name: str, outdir: Path) -> str:
     """One line saying which pipeline run a data set's rows come from (its recorded parameters)."""
     p = json.loads((outdir / "pipeline_info" / "params.json").read_text())
@@ -196,6 +274,10 @@ def main() -> None:
     for name, _, wall in runs:
         if wall is not None:
             lines.append(f"\nPipeline wall time on `{name}`: {wall / 60:.1f} min.")
+    for name, out, _ in runs:
+        lines += ["", *resolution_grid(name, out)]
+        sib = sibling_auroc(name, out)
+        lines += ["", *sib] if sib else []
     lines += ["", *args.note] if args.note else []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
