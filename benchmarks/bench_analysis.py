@@ -152,6 +152,38 @@ def evaluate(name: str, outdir: Path) -> list[dict]:
 GRID_SHOWN = (0.05, 0.2, 0.5, 0.8, 1.0, 2.0)
 
 
+def oracle_deviation(outdir: Path) -> tuple[list[str], np.ndarray]:
+    """The best any cells × TFs summary of these counts could do: chromVAR-style deviations with the simulator's
+    *true* bound sites as each TF's annotation (a peak is annotated with a TF when it holds a site bound in some
+    type): per cell and TF, (open annotated peaks - expected) / sqrt(expected), expected from the cell's open peaks
+    and the TF's share of all openings. No model, no motif scan."""
+    import anndata as ad
+    import polars as pl
+    import scipy.sparse as sp
+
+    cells = ad.read_h5ad(outdir / "sc" / "cells.h5ad")
+    sites = pl.read_parquet(outdir / "simulate" / "truth" / "bound_sites.parquet")
+    sites = sites.filter(pl.col("bound_types").list.len() > 0)
+    tfs = sorted(set(sites["tf"].to_list()))
+    var = cells.var.reset_index(drop=True)
+    ann = np.zeros((cells.n_vars, len(tfs)))
+    for chrom, g in var.groupby("chrom", observed=True):
+        idx = g.index.to_numpy()
+        order = np.argsort(g["start"].to_numpy())
+        starts, ends = g["start"].to_numpy()[order], g["end"].to_numpy()[order]
+        s = sites.filter(pl.col("chrom") == chrom)
+        k = np.searchsorted(starts, s["start"].to_numpy(), side="right") - 1
+        ok = (k >= 0) & (ends[np.maximum(k, 0)] >= s["end"].to_numpy())
+        tf_col = np.array([tfs.index(t) for t in s["tf"].to_list()], dtype=int)
+        ann[idx[order[k[ok]]], tf_col[ok]] = 1.0
+    x = sp.csr_matrix(cells.X, dtype=np.float64)
+    x.data[:] = 1.0
+    observed = np.asarray(x @ ann)
+    share = np.asarray(x.sum(axis=0)).ravel() @ ann / x.sum()
+    expected = np.outer(np.asarray(x.sum(axis=1)).ravel(), share)
+    return list(cells.obs_names), (observed - expected) / np.sqrt(expected + 1e-9)
+
+
 def resolution_grid(name: str, outdir: Path) -> list[str]:
     """Each representation clustered at every resolution of the rule's grid, and by k-means told the number of
     types: tells a resolution-rule failure (a good partition exists on the grid) from a representation limit (none
@@ -163,7 +195,15 @@ def resolution_grid(name: str, outdir: Path) -> list[str]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    from scfan.sc.cluster import RESOLUTION_GRID, ClusterConfig, _by_size, clean_features, read_matrix, representation
+    from scfan.sc.cluster import (
+        RESOLUTION_GRID,
+        ClusterConfig,
+        FeatureMatrix,
+        _by_size,
+        clean_features,
+        read_matrix,
+        representation,
+    )
 
     truth = pd.read_csv(outdir / "simulate" / "truth" / "cells.tsv", sep="\t").set_index("cell_id")["cell_type"]
     reps = [("spectral embedding (chromatin)", outdir / "sc" / "cells.h5ad", {"obsm": "X_spectral"}),
@@ -174,9 +214,15 @@ def resolution_grid(name: str, outdir: Path) -> list[str]:
              "and k-means told the number of types:", "",
              "| representation | " + " | ".join(map(str, GRID_SHOWN)) + " | best on the grid | k-means |",
              "|---|" + "---|" * (len(GRID_SHOWN) + 2)]
+    oracle_cells, oracle = oracle_deviation(outdir)
+    reps.append(("*oracle*: deviations on the true bound sites, z-scored", None, {}))
     for label, path, kw in reps:
-        fm = clean_features(read_matrix(path, **kw))
         embedding = "obsm" in kw
+        if path is None:
+            fm = FeatureMatrix(oracle_cells, [f"f{j}" for j in range(oracle.shape[1])], oracle, Path("oracle"))
+        else:
+            fm = read_matrix(path, **kw)
+        fm = clean_features(fm)
         x, _ = representation(fm.values, ClusterConfig(**kw), embedding=embedding)
         b = ad.AnnData(x)
         b.obsm["X_rep"] = x
