@@ -1,10 +1,10 @@
 """Per-cell TF binding: every cell's open windows through the bulk models, reduced on the fly to TF activity.
 
-Window-major, never cell-major: the genome is walked in chunks; for each chunk every cell's fragments are fetched
-once (:meth:`PooledTracks.insertions`), the DNA and mappability of each window are read once and shared by every
-cell, pooled tracks are built a block of cells at a time, and the (cell, window) pairs are predicted in large
-batches whose probabilities go straight into per-cell accumulators (:class:`ActivityAccumulator`). Nothing of size
-cells × windows × TFs is ever held.
+Window-major, never cell-major: the genome is walked in chunks; for each chunk the fragments of the shard's cells
+and their neighbours are fetched once (:meth:`PooledTracks.insertions`), the DNA and mappability of each window are
+read once and shared by every cell, pooled tracks are built a block of cells at a time, and the (cell, window) pairs
+are predicted in large batches whose probabilities go straight into per-cell accumulators
+(:class:`ActivityAccumulator`). Nothing of size cells × windows × TFs is ever held.
 
 Which windows a cell is scored on: the windows of the peaks whose *pooled* count (``pooling @ X``, the mean
 insertions in the peak over the cell's neighbourhood) is at least ``min_signal`` × that cell's mean pooled count
