@@ -20,6 +20,7 @@ process, Python and torch included): ``sc ingest`` of the whole sample, then ``s
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import subprocess
 import sys
@@ -34,6 +35,8 @@ SCFAN = str(REPO / ".venv" / "bin" / "scfan")
 sys.path.insert(0, str(HERE))
 from bench_sc import machine  # noqa: E402
 from bench_sc_infer import prepare  # noqa: E402
+
+log = logging.getLogger("bench_memory")
 
 
 def timed(*args: str) -> dict:
@@ -100,6 +103,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_memory.md")
     ap.add_argument("--note", action="append", default=[], help="a line added under the table")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import anndata as ad
 
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -124,7 +128,7 @@ def main() -> None:
         frags = d / "fragments.tsv.gz"
         t0 = time.perf_counter()
         n_frag = scale_fragments(Path(fragments["sample1"]), barcodes, copies, args.keep, args.seed, frags)
-        print(f"{total}: {n_frag:,} fragments written in {time.perf_counter() - t0:.0f} s", flush=True)
+        log.info("%d cells: %s fragments written in %.0f s", total, f"{n_frag:,}", time.perf_counter() - t0)
         ing = timed("sc", "ingest", "--fragments", str(frags), "--sample", "scaled", "--peaks", str(peaks),
                     "--chrom-sizes", str(sim / "genome.fa.fai"), "--min-fragments", "10", "--out",
                     str(d / "cells.h5ad"))
@@ -143,7 +147,7 @@ def main() -> None:
         shard_n = ad.read_h5ad(d / "activity_shard1.h5ad", backed="r").n_obs
         rows.append(f"| {n_cells:,} | {n_frag:,} | {ing['wall_s']:.0f} | {ing['peak_gib']:.2f} | "
                     f"{nnz:,} | {n_shards} | {shard_n} | {pred['wall_s']:.0f} | {pred['peak_gib']:.2f} |")
-        print(rows[-1], flush=True)
+        log.info("%d cells: ingest %.2f GiB, predict shard 1 %.2f GiB", n_cells, ing["peak_gib"], pred["peak_gib"])
         for p in (frags, Path(f"{frags}.tbi"), d / "cells.h5ad", d / "cells_nn.h5ad"):
             p.unlink(missing_ok=True)
     lines = [
@@ -169,7 +173,7 @@ def main() -> None:
         "(nnz), not with the number of fragments read.",
     ]
     args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    log.info("wrote %s", args.out)
 
 
 if __name__ == "__main__":

@@ -89,33 +89,32 @@ def test_kill_9_during_inference_then_resume_loses_nothing(test_profile_run, tmp
     while _group_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _group_members(proc.pid), "processes of the killed run survived"
-    killed_at = time.monotonic() - t0
+    # what was killed, carried into the failure messages of the resume below
+    killed = f"killed after {time.monotonic() - t0:.0f} s with {sorted(done)} done and {running!r} running"
     # a changed inference parameter re-ran only inference: everything upstream came from the cache
     log = (launch / ".nextflow.log").read_text() + (launch / "nextflow.out").read_text()
     assert {_short(m["name"]) for m in CACHED.finditer(log)} >= set(UPSTREAM), log[-3000:]
     assert not {_short(m["name"]) for m in SUBMITTED.finditer(log)} & set(UPSTREAM)
 
     again = run_pipeline(launch, *args, outdir=outdir)
-    assert again.returncode == 0, again.output[-3000:]
+    assert again.returncode == 0, (killed, again.output[-3000:])
     rows = again.trace_rows()
     status = {r["name"]: r["status"] for r in rows}
     short = {r["name"]: r["process"].split(":")[-1] for r in rows}
-    assert set(status.values()) <= {"CACHED", "COMPLETED"}, status
+    assert set(status.values()) <= {"CACHED", "COMPLETED"}, (killed, status)
     # what finished before the kill is reused: the upstream tasks and the finished shard(s)
     upstream = {n: s for n, s in status.items() if short[n] in UPSTREAM}
     assert upstream and set(upstream.values()) == {"CACHED"}, upstream
     for name in done:
-        assert status[name] == "CACHED", (name, status[name])
+        assert status[name] == "CACHED", (killed, name, status[name])
     # the shard cut off by the kill, the shards never started, and everything after inference run now
     shards = {n: s for n, s in status.items() if n.startswith(PREDICT)}
-    assert len(shards) == 3 and status[running] == "COMPLETED", shards
-    assert sum(s == "COMPLETED" for s in shards.values()) == 3 - len(done), shards
+    assert len(shards) == 3 and status[running] == "COMPLETED", (killed, shards)
+    assert sum(s == "COMPLETED" for s in shards.values()) == 3 - len(done), (killed, shards)
     assert {short[n] for n, s in status.items() if s == "COMPLETED"} >= {"SC_MERGE_ACTIVITY", "REPORT"}
 
     # the final tables equal those of the uninterrupted run, digest for digest
     expected, got = digests(test_profile_run.outdir), digests(outdir)
     assert got.keys() == expected.keys(), sorted(set(got) ^ set(expected))
     differ = [k for k in expected if got[k] != expected[k]]
-    assert not differ, differ
-    print(f"kill -9 after {killed_at:.0f} s ({sorted(done)} done, {running!r} running); resumed and compared "
-          f"{len(expected)} digests in {time.monotonic() - t0:.0f} s in all")
+    assert not differ, (killed, differ)
