@@ -206,6 +206,27 @@ def predict_cmd(
              int(adata.obs["no_scored_windows"].sum()))
 
 
+@sc_app.command("split-fragments")
+def split_fragments_cmd(
+    cells: Path = typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'], obs['shard_rank'])."),
+    fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz (bgzip + tabix), one "
+                                        "per sample of the cells file."),
+    shards: int = typer.Option(..., "--shards", help="Number of shards `sc predict --shard i/n` will run."),
+    mode: str = typer.Option("exact", help="The `sc predict --mode` the shards will run (fast mode pools over "
+                             "metacell seeds, which may lie in other shards)."),
+    metacell_size: int = typer.Option(20, "--metacell-size", help="As in `sc predict` (fast mode)."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Output folder: shard_<i>_of_<n>/<SAMPLE>.fragments.tsv.gz "
+                                 "(+ .tbi)."),
+) -> None:
+    """One pass over each sample's fragments: a file per shard with the fragments of the cells that shard pools
+    (its cells and their neighbours), so that each `sc predict` shard reads only its own."""
+    from scfan.sc.shards import split_fragments
+
+    res = split_fragments(cells, _fragments_map(fragments), shards, out_dir, mode=mode, metacell_size=metacell_size)
+    log.info("wrote %s: %d shard(s); %d fragments written for %d read (%.2f copies each)", out_dir, res.n_shards,
+             sum(res.lines_written.values()), sum(res.lines_read.values()), res.replication)
+
+
 @sc_app.command("tracks")
 def tracks_cmd(
     cells: Path = typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'])."),

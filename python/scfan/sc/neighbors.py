@@ -329,7 +329,8 @@ def connectivities(neighbors: np.ndarray, block: int = 4096) -> sp.csr_matrix:
 
 def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
     """Add ``obsm['X_lsi']`` (and ``obsm['X_spectral']``), ``obsp['pooling']``, ``obsp['connectivities']``,
-    ``uns['lsi']`` and ``uns['neighbors']`` to ``adata``; neighbours come from ``cfg.embedding``."""
+    ``obs['shard_rank']``, ``uns['lsi']`` and ``uns['neighbors']`` to ``adata``; neighbours come from
+    ``cfg.embedding``."""
     n = adata.n_obs
     if n < 3:
         raise ScfanError(f"sc neighbors: need at least 3 cells, got {n}")
@@ -359,6 +360,10 @@ def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
     adata.obsp["pooling"] = pooling_matrix(nbrs)
     adata.obsp["connectivities"] = connectivities(nbrs)
     adata.obsp["distances"] = knn_distances(emb, nbrs)
+    from scfan.sc.shards import RANK_COLUMN, neighbourhood_order
+
+    # shards of `sc predict` are blocks of this order: a cell's neighbours mostly share its shard (scfan.sc.shards)
+    adata.obs[RANK_COLUMN] = neighbourhood_order(adata.obsp["pooling"])
     info.update(k=int(k), config=asdict(cfg))
     adata.uns["lsi"] = info
     # scverse layout (scanpy's plotting and tl.* read it): keys of the two obsp graphs and the parameters.

@@ -71,7 +71,7 @@ class PooledTracks:
         barcodes = np.array([c.partition("#")[2] for c in cell_ids])
         used = np.zeros(self.n_cells, dtype=bool)
         used[pooling.indices[pooling.data != 0]] = True
-        for sample in dict.fromkeys(samples.tolist()):
+        for sample in dict.fromkeys(samples[used].tolist()):  # samples none of whose cells is used: not opened
             if sample not in fragments:
                 raise ScfanError(f"no fragments file for sample {sample!r} (have {', '.join(fragments)})")
             check_fragments_index(fragments[sample])

@@ -42,6 +42,15 @@ from scfan.errors import InputFileError, ScfanError
 from scfan.inference import predict_batches, prepare_for_inference, resolve_device
 from scfan.intervals import parse_region_id
 from scfan.sc.pooling import PooledTracks, _extract_windows
+from scfan.sc.shards import (
+    RANK_COLUMN,
+    cells_used,
+    check_rank,
+    check_split_header,
+    merge_order,
+    parse_shard,
+    shard_cells,
+)
 from scfan.tracks import normalize_track
 
 log = logging.getLogger(__name__)
@@ -76,24 +85,6 @@ class PredictConfig:
             raise ScfanError("--min-signal must be >= 0, --bound-threshold in (0, 1), --top-k and --batch-size >= 1")
         if self.metacell_size < 1 or self.chunk_bp < 1 or self.cell_block < 1:
             raise ScfanError("--metacell-size, chunk and block sizes must be >= 1")
-
-
-def parse_shard(spec: str) -> tuple[int, int]:
-    """``"i/n"`` (1-based, ``1 <= i <= n``) → ``(i, n)``."""
-    try:
-        i_text, n_text = str(spec).split("/")
-        i, n = int(i_text), int(n_text)
-    except ValueError:
-        raise ScfanError(f"--shard {spec!r}: expected i/n, e.g. 2/8") from None
-    if n < 1 or not 1 <= i <= n:
-        raise ScfanError(f"--shard {spec!r}: expected 1 <= i <= n (shards are numbered from 1)")
-    return i, n
-
-
-def shard_cells(n_cells: int, spec: str) -> np.ndarray:
-    """Row indices of the cells in shard ``spec``: contiguous, balanced blocks covering every cell once."""
-    i, n = parse_shard(spec)
-    return np.arange((i - 1) * n_cells // n, i * n_cells // n, dtype=np.int64)
 
 
 @dataclass
@@ -522,14 +513,20 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
     from scfan.logging_utils import progress_enabled
     from scfan.tracks import open_bigwig
 
-    samples = list(dict.fromkeys(str(c).partition("#")[0] for c in adata.obs_names))
+    rank = check_rank(adata.obs[RANK_COLUMN].to_numpy(), adata.n_obs, cells_path) if RANK_COLUMN in adata.obs else None
+    cells = shard_cells(adata.n_obs, cfg.shard, rank)
+    # the samples whose fragments this shard reads: those of the cells its pooled tracks use
+    units = make_units(cfg.mode, adata.obsp["pooling"], cells, cfg.metacell_size)
+    used = cells_used(units.pooling, np.arange(units.pooling.shape[0]))
+    samples = list(dict.fromkeys(str(adata.obs_names[c]).partition("#")[0] for c in used))
     missing = [s for s in samples if s not in fragments]
     if missing:
         raise ScfanError(f"{cells_path}: no fragments file given for sample(s) {', '.join(missing)} "
                          f"(have {', '.join(fragments) or 'none'}); pass --fragments SAMPLE=path for each")
     fragments = {s: fragments[s] for s in samples}
+    for path in fragments.values():
+        check_split_header(path, cfg.shard, cfg.mode, cfg.metacell_size)
     check_barcodes(fragments, adata.obs_names)
-    cells = shard_cells(adata.n_obs, cfg.shard)
     with Genome(genome_fa) as genome:
         sizes = dict(genome.sizes)
         windows = peak_windows(adata.var_names, sizes, models.window, models.context, cells_path)
@@ -537,7 +534,6 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
         try:
             check_chrom_names((str(genome_fa), sizes), {str(mappability): list(bw.chroms())})
             scored = scored_peaks(adata.rows, adata.obsp["pooling"], cells, cfg.min_signal)
-            units = make_units(cfg.mode, adata.obsp["pooling"], cells, cfg.metacell_size)
             totals = 2.0 * adata.obs["n_fragments"].to_numpy(dtype=np.float64)
             acc = ActivityAccumulator(len(cells), len(models.features), cfg.top_k, cfg.bound_threshold)
             log.info("shard %s: %d of %d cells, %d units (%s mode), %d windows on %d peaks, %d (cell, peak) pairs "
@@ -573,6 +569,7 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
     out.uns["scfan_activity"] = {
         "config": {k: v for k, v in cfg.__dict__.items() if v is not None},
         "shard_index": i, "shard_count": n, "n_cells_total": int(adata.n_obs),
+        "cell_rows": cells.astype(np.int64),  # rows of the cells file: merge-activity restores its order
         "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
         "n_windows": int(len(windows)), "n_peaks": int(adata.n_vars), "package_version": __version__,
         "X": f"frequency of each feature among a window's top {acc.top_k} (per cell, rows sum to 1)",
@@ -612,11 +609,15 @@ def merge_activity(paths: Sequence[str | Path]) -> ad.AnnData:
     if missing:
         raise ScfanError(f"shard(s) {', '.join(map(str, missing))} of {ref[0]} missing")
     merged = ad.concat([parts[i] for i in sorted(parts)], axis=0, merge="same")
+    if all("cell_rows" in parts[i].uns["scfan_activity"] for i in parts):
+        order = merge_order([np.asarray(parts[i].uns["scfan_activity"]["cell_rows"]) for i in sorted(parts)])
+        merged = merged[order].copy()
     if merged.n_obs != ref[3] or not merged.obs_names.is_unique:
         raise ScfanError(f"the shards hold {merged.n_obs} cells ({merged.obs_names.nunique()} distinct); "
                          f"expected each of the {ref[3]} cells once")
     info = dict(parts[1].uns["scfan_activity"])
     info.pop("shard_index")
+    info.pop("cell_rows", None)
     merged.uns["scfan_activity"] = info
     merged.obs["no_scored_windows"] = merged.obs["no_scored_windows"].astype(bool)
     return merged

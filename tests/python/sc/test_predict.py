@@ -414,6 +414,8 @@ def _tiled_cells(t, root: Path, copies: int) -> tuple[Path, Path]:
         parts.append(b)
     big = ad.concat(parts, merge="same")
     big.obsp["pooling"] = sp.csr_matrix(sp.kron(sp.identity(copies + 1), a.obsp["pooling"]))
+    # each copy's cells ranked after the previous copy's: the first shard is the original cells in any case
+    big.obs["shard_rank"] = np.concatenate([a.obs["shard_rank"].to_numpy() + c * a.n_obs for c in range(copies + 1)])
     big.write_h5ad(root / "cells_nn.h5ad")
     return root / "cells_nn.h5ad", frags
 
@@ -465,3 +467,95 @@ def test_memory_of_a_shard_does_not_grow_with_the_data_set(tiny_sc, tmp_path, mo
     tasks at up to 50k cells: benchmarks/bench_memory.py."""
     _, peaks = _shard_in_tiled_data(tiny_sc, tmp_path, monkeypatch, "fast")
     assert peaks[1] <= 1.25 * peaks[0], f"peak traced memory {peaks[0]:,} B → {peaks[1]:,} B with 61× the cells"
+
+
+# --- shards in neighbourhood order, and the fragments split per shard -----------------------------------------
+
+def test_neighbourhood_order_keeps_neighbours_together():
+    """Two interleaved groups of cells (neighbours only within a group): in row order each shard of 2 needs cells of
+    the other, in the neighbourhood order each shard is one group and needs only its own cells."""
+    from scfan.sc import shards as S
+
+    n = 40
+    group = np.arange(n) % 2
+    rows, cols = [], []
+    for i in range(n):
+        same = np.flatnonzero(group == group[i])
+        for j in same[(np.searchsorted(same, i) + np.arange(-2, 3)) % len(same)]:
+            rows.append(i)
+            cols.append(j)
+    pool = sp.csr_matrix((np.full(len(rows), 0.2), (rows, cols)), shape=(n, n))
+    rank = S.neighbourhood_order(pool)
+    assert np.array_equal(np.sort(rank), np.arange(n)) and np.array_equal(rank, S.neighbourhood_order(pool))
+    for spec in ("1/2", "2/2"):
+        by_rank = S.shard_cells(n, spec, rank)
+        assert len(np.unique(group[by_rank])) == 1
+        assert np.array_equal(S.cells_used(pool, by_rank), by_rank)
+        assert len(S.cells_used(pool, S.shard_cells(n, spec))) > n // 2  # row order: both groups
+    got = np.sort(np.concatenate([S.shard_cells(n, f"{i}/3", rank) for i in (1, 2, 3)]))
+    assert np.array_equal(got, np.arange(n))
+    with pytest.raises(Exception, match="not a permutation"):
+        S.check_rank(np.zeros(n, dtype=np.int64), n, "cells_nn.h5ad")
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_a_shard_on_its_split_fragments_predicts_what_it_does_on_the_whole_file(tiny_sc, tmp_path, monkeypatch,
+                                                                                 capsys, mode):
+    import gzip
+
+    from scfan.sc import shards as S
+
+    n = 3
+    assert run_cli(monkeypatch, "sc", "split-fragments", "--cells", str(tiny_sc["cells"]), "--fragments",
+                   f"s1={tiny_sc['fragments']}", "--shards", str(n), "--mode", mode, "--metacell-size", "3",
+                   "--out-dir", str(tmp_path / "split")) == 0
+    a = ad.read_h5ad(tiny_sc["cells"])
+    pooling = a.obsp["pooling"]
+    rank = a.obs["shard_rank"].to_numpy()
+    whole = [ln for ln in gzip.open(tiny_sc["fragments"], "rt") if not ln.startswith("#")]
+    for i in range(1, n + 1):
+        part = tmp_path / "split" / f"shard_{i}_of_{n}" / "s1.fragments.tsv.gz"
+        assert Path(f"{part}.tbi").is_file()
+        # a header naming shard and mode, then exactly the fragments of the cells whose insertions the shard's
+        # pooled tracks use (fast mode: its metacells' seeds' neighbourhoods), in the input's order
+        units = P.make_units(mode, pooling, S.shard_cells(a.n_obs, f"{i}/{n}", rank), 3)
+        used_rows = S.cells_used(units.pooling, np.arange(units.pooling.shape[0]))
+        used = {a.obs_names[c].partition("#")[2] for c in used_rows}
+        header, *body = list(gzip.open(part, "rt"))
+        assert header == f"# scfan split-fragments shard={i}/{n} mode={mode} metacell_size=3\n"
+        assert body == [ln for ln in whole if ln.split("\t")[3] in used] and 0 < len(body) < len(whole)
+        assert _predict(monkeypatch, tiny_sc, tmp_path / f"whole{i}.h5ad", "--mode", mode, "--metacell-size", "3",
+                        "--shard", f"{i}/{n}") == 0
+        assert _predict(monkeypatch, tiny_sc, tmp_path / f"split{i}.h5ad", "--mode", mode, "--metacell-size", "3",
+                        "--shard", f"{i}/{n}", fragments=part) == 0
+        w, s = ad.read_h5ad(tmp_path / f"whole{i}.h5ad"), ad.read_h5ad(tmp_path / f"split{i}.h5ad")
+        assert list(w.obs_names) == list(s.obs_names)
+        np.testing.assert_array_equal(w.X, s.X)
+        for layer in ("mean_prob", "frac_bound"):
+            np.testing.assert_array_equal(w.layers[layer], s.layers[layer])
+    # a shard's file given to another shard, or to another mode, would lack fragments: refused
+    part = tmp_path / "split" / f"shard_1_of_{n}" / "s1.fragments.tsv.gz"
+    other = "fast" if mode == "exact" else "exact"
+    for extra, expect in ((("--mode", mode, "--shard", f"2/{n}"), f"shard '1/{n}' (expected '2/{n}')"),
+                          (("--mode", other, "--shard", f"1/{n}"), f"mode '{mode}' (expected '{other}')")):
+        assert _predict(monkeypatch, tiny_sc, tmp_path / "bad.h5ad", *extra, "--metacell-size", "3",
+                        fragments=part) == 2
+        assert expect in capsys.readouterr().err
+        assert not (tmp_path / "bad.h5ad").exists()
+
+
+def test_split_refuses_fragments_of_no_cell(tiny_sc, tmp_path, monkeypatch, capsys):
+    other = write_fragments(tmp_path / "other.tsv.gz", [("chr1", 100 + i, 300 + i, "GGGG0000-1", 1)
+                                                         for i in range(50)])
+    code = run_cli(monkeypatch, "sc", "split-fragments", "--cells", str(tiny_sc["cells"]), "--fragments",
+                   f"s1={other}", "--shards", "2", "--out-dir", str(tmp_path / "split"))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "other.tsv.gz" in err and "no fragment of any cell of sample 's1'" in err, err
+    assert not (tmp_path / "split").exists() and not any(p.name.startswith(".split") for p in tmp_path.iterdir())
+    code = run_cli(monkeypatch, "sc", "split-fragments", "--cells", str(tiny_sc["cells"]), "--fragments",
+                   f"s2={other}", "--shards", "2", "--out-dir", str(tmp_path / "split"))
+    assert code == 2 and "no fragments file given for sample(s) s1" in capsys.readouterr().err
+    code = run_cli(monkeypatch, "sc", "split-fragments", "--cells", str(tiny_sc["cells"]), "--fragments",
+                   f"s1={tiny_sc['fragments']}", "--shards", "0", "--out-dir", str(tmp_path / "split"))
+    assert code == 2 and "--shards 0" in capsys.readouterr().err
