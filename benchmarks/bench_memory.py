@@ -14,7 +14,8 @@ its own benchmark at this scale (``bench_neighbors_scale.py``).
 
 Each step runs as the real command line under ``/usr/bin/time -v`` (wall time, peak resident memory of the whole
 process, Python and torch included): ``sc ingest`` of the whole sample, then ``sc predict --shard 1/<N/shard-cells>``
-(exact mode, 2 threads). Results: ``benchmarks/results/bench_memory.md``.
+(exact mode, 2 threads), then ``sc split-fragments`` for all shards and the same shard on its own split file.
+Results: ``benchmarks/results/bench_memory.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -36,11 +38,13 @@ sys.path.insert(0, str(HERE))
 from bench_sc import machine  # noqa: E402
 from bench_sc_infer import prepare  # noqa: E402
 
+from scfan.sc.shards import RANK_COLUMN, neighbourhood_order  # noqa: E402
+
 log = logging.getLogger("bench_memory")
 
 
 def timed(*args: str) -> dict:
-    """One scfan command under /usr/bin/time -v: wall seconds and peak RSS (GiB)."""
+    """One scfan command under /usr/bin/time -v: wall seconds, peak RSS (GiB) and its log (stderr)."""
     cmd = ["/usr/bin/time", "-v", SCFAN, *args]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -48,7 +52,7 @@ def timed(*args: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    return {"wall_s": wall, "peak_gib": rss / 2**20}
+    return {"wall_s": wall, "peak_gib": rss / 2**20, "log": proc.stderr}
 
 
 def scale_fragments(src: Path, barcodes: list[str], copies: int, keep: float, seed: int, out: Path) -> int:
@@ -120,7 +124,7 @@ def main() -> None:
     base_names = list(full.obs_names[s1])
     barcodes = [n.partition("#")[2] for n in base_names]
     peaks = sim / "sc" / "peaks.bed"
-    rows = []
+    rows, split_rows = [], []
     for total in args.totals:
         copies = max(1, round(total / len(s1)))
         d = work / f"mem_{total}"
@@ -134,6 +138,7 @@ def main() -> None:
                     str(d / "cells.h5ad"))
         cells = ad.read_h5ad(d / "cells.h5ad")
         cells.obsp["pooling"] = scaled_pooling(base_pool, base_names, list(cells.obs_names), copies)
+        cells.obs[RANK_COLUMN] = neighbourhood_order(cells.obsp["pooling"])  # as `sc neighbors` stores it
         cells.write_h5ad(d / "cells_nn.h5ad")
         n_cells, nnz = cells.n_obs, int(cells.X.nnz)
         n_shards = max(1, n_cells // args.shard_cells)
@@ -145,9 +150,25 @@ def main() -> None:
             pred_args += ["--model", m]
         pred = timed(*pred_args)
         shard_n = ad.read_h5ad(d / "activity_shard1.h5ad", backed="r").n_obs
+        # the same shard on its own fragments, split once for all shards
+        split = timed("sc", "split-fragments", "--cells", str(d / "cells_nn.h5ad"), "--fragments", f"scaled={frags}",
+                      "--shards", str(n_shards), "--mode", "exact", "--out-dir", str(d / "split"))
+        copies_each = float(re.search(r"\(([0-9.]+) copies each\)", split["log"]).group(1))
+        own = d / "split" / f"shard_1_of_{n_shards}" / "scaled.fragments.tsv.gz"
+        pred_own_args = [a if a != f"scaled={frags}" else f"scaled={own}" for a in pred_args]
+        pred_own_args[pred_own_args.index("--out") + 1] = str(d / "activity_shard1_split.h5ad")
+        pred_own = timed(*pred_own_args)
+        a1 = ad.read_h5ad(d / "activity_shard1.h5ad")
+        a2 = ad.read_h5ad(d / "activity_shard1_split.h5ad")
+        same = bool(np.array_equal(a1.X, a2.X) and np.array_equal(a1.layers["mean_prob"], a2.layers["mean_prob"]))
         rows.append(f"| {n_cells:,} | {n_frag:,} | {ing['wall_s']:.0f} | {ing['peak_gib']:.2f} | "
                     f"{nnz:,} | {n_shards} | {shard_n} | {pred['wall_s']:.0f} | {pred['peak_gib']:.2f} |")
-        log.info("%d cells: ingest %.2f GiB, predict shard 1 %.2f GiB", n_cells, ing["peak_gib"], pred["peak_gib"])
+        split_rows.append(f"| {n_cells:,} | {n_shards} | {split['wall_s']:.0f} | {split['peak_gib']:.2f} | "
+                          f"{copies_each:.2f} | {pred['wall_s']:.0f} | {pred_own['wall_s']:.0f} | "
+                          f"{pred_own['peak_gib']:.2f} | {'yes' if same else '**no**'} |")
+        log.info("%d cells: ingest %.2f GiB, predict shard 1 %.2f GiB (%.0f s; %.0f s on its split fragments)",
+                 n_cells, ing["peak_gib"], pred["peak_gib"], pred["wall_s"], pred_own["wall_s"])
+        shutil.rmtree(d / "split", ignore_errors=True)
         for p in (frags, Path(f"{frags}.tbi"), d / "cells.h5ad", d / "cells_nn.h5ad"):
             p.unlink(missing_ok=True)
     lines = [
@@ -170,7 +191,16 @@ def main() -> None:
         "fragments per base, because every shard reads every fragment of its chunks (tabix queries are by "
         "position); at this density (fragments per base far above any real genome's) that reading dominates. "
         "Ingest keeps one block of fragments and the counts it has made, so its peak grows with the output matrix "
-        "(nnz), not with the number of fragments read.",
+        "(nnz), not with the number of fragments read.", "",
+        "## The fragments split once per shard (`sc split-fragments`, `SC_SPLIT_FRAGMENTS`)", "",
+        "Cells in the neighbourhood order `sc neighbors` stores (`obs['shard_rank']`); one pass over the fragments "
+        "writes every shard the fragments of the cells its pooled tracks use; then shard 1 runs on its own file. "
+        "*Copies* = fragments written over fragments read (1.0 when no neighbourhood crosses a shard boundary). "
+        "*Same* = shard 1's activity on its split file is identical to that on the whole file.", "",
+        "| cells | shards | split (s) | split peak RSS (GiB) | copies | predict shard 1, whole file (s) | "
+        "predict shard 1, its split file (s) | its peak RSS (GiB) | same |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *split_rows,
     ]
     args.out.write_text("\n".join(lines) + "\n")
     log.info("wrote %s", args.out)

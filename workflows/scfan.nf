@@ -86,7 +86,7 @@ workflow SCFAN {
     ch_versions = ch_versions.mix(SC_PREPARE.out.versions)
 
     SC_INFER(SC_PREPARE.out.cells, ch_models, SC_PREPARE.out.fragments, ch_fasta, ch_fai, ch_mappability,
-             params.infer_shards as int)
+             params.infer_shards as int, params.split_fragments as boolean)
     ch_versions = ch_versions.mix(SC_INFER.out.versions)
 
     SC_ANALYSIS(SC_PREPARE.out.cells, SC_INFER.out.activity, ch_labels, SC_INFER.out.models, SC_INFER.out.fragments,

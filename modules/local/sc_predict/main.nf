@@ -5,9 +5,9 @@ process SC_PREDICT {
     container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
-    tuple val(shard), path(cells)
+    // the shard's fragments: <sample>.fragments.tsv.gz (+ .tbi), the whole files or those split for this shard
+    tuple val(shard), path(cells), val(samples), path(fragments, stageAs: 'fragments/*')
     tuple val(model_names), path(models, stageAs: 'models/model*.pt')
-    tuple val(samples), path(fragments, stageAs: 'fragments/*')   // <sample>.fragments.tsv.gz (+ .tbi)
     path fasta
     path fai
     path mappability

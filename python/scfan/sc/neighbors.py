@@ -363,7 +363,7 @@ def compute_neighbors(adata: ad.AnnData, cfg: NeighborsConfig) -> ad.AnnData:
     from scfan.sc.shards import RANK_COLUMN, neighbourhood_order
 
     # shards of `sc predict` are blocks of this order: a cell's neighbours mostly share its shard (scfan.sc.shards)
-    adata.obs[RANK_COLUMN] = neighbourhood_order(adata.obsp["pooling"])
+    adata.obs[RANK_COLUMN] = neighbourhood_order(adata.obsp["pooling"], adata.obsp["connectivities"], seed=cfg.seed)
     info.update(k=int(k), config=asdict(cfg))
     adata.uns["lsi"] = info
     # scverse layout (scanpy's plotting and tl.* read it): keys of the two obsp graphs and the parameters.

@@ -5,11 +5,12 @@ cells and of their neighbours, nothing else. Tabix queries are by position, thou
 fragments file of a sample parses every cell's fragments of each genomic chunk and drops the others. With many
 shards that reading is repeated by each of them (docs/scaling.md). Two things remove it:
 
-- **Neighbourhood order.** ``scfan sc neighbors`` stores ``obs['shard_rank']``, the rank of each cell in the reverse
-  Cuthill-McKee order of the kNN graph (a bandwidth-reducing order: a cell's neighbours sit close to it in the
-  order). Shard *i* of *n* takes the *i*-th contiguous block of cells in that order, so most of a shard's
-  neighbourhoods stay inside the shard. A cells file without the column (written before it existed, or by
-  another tool) is sharded in row order, as before.
+- **Neighbourhood order.** ``scfan sc neighbors`` stores ``obs['shard_rank']``, the rank of each cell in an order
+  that keeps neighbourhoods together: by Leiden community of the kNN graph, and within a community by the reverse
+  Cuthill-McKee order of the pooling graph (a bandwidth-reducing order: a cell's neighbours sit close to it). Shard
+  *i* of *n* takes the *i*-th contiguous block of cells in that order, so most of a shard's neighbourhoods stay
+  inside the shard. A cells file without the column (written before it existed, or by another tool) is sharded in
+  row order, as before.
 - **One split per data set** (:func:`split_fragments`, ``scfan sc split-fragments``): one pass over each sample's
   fragments writes, for every shard, a bgzipped and tabix-indexed file holding only the fragments of the cells that
   shard's pooling uses. A shard given its own files predicts exactly what it would from the whole files (tested),
@@ -52,8 +53,11 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return i, n
 
 
-def neighbourhood_order(pooling: sp.spmatrix) -> np.ndarray:
-    """Rank of every cell in the reverse Cuthill-McKee order of the symmetrised pooling graph (deterministic)."""
+def neighbourhood_order(pooling: sp.spmatrix, connectivities: sp.spmatrix | None = None, *,
+                        seed: int = 0) -> np.ndarray:
+    """Rank of every cell in an order that keeps neighbourhoods together (deterministic for a seed): by Leiden
+    community of ``connectivities`` (resolution 1, largest first) when given, and within a community (or overall)
+    by the reverse Cuthill-McKee order of the symmetrised pooling graph."""
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
     p = sp.csr_matrix(pooling)
@@ -63,6 +67,13 @@ def neighbourhood_order(pooling: sp.spmatrix) -> np.ndarray:
     perm = np.asarray(reverse_cuthill_mckee(graph, symmetric_mode=True), dtype=np.int64)
     rank = np.empty(len(perm), dtype=np.int64)
     rank[perm] = np.arange(len(perm), dtype=np.int64)
+    if connectivities is None:
+        return rank
+    from scfan.sc.cluster import leiden
+
+    community = leiden(connectivities, resolution=1.0, seed=seed, n_iterations=2)
+    order = np.lexsort((rank, community))
+    rank[order] = np.arange(len(order), dtype=np.int64)
     return rank
 
 

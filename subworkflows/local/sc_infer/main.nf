@@ -1,9 +1,12 @@
 /*
- * SC_INFER: per-cell TF binding. The cells are split into params.infer_shards shards, each predicted as its own
- * task (label process_gpu) from the trained models, the pooled fragments and the genome, then gathered into the
- * cells x <model>:<TF> activity matrix. Any shard count gives the same matrix.
+ * SC_INFER: per-cell TF binding. The cells are split into params.infer_shards shards (blocks of the neighbourhood
+ * order that `sc neighbors` stores), each predicted as its own task (label process_gpu) from the trained models, the
+ * pooled fragments and the genome, then gathered into the cells x <model>:<TF> activity matrix. Any shard count gives
+ * the same matrix. With more than one shard and split_fragments, SC_SPLIT_FRAGMENTS first writes each shard the
+ * fragments of the cells it pools, in one pass, so that no shard reads the whole fragments files.
  */
-include { SC_PREDICT        } from '../../../modules/local/sc_predict/main'
+include { SC_SPLIT_FRAGMENTS } from '../../../modules/local/sc_split_fragments/main'
+include { SC_PREDICT         } from '../../../modules/local/sc_predict/main'
 include { SC_MERGE_ACTIVITY } from '../../../modules/local/sc_merge_activity/main'
 
 workflow SC_INFER {
@@ -15,6 +18,7 @@ workflow SC_INFER {
     fai
     mappability
     n_shards        // integer
+    split_fragments // boolean: split the fragments per shard first (only with more than one shard)
 
     main:
     ch_versions = channel.empty()
@@ -25,9 +29,28 @@ workflow SC_INFER {
     ch_fragments = fragments
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { list -> [list.collect { it[0].id }, list.collect { [it[1], it[2]] }.flatten()] }
-    ch_shards = channel.of(1..n_shards).map { i -> "${i}/${n_shards}" }.combine(cells)
+    if (split_fragments && n_shards > 1) {
+        SC_SPLIT_FRAGMENTS(cells, ch_fragments, n_shards)
+        ch_versions = ch_versions.mix(SC_SPLIT_FRAGMENTS.out.versions)
+        // [ "i/n", cells, [samples], [the shard's fragment files] ]: files grouped by their shard folder
+        ch_shards = SC_SPLIT_FRAGMENTS.out.fragments
+            .flatten()
+            .map { f -> [f.parent.name, f] }
+            .groupTuple()
+            .map { dir, files ->
+                def m = dir =~ /^shard_(\d+)_of_(\d+)$/
+                ["${m[0][1]}/${m[0][2]}", files.sort { f -> f.name }]
+            }
+            .combine(ch_fragments.map { samples, _files -> [samples] })
+            .combine(cells)
+            .map { shard, files, samples, cells_file -> [shard, cells_file, samples, files] }
+    } else {
+        ch_shards = channel.of(1..n_shards).map { i -> "${i}/${n_shards}" }
+            .combine(cells)
+            .combine(ch_fragments)
+    }
 
-    SC_PREDICT(ch_shards, ch_models, ch_fragments, fasta, fai, mappability)
+    SC_PREDICT(ch_shards, ch_models, fasta, fai, mappability)
     ch_versions = ch_versions.mix(SC_PREDICT.out.versions)   // every shard's: .first() would pick by finishing order
 
     SC_MERGE_ACTIVITY(SC_PREDICT.out.activity.collect(sort: { a, b -> a.name <=> b.name }))
