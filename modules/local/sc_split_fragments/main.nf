@@ -1,11 +1,10 @@
 process SC_SPLIT_FRAGMENTS {
-    tag "${n_shards} shards"
+    tag "${meta.id}: ${n_shards} shards"
     label 'process_medium'
     container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
-    path cells
-    tuple val(samples), path(fragments, stageAs: 'fragments/*')   // <sample>.fragments.tsv.gz (+ .tbi)
+    tuple val(meta), path(fragments), path(tbi), path(cells)   // one sample's <sample>.fragments.tsv.gz (+ .tbi)
     val n_shards
 
     output:
@@ -17,11 +16,10 @@ process SC_SPLIT_FRAGMENTS {
 
     script:
     def args = task.ext.args ?: ''
-    def fragment_args = samples.collect { s -> "--fragments ${s}=fragments/${s}.fragments.tsv.gz" }.join(' ')
     """
     scfan sc split-fragments \\
         --cells ${cells} \\
-        ${fragment_args} \\
+        --fragments ${meta.id}=${fragments} \\
         --shards ${n_shards} \\
         ${args} \\
         --out-dir split
@@ -33,9 +31,7 @@ process SC_SPLIT_FRAGMENTS {
     for i in \$(seq 1 ${n_shards}); do
         d=split/shard_\${i}_of_${n_shards}
         mkdir -p \$d
-        for s in ${samples.join(' ')}; do
-            touch \$d/\$s.fragments.tsv.gz \$d/\$s.fragments.tsv.gz.tbi
-        done
+        touch \$d/${meta.id}.fragments.tsv.gz \$d/${meta.id}.fragments.tsv.gz.tbi
     done
     scfan versions --process "${task.process}" > versions.yml
     """

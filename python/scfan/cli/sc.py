@@ -209,8 +209,8 @@ def predict_cmd(
 @sc_app.command("split-fragments")
 def split_fragments_cmd(
     cells: Path = typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'], obs['shard_rank'])."),
-    fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz (bgzip + tabix), one "
-                                        "per sample of the cells file."),
+    fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz (bgzip + tabix), for "
+                                        "each sample to split (any of the cells file's samples)."),
     shards: int = typer.Option(..., "--shards", help="Number of shards `sc predict --shard i/n` will run."),
     mode: str = typer.Option("exact", help="The `sc predict --mode` the shards will run (fast mode pools over "
                              "metacell seeds, which may lie in other shards)."),

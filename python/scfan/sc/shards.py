@@ -150,7 +150,8 @@ def check_split_header(path: str | Path, spec: str, mode: str, metacell_size: in
 def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path], n_shards: int,
                     outdir: str | Path, *, mode: str = "exact", metacell_size: int = 20,
                     chunk_bytes: int = 16 << 20) -> SplitResult:
-    """Write ``outdir/shard_<i>_of_<n>/<sample>.fragments.tsv.gz`` (+ ``.tbi``) for every shard and sample: the
+    """Write ``outdir/shard_<i>_of_<n>/<sample>.fragments.tsv.gz`` (+ ``.tbi``) for every shard and every sample of
+    ``fragments`` (all of the cells file's, or some: the pipeline splits each sample in its own task): the
     fragments of the cells whose insertions that shard's pooled tracks use (in ``mode``: its cells' neighbourhoods,
     or in fast mode its metacells' seed neighbourhoods), in the input's order (so still sorted), after a header line
     naming shard and mode. The folder appears only when every file is written."""
@@ -171,10 +172,10 @@ def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path],
     ids = [str(c) for c in obs.index]
     samples = np.array([c.partition("#")[0] for c in ids])
     barcodes = np.array([c.partition("#")[2] for c in ids])
-    missing = [s for s in dict.fromkeys(samples.tolist()) if s not in fragments]
-    if missing:
-        raise ScfanError(f"{cells_path}: no fragments file given for sample(s) {', '.join(missing)} "
-                         f"(have {', '.join(fragments) or 'none'}); pass --fragments SAMPLE=path for each")
+    unknown = [s for s in fragments if s not in set(samples.tolist())]
+    if unknown:
+        raise ScfanError(f"{cells_path}: no cell of sample(s) {', '.join(unknown)} in the cells file (it has "
+                         f"{', '.join(dict.fromkeys(samples.tolist()))})")
     # which shards use each cell: a cells × shards incidence matrix
     rows, cols = [], []
     for i in range(1, n_shards + 1):
@@ -191,7 +192,7 @@ def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path],
         tmp.mkdir(parents=True)
         for i in range(1, n_shards + 1):
             (tmp / shard_dir_name(i, n_shards)).mkdir()
-        for sample in dict.fromkeys(samples.tolist()):
+        for sample in fragments:
             path = Path(fragments[sample])
             check_fragments_index(path, content=False)
             sel = np.flatnonzero(samples == sample)

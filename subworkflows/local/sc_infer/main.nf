@@ -2,8 +2,8 @@
  * SC_INFER: per-cell TF binding. The cells are split into params.infer_shards shards (blocks of the neighbourhood
  * order that `sc neighbors` stores), each predicted as its own task (label process_gpu) from the trained models, the
  * pooled fragments and the genome, then gathered into the cells x <model>:<TF> activity matrix. Any shard count gives
- * the same matrix. With more than one shard and split_fragments, SC_SPLIT_FRAGMENTS first writes each shard the
- * fragments of the cells it pools, in one pass, so that no shard reads the whole fragments files.
+ * the same matrix. With more than one shard and split_fragments, SC_SPLIT_FRAGMENTS (one task per sample) first
+ * writes each shard the fragments of the cells it pools, in one pass, so that no shard reads the whole files.
  */
 include { SC_SPLIT_FRAGMENTS } from '../../../modules/local/sc_split_fragments/main'
 include { SC_PREDICT         } from '../../../modules/local/sc_predict/main'
@@ -30,9 +30,10 @@ workflow SC_INFER {
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { list -> [list.collect { it[0].id }, list.collect { [it[1], it[2]] }.flatten()] }
     if (split_fragments && n_shards > 1) {
-        SC_SPLIT_FRAGMENTS(cells, ch_fragments, n_shards)
-        ch_versions = ch_versions.mix(SC_SPLIT_FRAGMENTS.out.versions)
-        // [ "i/n", cells, [samples], [the shard's fragment files] ]: files grouped by their shard folder
+        // one task per sample: each reads its fragments once and writes every shard's part
+        SC_SPLIT_FRAGMENTS(fragments.combine(cells), n_shards)
+        ch_versions = ch_versions.mix(SC_SPLIT_FRAGMENTS.out.versions)   // every task's, as SC_PREDICT's below
+        // [ "i/n", cells, [samples], [the shard's fragment files] ]: every sample's files grouped by shard folder
         ch_shards = SC_SPLIT_FRAGMENTS.out.fragments
             .flatten()
             .map { f -> [f.parent.name, f] }

@@ -555,7 +555,7 @@ def test_split_refuses_fragments_of_no_cell(tiny_sc, tmp_path, monkeypatch, caps
     assert not (tmp_path / "split").exists() and not any(p.name.startswith(".split") for p in tmp_path.iterdir())
     code = run_cli(monkeypatch, "sc", "split-fragments", "--cells", str(tiny_sc["cells"]), "--fragments",
                    f"s2={other}", "--shards", "2", "--out-dir", str(tmp_path / "split"))
-    assert code == 2 and "no fragments file given for sample(s) s1" in capsys.readouterr().err
+    assert code == 2 and "no cell of sample(s) s2 in the cells file (it has s1)" in capsys.readouterr().err
     code = run_cli(monkeypatch, "sc", "split-fragments", "--cells", str(tiny_sc["cells"]), "--fragments",
                    f"s1={tiny_sc['fragments']}", "--shards", "0", "--out-dir", str(tmp_path / "split"))
     assert code == 2 and "--shards 0" in capsys.readouterr().err
