@@ -187,9 +187,9 @@ def main() -> None:
         *rows, "", *[f"Note: {n}" for n in args.note], *([""] if args.note else []),
         "How to read it: a shard's peak memory is its own cells and their neighbours' fragments in one genomic chunk "
         "(`PooledTracks` keeps only the fragments of pooled cells and parses a tabix query 262,144 lines at a time), "
-        "the models and the shard's (cell, window) pairs — not the data set. Its *time* still grows with the "
-        "fragments per base, because every shard reads every fragment of its chunks (tabix queries are by "
-        "position); at this density (fragments per base far above any real genome's) that reading dominates. "
+        "the models and the shard's (cell, window) pairs — not the data set. Its *time* grows with the fragments "
+        "per base when it is given the whole fragments file, because it then reads every fragment of its chunks "
+        "(tabix queries are by position); the split below removes that. "
         "Ingest keeps one block of fragments and the counts it has made, so its peak grows with the output matrix "
         "(nnz), not with the number of fragments read.", "",
         "## The fragments split once per shard (`sc split-fragments`, `SC_SPLIT_FRAGMENTS`)", "",
