@@ -485,13 +485,16 @@ def test_neighbourhood_order_keeps_neighbours_together():
             rows.append(i)
             cols.append(j)
     pool = sp.csr_matrix((np.full(len(rows), 0.2), (rows, cols)), shape=(n, n))
-    rank = S.neighbourhood_order(pool)
-    assert np.array_equal(np.sort(rank), np.arange(n)) and np.array_equal(rank, S.neighbourhood_order(pool))
-    for spec in ("1/2", "2/2"):
-        by_rank = S.shard_cells(n, spec, rank)
-        assert len(np.unique(group[by_rank])) == 1
-        assert np.array_equal(S.cells_used(pool, by_rank), by_rank)
-        assert len(S.cells_used(pool, S.shard_cells(n, spec))) > n // 2  # row order: both groups
+    for rank in (S.neighbourhood_order(pool), S.neighbourhood_order(pool, sp.csr_matrix(pool + pool.T), seed=3)):
+        assert np.array_equal(np.sort(rank), np.arange(n))
+        for spec in ("1/2", "2/2"):
+            by_rank = S.shard_cells(n, spec, rank)
+            assert len(np.unique(group[by_rank])) == 1
+            assert np.array_equal(S.cells_used(pool, by_rank), by_rank)
+            assert len(S.cells_used(pool, S.shard_cells(n, spec))) > n // 2  # row order: both groups
+    assert np.array_equal(S.neighbourhood_order(pool), S.neighbourhood_order(pool))
+    conn = sp.csr_matrix(pool + pool.T)
+    assert np.array_equal(S.neighbourhood_order(pool, conn, seed=3), S.neighbourhood_order(pool, conn, seed=3))
     got = np.sort(np.concatenate([S.shard_cells(n, f"{i}/3", rank) for i in (1, 2, 3)]))
     assert np.array_equal(got, np.arange(n))
     with pytest.raises(Exception, match="not a permutation"):
