@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -205,13 +206,13 @@ def shard_memory(models: list[str], cells: Path, fragments: dict[str, str], sim:
             args += ["--model", m]
         for k, v in fragments.items():
             args += ["--fragments", f"{k}={v}"]
-        code = ("import resource, sys; from scfan.cli import main; sys.argv = ['scfan'] + sys.argv[1:]\n"
-                "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-                "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        # /usr/bin/time -v reports the command's own peak; getrusage in a child forked from this (large) process
+        # would report this process's size too (Linux keeps the high-water mark across exec)
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True).stdout
+        err = subprocess.run(["/usr/bin/time", "-v", SCFAN, *args], check=True, capture_output=True, text=True,
+                             cwd=REPO).stderr
         dt = time.perf_counter() - t0
-        rss = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("RSS"))) / 2**20
+        rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) / 2**20
         rows.append(f"| {n:,} | {n_shards} | {n // n_shards} | {rss:.2f} | {dt:.1f} |")
     return rows
 
