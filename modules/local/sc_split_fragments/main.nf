@@ -1,10 +1,12 @@
 process SC_SPLIT_FRAGMENTS {
-    tag "${meta.id}: ${n_shards} shards"
+    tag "${sample}: ${n_shards} shards"
     label 'process_medium'
     container "${ task.ext.container ?: '' }"   // one image for every module: params.container_image, conf/modules.config
 
     input:
-    tuple val(meta), path(fragments), path(tbi), path(cells)   // one sample's <sample>.fragments.tsv.gz (+ .tbi)
+    // one sample's fragments (+ .tbi); the sample name is the one its cells carry in the cells file (<sample>#<barcode>),
+    // so the files it writes, <sample>.fragments.tsv.gz, are named after it and take no prefix
+    tuple val(sample), path(fragments), path(tbi), path(cells)
     val n_shards
 
     output:
@@ -19,7 +21,7 @@ process SC_SPLIT_FRAGMENTS {
     """
     scfan sc split-fragments \\
         --cells ${cells} \\
-        --fragments ${meta.id}=${fragments} \\
+        --fragments ${sample}=${fragments} \\
         --shards ${n_shards} \\
         ${args} \\
         --out-dir split
@@ -31,7 +33,7 @@ process SC_SPLIT_FRAGMENTS {
     for i in \$(seq 1 ${n_shards}); do
         d=split/shard_\${i}_of_${n_shards}
         mkdir -p \$d
-        touch \$d/${meta.id}.fragments.tsv.gz \$d/${meta.id}.fragments.tsv.gz.tbi
+        touch \$d/${sample}.fragments.tsv.gz \$d/${sample}.fragments.tsv.gz.tbi
     done
     scfan versions --process "${task.process}" > versions.yml
     """

@@ -31,7 +31,7 @@ workflow SC_INFER {
         .map { list -> [list.collect { it[0].id }, list.collect { [it[1], it[2]] }.flatten()] }
     if (split_fragments && n_shards > 1) {
         // one task per sample: each reads its fragments once and writes every shard's part
-        SC_SPLIT_FRAGMENTS(fragments.combine(cells), n_shards)
+        SC_SPLIT_FRAGMENTS(fragments.map { meta, frag, tbi -> [meta.id, frag, tbi] }.combine(cells), n_shards)
         ch_versions = ch_versions.mix(SC_SPLIT_FRAGMENTS.out.versions)   // every task's, as SC_PREDICT's below
         // [ "i/n", cells, [samples], [the shard's fragment files] ]: every sample's files grouped by shard folder
         ch_shards = SC_SPLIT_FRAGMENTS.out.fragments
