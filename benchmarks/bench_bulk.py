@@ -180,7 +180,7 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     df, meta = read_windows(prep / "windows.parquet")
     src = InputSource.load(sim / "genome.fa", meta["atac"], sim / "mappability.bw")
     arch = "small" if quick else arch
-    tcfg = TrainConfig(arch=arch, epochs=epochs, max_train_windows=max_train, max_valid_windows=4_000, seed=0,
+    tcfg = TrainConfig(arch=arch, epochs=epochs, max_train_windows=max_train or None, max_valid_windows=4_000, seed=0,
                        num_threads=threads)
     train_dir = workdir / f"{preset}_{line}_train_{arch}"
     t0 = time.perf_counter()
@@ -189,7 +189,8 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     net, spec = load_model(train_dir / "model.pt")
     # the scored windows are drawn here, so that the oracle scores exactly the windows the model and the PWM do
     test = df.filter(pl.col("split") == "test")
-    if max_test is not None and len(test) > max_test:
+    n_test_all = len(test)
+    if max_test and len(test) > max_test:
         test = test[np.sort(np.random.default_rng(0).choice(len(test), max_test, replace=False))]
     t0 = time.perf_counter()
     table = evaluate_model(net, spec, test, src, EvaluateConfig(seed=0), workdir / "eval", model_name=line)
@@ -203,7 +204,8 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
         oracle_rows.append({"tf": tf, "method": "oracle", **m, "auroc_open": mo["auroc"], "auprc_open": mo["auprc"]})
     return {"preset": preset, "line": line, "arch": arch, "n_windows": len(df),
             "table": table.to_dicts() + oracle_rows,
-            "train": summary, "train_s": train_s, "eval_s": eval_s, "train_config": tcfg, "max_test": max_test}
+            "train": summary, "train_s": train_s, "eval_s": eval_s, "train_config": tcfg, "max_test": max_test,
+            "n_test": len(test), "n_test_all": n_test_all}
 
 
 def real_sequence_only(quick: bool, threads: int | None = None) -> dict:
@@ -242,8 +244,11 @@ def accuracy_section(acc: dict) -> list[str]:
              + (f"at most {tc.max_train_windows} windows" if tc.max_train_windows else
                 f"every positive window and {tc.neg_ratio:g}× as many negatives")
              + f" per epoch, sampler {tc.sampler} (hard share {tc.hard_frac}), motif-initialised filters "
-             f"{'yes' if tc.motif_init else 'no'}, {acc['train_s']:.0f} s; test chromosomes scored on a uniform "
-             f"subsample of {acc['max_test']} windows in {acc['eval_s']:.0f} s.", "",
+             f"{'yes' if tc.motif_init else 'no'}, motif branch learning at {tc.motif_lr_mult:g}× lr, "
+             f"{acc['train_s']:.0f} s; test chromosomes scored "
+             + (f"on a uniform subsample of {acc['n_test']} of {acc['n_test_all']} windows"
+                if acc["n_test"] < acc["n_test_all"] else f"on all {acc['n_test']} windows")
+             + f" in {acc['eval_s']:.0f} s.", "",
              "Oracle: a window scores 1 for a TF when the centre of a site of that TF bound in this line (simulator "
              "truth) lies in it, plus 0.01 × the line's accessibility of the regulatory elements it overlaps; it is "
              "scored against the same ChIP-derived labels, so its AUPRC is the ceiling those labels allow. "
@@ -344,9 +349,11 @@ def main() -> None:
     ap.add_argument("--sim-dir", type=Path, default=None, help="existing `scfan simulate --preset bench` output")
     ap.add_argument("--preset", choices=["bench", "test"], default="bench", help="simulator preset to train on")
     ap.add_argument("--arch", choices=["small", "full"], default="small", help="small: the CPU default")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--max-train-windows", type=int, default=10_000)
-    ap.add_argument("--max-test-windows", type=int, default=10_000)
+    ap.add_argument("--epochs", type=int, default=20, help="maximum epochs (`scfan bulk train`'s default)")
+    ap.add_argument("--max-train-windows", type=int, default=0, help="cap on training windows per epoch (0: every "
+                    "positive window and as many negatives, `scfan bulk train`'s default)")
+    ap.add_argument("--max-test-windows", type=int, default=0, help="score a uniform subsample of this many test "
+                    "windows (0: all)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk.md")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own, at most 8 "
                     "for training)")

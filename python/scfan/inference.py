@@ -177,17 +177,25 @@ class _MotifBranch2d(nn.Module):
             self.conv.weight[:n_f, :4, 0] = w
             self.conv.weight[n_f:, :4, 0] = w.flip(1).flip(-1)  # reverse complement: ACGT→TGCA, positions reversed
             self.conv.bias.copy_(torch.cat([b, b]))
-        mean = w.mean(dim=1).sum(dim=-1) + b
-        sd = torch.sqrt(w.var(dim=1, unbiased=False).sum(dim=-1) + 1e-6)
-        self.register_buffer("mean", mean)
-        self.register_buffer("sd", sd)
+        from scfan.bulk.model import motif_standardisation
+
+        mean, sd = motif_standardisation(w, b)
+        self.core_lo = branch.core_lo
+        n_scores = 1 if self.core_lo is None else 2
+        self.register_buffer("mean", mean.repeat(n_scores))
+        self.register_buffer("sd", sd.repeat(n_scores))
         self.expected_max = float(branch._expected_max)
         self.out = copy_module(branch.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, C, 1, L), channels last
         xs = x[..., self.lo : self.hi]
-        s = self.conv(xs).amax(dim=(2, 3))
-        best = torch.maximum(s[:, : self.n_filters], s[:, self.n_filters :]).float()
+        scores = self.conv(xs)
+        s = scores.amax(dim=(2, 3))
+        best = torch.maximum(s[:, : self.n_filters], s[:, self.n_filters :])
+        if self.core_lo is not None:
+            c = scores[..., self.core_lo : scores.shape[-1] - self.core_lo].amax(dim=(2, 3))
+            best = torch.cat([best, torch.maximum(c[:, : self.n_filters], c[:, self.n_filters :])], dim=1)
+        best = best.float()
         feats = (best - self.mean) / self.sd - self.expected_max
         if self.uses_tracks:
             acc = xs[:, 4, 0].float().mean(-1, keepdim=True)

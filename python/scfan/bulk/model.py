@@ -50,22 +50,27 @@ class ArchConfig:
     motif_width: int = 24
     #: central stretch of the input (bp) the motif branch scans: the labelled window and some flank
     motif_pool: int = 400
+    #: a second best score per filter over the placements whose centre lies in the central ``motif_core`` bp (the
+    #: labelled window), beside the best over ``motif_pool``: a site in the window and one in its flank no longer
+    #: score alike (docs/bulk.md, ablation). 0 = none (model files written before this feature)
+    motif_core: int = 0
 
     @classmethod
     def preset(cls, name: str) -> ArchConfig:
         """``full`` = scFAN (160/240/240 filters, dense 919); ``small`` = a CPU-test variant (32/48/48, dense 64);
-        both with the motif branch (32 / 16 filters of 24 bp over the central 400 bp)."""
+        both with the motif branch (32 / 16 filters of 24 bp over the central 400 bp, and over the central 200 bp)."""
         if name == "full":
-            return cls(motif_filters=32)
+            return cls(motif_filters=32, motif_core=200)
         if name == "small":
-            return cls(filters=(32, 48, 48), dense=64, motif_filters=16)
+            return cls(filters=(32, 48, 48), dense=64, motif_filters=16, motif_core=200)
         raise ValueError(f"unknown architecture {name!r}; expected 'small' or 'full'")
 
     @classmethod
     def from_dict(cls, d: dict) -> ArchConfig:
         return cls(filters=tuple(d["filters"]), kernel=int(d["kernel"]), pool=int(d["pool"]),
                    dense=int(d["dense"]), dropout=tuple(d["dropout"]), motif_filters=int(d.get("motif_filters", 0)),
-                   motif_width=int(d.get("motif_width", 24)), motif_pool=int(d.get("motif_pool", 400)))
+                   motif_width=int(d.get("motif_width", 24)), motif_pool=int(d.get("motif_pool", 400)),
+                   motif_core=int(d.get("motif_core", 0)))
 
 
 def flat_length(length: int, arch: ArchConfig) -> int:
@@ -80,20 +85,40 @@ def flat_length(length: int, arch: ArchConfig) -> int:
     return n
 
 
+def core_placements(pool: int, width: int, core: int) -> int | None:
+    """First filter placement (of ``pool - width + 1``) whose centre lies in the central ``core`` bp of a ``pool``-bp
+    stretch; the core placements are those from it to the same distance before the last. None when ``core`` is 0."""
+    if core <= 0:
+        return None
+    n = pool - width + 1
+    lo = max(0, (pool - min(core, pool)) // 2 - width // 2)
+    return min(lo, (n - 1) // 2)
+
+
+def motif_standardisation(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of each filter's score on uniform random sequence, from the weights alone."""
+    mean = weight.mean(dim=1).sum(dim=-1) + bias
+    sd = torch.sqrt(weight.var(dim=1, unbiased=False).sum(dim=-1) + 1e-6)
+    return mean, sd
+
+
 class MotifBranch(nn.Module):
     """Strand-symmetric motif scanners over the centre of the input, added to scFANet's logits.
 
     ``n_filters`` filters of ``width`` bp scan the DNA channels of the central ``pool`` bp on both strands (the same
     weights on the sequence and on its reverse complement); each filter's best score there (as a z-score, see
-    :meth:`forward`) and,
+    :meth:`forward`), with ``core`` > 0 also its best score over the placements centred in the central ``core`` bp,
+    and,
     for models with tracks, that score times the mean accessibility of the same stretch, go through one linear layer
     to the TFs' logits. This gives the network a direct "motif in the window, and open" path that scFAN's
     flatten-and-dense head has to learn position by position, which it fails to do from the few dozen peaks per TF
     of the simulator's test preset (docs/bulk.md, ablation). The output layer starts at zero, so an untrained branch
-    leaves the network's predictions unchanged.
+    leaves the network's predictions unchanged; it learns at ``motif_lr_mult`` times the network's learning rate
+    (:class:`~scfan.bulk.train_config.TrainConfig`).
     """
 
-    def __init__(self, n_channels: int, length: int, n_tasks: int, n_filters: int, width: int, pool: int):
+    def __init__(self, n_channels: int, length: int, n_tasks: int, n_filters: int, width: int, pool: int,
+                 core: int = 0):
         super().__init__()
         pool = min(pool, length)
         pool -= (length - pool) % 2  # a centred stretch, so the branch is reverse-complement symmetric
@@ -101,7 +126,11 @@ class MotifBranch(nn.Module):
         self.lo, self.hi = (length - pool) // 2, (length - pool) // 2 + pool
         self.uses_tracks = n_channels > 4
         self.conv = nn.Conv1d(4, n_filters, width)
-        self.out = nn.Linear(n_filters * (2 if self.uses_tracks else 1), n_tasks)
+        #: placements ``core_lo .. n_placements - core_lo - 1`` (a set symmetric about the middle, so both strands
+        #: see the same stretch) have their centre in the central ``core`` bp; None without a core score
+        self.core_lo = core_placements(pool, width, core)
+        n_scores = 1 if self.core_lo is None else 2
+        self.out = nn.Linear(n_filters * n_scores * (2 if self.uses_tracks else 1), n_tasks)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         # a background stretch's best z-score over its 2 * (pool - width + 1) placements is about this
@@ -109,14 +138,17 @@ class MotifBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dna = x[:, :4, self.lo : self.hi]
-        best = torch.maximum(self.conv(dna).amax(-1), self.conv(dna.flip(1).flip(-1)).amax(-1))
+        fwd, rev = self.conv(dna), self.conv(dna.flip(1).flip(-1))
+        best = torch.maximum(fwd.amax(-1), rev.amax(-1))
+        if self.core_lo is not None:
+            a, b = self.core_lo, fwd.shape[-1] - self.core_lo
+            best = torch.cat([best, torch.maximum(fwd[..., a:b].amax(-1), rev[..., a:b].amax(-1))], dim=1)
         # standardised with each filter's own mean and spread on uniform random sequence (computed from the weights,
         # so nothing depends on the batch, and nothing is left to fold at inference), minus the expected background
         # maximum: about 0 for a stretch without the motif, several units for a site
-        w = self.conv.weight
-        mean = w.mean(dim=1).sum(dim=-1) + self.conv.bias
-        sd = torch.sqrt(w.var(dim=1, unbiased=False).sum(dim=-1) + 1e-6)
-        feats = (best - mean) / sd - self._expected_max
+        mean, sd = motif_standardisation(self.conv.weight, self.conv.bias)
+        n_scores = best.shape[1] // mean.shape[0]
+        feats = (best - mean.repeat(n_scores)) / sd.repeat(n_scores) - self._expected_max
         if self.uses_tracks:
             acc = x[:, 4, self.lo : self.hi].mean(-1, keepdim=True)
             feats = torch.cat([feats, feats * acc], dim=1)
@@ -139,8 +171,8 @@ class ScFANet(nn.Module):
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(f3 * flat_length(length, arch), arch.dense), nn.ReLU(),
                                   nn.Linear(arch.dense, n_tasks))
-        self.motif = (MotifBranch(n_channels, length, n_tasks, arch.motif_filters, arch.motif_width, arch.motif_pool)
-                      if arch.motif_filters > 0 else None)
+        self.motif = (MotifBranch(n_channels, length, n_tasks, arch.motif_filters, arch.motif_width, arch.motif_pool,
+                                  arch.motif_core) if arch.motif_filters > 0 else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.head(self.body(x))

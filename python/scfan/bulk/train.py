@@ -161,13 +161,18 @@ def freeze_motif_filters(model: ScFANet) -> None:
         branch.conv.requires_grad_(False)
 
 
-def _param_groups(model: ScFANet, weight_decay: float) -> list[dict]:
-    """Trainable parameters; the motif branch's filters without weight decay, everything else with it."""
+def _param_groups(model: ScFANet, weight_decay: float, lr: float, motif_lr_mult: float = 1.0) -> list[dict]:
+    """Trainable parameters; the motif branch's filters without weight decay, everything else with it; the branch's
+    output layer at ``motif_lr_mult`` × ``lr`` (it starts at zero and at the network's rate grows too slowly to
+    matter before the rest of the network has fitted open chromatin: docs/bulk.md, ablation)."""
     branch = getattr(model, "motif", None)
     fixed = {id(p) for p in branch.conv.parameters()} if branch is not None else set()
+    fast = {id(p) for p in branch.out.parameters()} if branch is not None else set()
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if id(p) not in fixed], "weight_decay": weight_decay},
-              {"params": [p for p in params if id(p) in fixed], "weight_decay": 0.0}]
+    groups = [{"params": [p for p in params if id(p) not in fixed | fast], "weight_decay": weight_decay, "lr": lr},
+              {"params": [p for p in params if id(p) in fast], "weight_decay": weight_decay,
+               "lr": lr * motif_lr_mult},
+              {"params": [p for p in params if id(p) in fixed], "weight_decay": 0.0, "lr": lr}]
     return [g for g in groups if g["params"]]
 
 
@@ -328,7 +333,7 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
             if cfg.freeze_motif_filters and seeded:
                 freeze_motif_filters(model)
         model = model.to(device)
-        opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+        opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.lr, cfg.motif_lr_mult), lr=cfg.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
         state, best_state = TrainState(log_rows=[]), None
         if ckpt_path.exists():

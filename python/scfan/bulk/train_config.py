@@ -21,6 +21,9 @@ class TrainConfig:
     patience: int = 3
     batch_size: int = 100
     lr: float = 1e-3
+    #: the motif branch's output layer learns at this multiple of ``lr`` (docs/bulk.md, ablation: 1 → 10 lifted
+    #: test AUPRC 0.30 → 0.40 on the test preset)
+    motif_lr_mult: float = 10.0
     #: decoupled weight decay (AdamW; 0 = plain Adam)
     weight_decay: float = 0.0
     neg_ratio: float = 1.0
@@ -56,6 +59,8 @@ class TrainConfig:
         ArchConfig.preset(self.arch)
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.neg_ratio < 0 or self.jitter < 0:
             raise ScfanError("epochs and batch-size must be >= 1, lr > 0, neg-ratio and jitter >= 0")
+        if self.motif_lr_mult <= 0:
+            raise ScfanError("--motif-lr-mult must be > 0")
         if self.weight_decay < 0:
             raise ScfanError("--weight-decay must be >= 0")
         if self.pos_weight <= 0:

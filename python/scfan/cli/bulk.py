@@ -85,6 +85,8 @@ def train_cmd(
                                  "validation mean AUPRC improvement."),
     batch_size: int = typer.Option(TrainConfig.batch_size, "--batch-size", help="Training batch size."),
     lr: float = typer.Option(TrainConfig.lr, "--lr", help="Adam learning rate."),
+    motif_lr_mult: float = typer.Option(TrainConfig.motif_lr_mult, "--motif-lr-mult", help="The motif branch's "
+                                        "output layer learns at this multiple of --lr."),
     neg_ratio: float = typer.Option(TrainConfig.neg_ratio, "--neg-ratio", help="Negatives per positive, resampled "
                                     "every epoch."),
     sampler: str = typer.Option(TrainConfig.sampler, "--sampler", help="hard (part of the negatives open in the "
@@ -116,7 +118,8 @@ def train_cmd(
     if not sequence_only and (atac is None or mappability is None):
         raise ScfanError("give --atac and --mappability (or --sequence-only)")
     cfg = TrainConfig(arch=arch, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
-                      neg_ratio=neg_ratio, sampler=sampler, hard_frac=hard_frac, open_quantile=open_quantile,
+                      motif_lr_mult=motif_lr_mult, neg_ratio=neg_ratio, sampler=sampler, hard_frac=hard_frac,
+                      open_quantile=open_quantile,
                       motif_init=motif_init,
                       jitter=jitter, max_train_windows=max_train_windows, max_valid_windows=max_valid_windows,
                       seed=seed, device=device, amp=amp, num_threads=threads)

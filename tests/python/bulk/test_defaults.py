@@ -19,6 +19,7 @@ TRAIN_PARAMS = {
     "patience": ("patience", "--patience"),
     "batch_size": ("batch_size", "--batch-size"),
     "lr": ("lr", "--lr"),
+    "motif_lr_mult": ("motif_lr_mult", "--motif-lr-mult"),
     "neg_ratio": ("neg_ratio", "--neg-ratio"),
     "sampler": ("sampler", "--sampler"),
     "hard_frac": ("hard_frac", "--hard-frac"),

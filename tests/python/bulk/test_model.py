@@ -74,7 +74,8 @@ def test_full_arch_matches_scfan_layer_sizes():
     convs = [c for c in m.body.modules() if isinstance(c, torch.nn.Conv1d)]
     assert [c.out_channels for c in convs] == [160, 240, 240] and {c.kernel_size for c in convs} == {(8,)}
     assert m.head[1].in_features == 240 * 53 and m.head[1].out_features == 919
-    assert m.motif.conv.out_channels == 32 and m.motif.conv.kernel_size == (24,) and m.motif.out.in_features == 64
+    assert m.motif.conv.out_channels == 32 and m.motif.conv.kernel_size == (24,) and m.motif.out.in_features == 128
+    # 32 filters x (best over the central 400 bp, best centred in the central 200 bp) x (score, score x accessibility)
     assert m(torch.zeros(2, 6, 1000)).shape == (2, 5)
 
 
@@ -111,6 +112,51 @@ def test_motif_branch_scans_the_centre_only():
         b = m.motif(x)
     assert (b[1] - b[0]).abs().max() > 1e-3
     torch.testing.assert_close(b[2], b[0])
+
+
+def test_motif_core_score_sees_the_labelled_window_only():
+    """The core score moves for a site centred in the central ``motif_core`` bp, on either strand, and not for the
+    same site in the rest of the pooled stretch (which still moves the pooled score)."""
+    m = _random_model(n_channels=4, length=1000)
+    n_f = m.motif.conv.out_channels
+    motif = torch.from_numpy(one_hot("CCGCGTGGCGCCAGTTACGGATCA"))
+    with torch.no_grad():
+        m.motif.conv.weight.zero_()
+        m.motif.conv.weight[0] = motif - 0.25  # filter 0 is that motif
+        m.motif.out.weight.zero_()
+        m.motif.out.weight[0, 0] = 1.0  # TF 0 reads filter 0's pooled score
+        m.motif.out.weight[1, n_f] = 1.0  # TF 1 reads filter 0's core score
+    x = torch.from_numpy(one_hot("A" * 1000))[None].repeat(5, 1, 1)
+    x[1, :, 488:512] = motif  # centred on the window
+    x[2, :, 488:512] = torch.from_numpy(one_hot(reverse_complement("CCGCGTGGCGCCAGTTACGGATCA")))
+    x[3, :, 340:364] = motif  # in the pooled 400 bp (300-700), centred outside the central 200 bp (400-600)
+    x[4, :, 404:428] = motif  # centred at 416: just inside the core
+    with torch.no_grad():
+        b = m.motif(x)
+    assert b[1, 0] - b[0, 0] > 1 and b[1, 1] - b[0, 1] > 1
+    torch.testing.assert_close(b[2], b[1])
+    assert b[3, 0] - b[0, 0] > 1
+    torch.testing.assert_close(b[3, 1], b[0, 1])
+    assert b[4, 1] - b[0, 1] > 1
+
+
+def test_model_file_without_a_motif_core_loads_as_before(tmp_path):
+    """Files written before ``motif_core`` load with the branch's pooled score alone, and predict as saved."""
+    arch = ArchConfig(filters=(32, 48, 48), dense=64, motif_filters=4)
+    torch.manual_seed(0)
+    m = _with_active_branch(ScFANet(6, 1000, 2, arch))
+    assert m.motif.core_lo is None and m.motif.out.in_features == 8
+    spec = ModelSpec(arch=arch, tf_names=("CTCF", "GATA1"),
+                     channels=("A", "C", "G", "T", "accessibility", "mappability"), window=200, context=1000,
+                     track_norm=TrackNorm(mean_per_base=0.1))
+    save_model(tmp_path / "model.pt", m, spec)
+    raw = torch.load(tmp_path / "model.pt", weights_only=True)
+    raw["arch"].pop("motif_core")
+    torch.save(raw, tmp_path / "old.pt")
+    m2, spec2 = load_model(tmp_path / "old.pt")
+    assert spec2.arch.motif_core == 0 and m2.motif.core_lo is None
+    x = torch.randn(3, 6, 1000)
+    np.testing.assert_array_equal(predict_batches(m, x), predict_batches(m2, x))
 
 
 def test_model_file_from_before_the_motif_branch_loads(tmp_path):

@@ -25,6 +25,7 @@ from scfan.bulk.inputs import FlatGenome
 from scfan.bulk.model import load_model
 from scfan.bulk.train import TrainConfig, train_model
 from scfan.bulk.windows import read_windows
+from scfan.errors import ScfanError
 
 FAST = {"arch": "small", "epochs": 2, "patience": 5, "max_train_windows": 120, "max_valid_windows": 60,
         "batch_size": 32, "seed": 3}
@@ -271,3 +272,23 @@ def test_motif_branch_learns_motif_and_open_where_the_plain_network_does_not(mot
         assert auprc > 0.9
     else:
         assert auprc < 0.7
+
+
+def test_motif_branch_output_learns_at_its_own_rate():
+    """The optimiser's groups: the branch's output layer at ``motif_lr_mult`` x lr, frozen JASPAR filters left out of
+    weight decay, every other trainable parameter at lr; each parameter in exactly one group."""
+    from scfan.bulk.model import ArchConfig, ScFANet
+    from scfan.bulk.train import _param_groups, freeze_motif_filters
+
+    model = ScFANet(6, 1000, 3, ArchConfig.preset("small"))
+    freeze_motif_filters(model)
+    groups = _param_groups(model, 0.01, 1e-3, 10.0)
+    by_id = {id(p): g for g in groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(by_id) == sum(p.requires_grad for p in model.parameters())
+    for p in model.motif.out.parameters():
+        assert by_id[id(p)]["lr"] == pytest.approx(1e-2) and by_id[id(p)]["weight_decay"] == 0.01
+    for p in model.body.parameters():
+        assert by_id[id(p)]["lr"] == pytest.approx(1e-3)
+    assert not any(id(p) in by_id for p in model.motif.conv.parameters())  # frozen: no gradient, not optimised
+    with pytest.raises(ScfanError, match="motif-lr-mult"):
+        TrainConfig(motif_lr_mult=0)
