@@ -1,6 +1,8 @@
-"""Determinism: what two `-profile test` runs are compared by. The second run is the Slurm run of
-tests/pipeline/test_slurm.py (fresh launch folder and work directory, nothing cached, another executor); it must
-publish the same tables and the same `.h5ad` matrices as the shared local run, bit for bit (CPU)."""
+"""Determinism: what two `-profile test` runs are compared by. `digests` must agree bit for bit between runs in one
+software environment (the kill -9 / -resume run of test_kill_resume.py against the shared local run);
+`environment_differences` compares the shared local run with the `-profile test,slurm,podman` run (fresh launch
+folder and work directory, nothing cached, another executor, the image's environment), which must publish the same
+tables and `.h5ad` matrices but for named floating-point rounding."""
 
 from __future__ import annotations
 

@@ -58,3 +58,11 @@ def run_pipeline(launch_dir: Path, *args: str, outdir: Path | None = None,
     outdir = outdir or launch_dir / "results"
     proc = nextflow(launch_dir, "--outdir", str(outdir), *args, env_extra=env_extra)
     return Run(launch_dir, outdir, proc.returncode, proc.stdout + proc.stderr)
+
+
+def fast_polling(d: Path) -> Path:
+    """A config for the test cluster: Slurm is local, so poll often instead of the slurm profile's 15 s."""
+    fast = d / "fast_polling.config"
+    fast.write_text("executor {\n    pollInterval = '1 sec'\n    queueStatInterval = '2 sec'\n"
+                    "    submitRateLimit = '20/1s'\n}\n")
+    return fast

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from nfrun import REPO
@@ -33,19 +34,32 @@ def test_every_module_and_subworkflow_has_a_spec_with_a_snapshot_or_real_run():
 
 
 def test_nf_test_specs_pass(tmp_path):
+    """Every spec, run as two nf-test shards side by side (each test is mostly a Nextflow JVM starting, so two at a
+    time use both cores); each shard has its own work directory."""
     assert NF_TEST.is_file(), f"nf-test not found at {NF_TEST} (../shared/tools/nf-test, see its README)"
-    env = {**os.environ, "PATH": f"{REPO / '.tools' / 'bin'}:{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
-           "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false", "NFT_WORKDIR": str(tmp_path / "nf-test")}
     specs = [str((p.parent / "tests" / "main.nf.test").relative_to(REPO)) for p in MODULES + SUBWORKFLOWS]
     specs += ["tests/default.nf.test", "tests/main.nf.test"]
-    # --ci: a missing snapshot fails instead of being written
-    res = subprocess.run(["bash", str(NF_TEST), "test", *specs, "--tag", "fast,modules,subworkflows", "--ci"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
-    out = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout + res.stderr)
-    assert res.returncode == 0, out[-6000:]
-    passed = re.findall(r"Test \[[0-9a-f]+\] '(.+?)' PASSED", out)
-    assert "FAILED" not in out, out[-6000:]
+    procs = []
+    for i in (1, 2):
+        env = {**os.environ, "PATH": f"{REPO / '.tools' / 'bin'}:{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
+               "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false", "NFT_WORKDIR": str(tmp_path / f"nf-test-{i}")}
+        log = open(tmp_path / f"shard{i}.log", "w")  # noqa: SIM115 (closed below, after the shard ends)
+        # --ci: a missing snapshot fails instead of being written
+        procs.append((subprocess.Popen(["bash", str(NF_TEST), "test", *specs, "--tag", "fast,modules,subworkflows",
+                                        "--ci", "--shard", f"{i}/2"], cwd=REPO, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT), log))
+    outs = []
+    for proc, log in procs:
+        rc = proc.wait(timeout=1800)
+        log.close()
+        out = re.sub(r"\x1b\[[0-9;]*m", "", Path(log.name).read_text())
+        assert rc == 0, out[-6000:]
+        assert "FAILED" not in out, out[-6000:]
+        outs.append(out)
+    passed = [name for out in outs for name in re.findall(r"Test \[[0-9a-f]+\] '(.+?)' PASSED", out)]
+    both = "\n".join(outs)
     # + 1: SC_INFER's second test (the split off)
-    assert len(passed) == len(MODULES) + 1 + len(SUBWORKFLOWS) + 1 + 1 + 4 + 1, (len(passed), out[-6000:])
-    assert any("default run publishes every step folder" in name for name in passed), out[-4000:]
+    assert len(passed) == len(MODULES) + 1 + len(SUBWORKFLOWS) + 1 + 1 + 4 + 1, (len(passed), both[-6000:])
+    assert all(re.findall(r"Test \[[0-9a-f]+\] '(.+?)' PASSED", out) for out in outs)  # both shards ran tests
+    assert any("default run publishes every step folder" in name for name in passed), both[-4000:]
     assert sum("-stub: every output, correctly named" in name for name in passed) == len(MODULES) - 1

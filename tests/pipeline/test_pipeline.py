@@ -164,26 +164,6 @@ def test_resume_reruns_no_task(test_profile_run):
     assert {r["status"] for r in rows} == {"CACHED"}, [(r["name"], r["status"]) for r in rows]
 
 
-# Upstream of per-cell inference: a change of an inference parameter must not re-run any of these.
-UPSTREAM_OF_INFERENCE = ("SIMULATE", "CHECK_INPUTS", "SC_INGEST", "SC_MERGE", "SC_NEIGHBORS", "BULK_PREPARE",
-                         "BULK_TRAIN", "BULK_EVALUATE")
-
-
-def test_resume_after_an_inference_parameter_change_reruns_only_inference_and_after(test_profile_run, tmp_path):
-    """`-resume --min_signal 1.5` (which windows a cell is scored on): per-cell prediction and what consumes it run
-    again; everything upstream (simulation, ingest, neighbours, bulk training) is taken from the cache."""
-    again = run_pipeline(test_profile_run.launch_dir, "-profile", "test", "-resume", "--min_signal", "1.5",
-                         outdir=tmp_path / "results_min_signal")
-    assert again.returncode == 0, again.output[-3000:]
-    rows = again.trace_rows()
-    status = {r["name"]: r["status"] for r in rows}
-    short = {r["name"]: r["process"].split(":")[-1] for r in rows}
-    upstream = {n: s for n, s in status.items() if short[n] in UPSTREAM_OF_INFERENCE}
-    assert upstream and set(upstream.values()) == {"CACHED"}, upstream
-    rerun = {short[n] for n, s in status.items() if s == "COMPLETED"}
-    assert {"SC_PREDICT", "SC_MERGE_ACTIVITY", "REPORT"} <= rerun, sorted(rerun)
-
-
 def test_tower_yml_reports_exist_in_a_run(test_profile_run, repo_root):
     """Every report Seqera Platform is told to show (tower.yml) is a file the test run published."""
     import fnmatch

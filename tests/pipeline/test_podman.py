@@ -1,5 +1,6 @@
 """The pipeline in its container: the image built here from containers/Dockerfile with Podman (scripts/
-container_image.sh, once per content hash), then `-profile test,podman` with every task run in that image."""
+container_image.sh, once per content hash; the `image` fixture in conftest.py), then the shared
+`-profile test,slurm,podman` run (conftest.py) with every task run in that image."""
 
 from __future__ import annotations
 
@@ -16,18 +17,6 @@ pytestmark = pytest.mark.pipeline
 
 SCRIPT = REPO / "scripts" / "container_image.sh"
 VENV_IN_IMAGE = "/opt/scfan/venv"
-
-
-@pytest.fixture(scope="module")
-def image() -> tuple[str, dict[str, str]]:
-    """(tag, env for Nextflow): the cpu image of the current sources, built now when podman has none."""
-    res = subprocess.run(["bash", str(SCRIPT), "cpu"], capture_output=True, text=True, timeout=2400)
-    if res.returncode != 0:
-        pytest.fail(f"building the image failed (exit {res.returncode}): {res.stderr[-3000:]}")
-    tag = res.stdout.strip().splitlines()[-1]
-    conf = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, timeout=60, check=True)
-    key, value = conf.stdout.strip().removeprefix("export ").split("=", 1)
-    return tag, {key: value}
 
 
 def _podman(env: dict[str, str], *args: str) -> str:
@@ -71,36 +60,28 @@ def test_cuda_target_is_the_same_environment_plus_the_nvidia_runtime_settings(im
     assert layers[cuda_tag][: len(layers[cpu_tag])] == layers[cpu_tag]  # the cpu image, plus configuration
 
 
-@pytest.fixture(scope="module")
-def podman_run(image, tmp_path_factory):
-    tag, env = image
-    run = run_pipeline(tmp_path_factory.mktemp("podman_run"), "-profile", "test,podman", "--container_image", tag,
-                       env_extra=env)
-    assert run.returncode == 0, run.output[-4000:]
-    return run
-
-
-def test_every_task_runs_in_the_image(podman_run, image):
+def test_every_task_runs_in_the_image(slurm_podman_run, image):
     tag, _env = image
-    rows = podman_run.trace_rows()
+    rows = slurm_podman_run.trace_rows()
     assert len(rows) >= 15 and all(r["status"] == "COMPLETED" for r in rows), [(r["name"], r["status"]) for r in rows]
     outside = [r["name"] for r in rows if r["container"] != tag]
     assert not outside, outside  # Nextflow's own record of the image each task ran in
-    run_scripts = list((podman_run.launch_dir / "work").rglob(".command.run"))
+    run_scripts = list((slurm_podman_run.launch_dir / "work").rglob(".command.run"))
     assert len(run_scripts) == len(rows)
     assert all("podman run" in p.read_text() and tag in p.read_text() for p in run_scripts)
     # and the scfan that answered was the image's, in every process (versions.yml names the interpreter)
-    versions = yaml.safe_load((podman_run.outdir / "pipeline_info" / "versions.yml").read_text())
+    versions = yaml.safe_load((slurm_podman_run.outdir / "pipeline_info" / "versions.yml").read_text())
     pythons = {proc: tools["scfan_python"] for proc, tools in versions.items()}
     assert len(pythons) >= 14 and all(p.startswith(f"{VENV_IN_IMAGE}/bin/python") for p in pythons.values()), pythons
-    assert (podman_run.outdir / "activity" / "tf_activity.h5ad").is_file()
-    assert (podman_run.outdir / "report" / "report.html").is_file()
+    assert (slurm_podman_run.outdir / "activity" / "tf_activity.h5ad").is_file()
+    assert (slurm_podman_run.outdir / "report" / "report.html").is_file()
 
 
-def test_same_tables_in_the_image_as_on_the_host(podman_run, test_profile_run):
-    """The image holds the lock file's pins, so the run in it publishes the same tables and matrices as the host's
-    run: bit for bit, but for float32 rounding in a kNN graph and the UMAP layout it moves (determinism.py)."""
-    problems = environment_differences(test_profile_run.outdir, podman_run.outdir)
+def test_same_tables_in_the_image_on_slurm_as_on_the_host(slurm_podman_run, test_profile_run):
+    """The image holds the lock file's pins, so the run in it (from scratch, another executor, nothing cached)
+    publishes the same tables and matrices as the host's local run: bit for bit, models and activity matrix
+    included, but for float32 rounding in a kNN graph and the UMAP layout it moves (determinism.py)."""
+    problems = environment_differences(test_profile_run.outdir, slurm_podman_run.outdir)
     assert not problems, problems
 
 
@@ -113,7 +94,7 @@ def test_a_container_profile_without_an_image_is_refused(tmp_path, image):
     assert not (tmp_path / "launch" / "work").exists() or not list((tmp_path / "launch" / "work").rglob(".command.run"))
 
 
-def test_the_params_record_names_the_image(podman_run, image):
+def test_the_params_record_names_the_image(slurm_podman_run, image):
     tag, _env = image
-    params = json.loads((podman_run.outdir / "pipeline_info" / "params.json").read_text())
+    params = json.loads((slurm_podman_run.outdir / "pipeline_info" / "params.json").read_text())
     assert params["container_image"] == tag
