@@ -157,22 +157,68 @@ def accumulate(P, n_cells: int, pc, pp) -> np.ndarray:
     return acc.layers()
 
 
-def model_throughput(n: int = 2048) -> list[str]:
+def relu_then_pool(m):
+    """A copy of ``m`` with scFAN's ReLU-then-max-pool order (the same function; ScFANet now pools first)."""
+    import copy
+
+    import torch
+
+    m = copy.deepcopy(m)
+    layers = list(m.body)
+    for i in range(len(layers) - 1):
+        if isinstance(layers[i], torch.nn.MaxPool1d) and isinstance(layers[i + 1], torch.nn.ReLU):
+            layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    m.body = torch.nn.Sequential(*layers)
+    return m
+
+
+def previous_cpu_modules(models: list[str]) -> list:
+    """What ``sc predict`` ran on a CPU before ChannelsLastNet: BatchNorm folded into 1-D convolutions."""
+    from scfan.bulk.model import load_model
+    from scfan.inference import fuse_for_inference
+
+    return [fuse_for_inference(relu_then_pool(load_model(arg.partition("=")[2])[0])) for arg in models]
+
+
+def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
+    """Windows/s of the small and full model on this CPU, forward + RC averaged (``predict_batches``), for the module
+    ``sc predict`` runs (:func:`~scfan.inference.prepare_for_inference`: ChannelsLastNet, float32) beside the CPU path
+    it replaced (BatchNorm folded into 1-D convolutions, scFAN's ReLU-then-pool order), interleaved ``reps`` times,
+    median; inputs like a pooled cell's (one-hot DNA, sparse accessibility, mappability 1)."""
+    import statistics
+
     import torch
 
     from scfan.bulk.model import ArchConfig, ScFANet
-    from scfan.inference import predict_batches
+    from scfan.inference import fuse_for_inference, predict_batches, prepare_for_inference
 
-    rows = ["| model | windows/s (fwd + RC, CPU) |", "|---|---|"]
-    x = torch.zeros(n, 6, 1000)
-    x[:, 0] = 1
+    rows = ["Median of 5 interleaved repeats, same inputs; both modules give the same probabilities up to float "
+            "rounding (max difference in the last column).", "",
+            "| model | previous CPU path (folded 1-D convolutions, ReLU then pool) windows/s | "
+            "`prepare_for_inference` (ChannelsLastNet fp32, pool then ReLU) windows/s | ratio | max abs difference |",
+            "|---|---|---|---|---|"]
+    gen = torch.Generator().manual_seed(0)
     for arch in ("small", "full"):
+        torch.manual_seed(0)
         m = ScFANet(6, 1000, 16, ArchConfig.preset(arch)).eval()
-        k = n if arch == "small" else n // 4
-        predict_batches(m, x[:64], 512)
-        t0 = time.perf_counter()
-        predict_batches(m, x[:k], 512)
-        rows.append(f"| {arch} | {k / (time.perf_counter() - t0):,.0f} |")
+        k = n if arch == "small" else n // 8
+        x = torch.zeros(k, 6, 1000)
+        x[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (k, 1000), generator=gen), 4).permute(0, 2, 1)
+        x[:, 4] = (torch.rand(k, 1000, generator=gen) < 0.02) * torch.rand(k, 1000, generator=gen) * 3
+        x[:, 5] = 1.0
+        mods = {"old": fuse_for_inference(relu_then_pool(m)), "new": prepare_for_inference(m, "cpu")}
+        rates: dict[str, list[float]] = {name: [] for name in mods}
+        probs = {}
+        for mod in mods.values():
+            predict_batches(mod, x[:64], 512)  # warm-up
+        for _ in range(reps):
+            for name, mod in mods.items():
+                t0 = time.perf_counter()
+                probs[name] = predict_batches(mod, x, 512)
+                rates[name].append(k / (time.perf_counter() - t0))
+        old, new = statistics.median(rates["old"]), statistics.median(rates["new"])
+        diff = float(np.abs(probs["old"] - probs["new"]).max())
+        rows.append(f"| {arch} | {old:,.0f} | {new:,.0f} | {new / old:.2f} | {diff:.1e} |")
     return rows
 
 
@@ -320,6 +366,13 @@ def main() -> None:
     cells = np.arange(min(args.cells, n_all))
     types = cell_types(sim, run)[cells]
     pc, pw, pp, win, t_exact, _ = run.pairs("exact", cells)
+    # the same exact run with the CPU module sc predict used before (folded 1-D convolutions, ReLU then pool)
+    current = run.models.models
+    run.models.models = previous_cpu_modules(models)
+    prev_c, _, prev_p, _, t_prev, _ = run.pairs("exact", cells)
+    run.models.models = current
+    assert np.array_equal(prev_c, pc), "the two exact runs scored different (cell, window) pairs"
+    prev_diff = float(np.abs(prev_p - pp).max())
     fc, fw, fp, _, t_fast, n_units = run.pairs("fast", cells)
     n_naive, t_naive = run.naive(cells[: args.naive_cells])
     naive_rate, exact_rate, fast_rate = n_naive / t_naive, len(pc) / t_exact, len(fc) / t_fast
@@ -362,6 +415,9 @@ def main() -> None:
         "| 1.0 |",
         f"| exact | {len(cells)} | {len(pc):,} | {t_exact:.1f} | {exact_rate:,.0f} | "
         f"{exact_rate / naive_rate:.1f} |",
+        f"| exact with the previous CPU module (folded 1-D convolutions, ReLU then pool; probabilities within "
+        f"{prev_diff:.0e} of exact's) | {len(cells)} | {len(prev_c):,} | {t_prev:.1f} | {len(prev_c) / t_prev:,.0f} | "
+        f"{len(prev_c) / t_prev / naive_rate:.1f} |",
         f"| fast ({n_units} metacells) | {len(cells)} | {len(fc):,} | {t_fast:.1f} | {fast_rate:,.0f} | "
         f"{fast_rate / naive_rate:.1f} |", "",
         "Agreement with exact mode on the neighbour graph above (k = 20): Spearman ρ per feature over cells "
@@ -373,7 +429,7 @@ def main() -> None:
         "reasonable parameter changes.", "",
         "| run | pooled tracks | pairs/s | ρ top_k_freq | ρ mean_prob | ARI vs exact | ARI vs truth | AUROC vs truth |",
         "|---|---|---|---|---|---|---|---|", *agree_rows, "",
-        "## (b) model throughput on this CPU", "", *thr_rows, "",
+        "## (b) model throughput on this CPU (forward + reverse complement)", "", *thr_rows, "",
         "## (c) peak memory of one shard as the data set grows", "", *mem_rows, "",
         "## (d) per-cell binding calls against the truth of the cell's type (exact)", "",
         f"Mean AUROC over features: {mean_auc:.3f} on each cell's pooled track (k-neighbourhood); {deep_auc:.3f} "

@@ -13,8 +13,8 @@
 #     build fails with a misleading "No matching distribution found");
 #   - Debian's podman here needs runc (crun fails in cgroups hybrid mode), the cgroupfs manager, file events and
 #     explicit ulimits (no CAP_SYS_RESOURCE): written to a containers.conf that podman reads via CONTAINERS_CONF.
-# The image tag holds a hash of everything the build copies (lock file, pyproject, python/, assets/, Dockerfile),
-# so a changed source gives a new tag; podman's layer cache keeps the pip layer while requirements.lock is
+# The image tag holds a hash of everything the build copies (lock file, pyproject, python/, assets/, Dockerfile, the
+# numba warm-up), so a changed source gives a new tag; podman's layer cache keeps the pip layer while requirements.lock is
 # unchanged (the build stage is tagged by the lock file's hash), so only the package layers are rebuilt. Older
 # tags are removed.
 set -euo pipefail
@@ -89,7 +89,7 @@ if ! podman image exists "$base"; then
 fi
 
 # --------------------------------------------------------------------------------------------- the scfan image
-key="$(find requirements.lock pyproject.toml README.md containers/Dockerfile .dockerignore python assets -type f \
+key="$(find requirements.lock pyproject.toml README.md containers/Dockerfile containers/warm_numba.py .dockerignore python assets -type f \
         ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 | sort -z | xargs -0 sha256sum \
         | sha256sum | cut -c1-12)"
 version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -1)"

@@ -261,13 +261,17 @@ def prepare_for_inference(model: nn.Module, device: str | torch.device, *, half:
                           compile: bool = False) -> nn.Module:
     """The module :func:`predict_batches` should run for ``model`` on ``device``.
 
-    CPU: BatchNorm folded (:func:`fuse_for_inference`), float32. CUDA with ``half``: :class:`ChannelsLastNet` in
-    bfloat16 (1.3x the autocast model's forward rate on an H200); ``compile`` adds ``torch.compile`` with
-    max-autotune (another 2.4x, for 1-2 minutes of compilation per model and process: worth it from some tens of
-    millions of predictions per task; benchmarks/results/bench_bulk_gpu.md).
+    CPU: :class:`ChannelsLastNet` in float32 (oneDNN's channels-last convolutions: the same numbers as the trained
+    network up to float rounding; with pool-before-ReLU 1.1-1.2x the rate of the folded 1-D network in scFAN's
+    layer order, ``benchmarks/results/bench_sc_infer.md``; ``half`` and ``compile`` are ignored).
+    CUDA with ``half``: :class:`ChannelsLastNet` in bfloat16 (1.3x the autocast model's forward rate on an H200);
+    ``compile`` adds ``torch.compile`` with max-autotune (another 2.4x, for 1-2 minutes of compilation per model and
+    process: worth it from some tens of millions of predictions per task; benchmarks/results/bench_bulk_gpu.md).
     """
     dev = torch.device(device)
-    if dev.type != "cuda" or not half:
+    if dev.type != "cuda":
+        return ChannelsLastNet(model).to(dev)
+    if not half:
         return fuse_for_inference(model).to(dev)
     net = ChannelsLastNet(model).to(dev).to(torch.bfloat16)
     if compile:

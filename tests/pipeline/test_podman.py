@@ -40,6 +40,30 @@ def test_image_holds_the_locked_environment_without_the_work_tree(image):
     assert locked <= frozen, sorted(locked - frozen)[:10]  # every pin of the lock file, at its version
 
 
+NUMBA_PROBE = """
+import gc, logging, pathlib
+import numpy as np
+import numba.core.dispatcher as d
+from scfan.sc.cluster import ClusterConfig, FeatureMatrix, cluster_matrix
+logging.disable(logging.WARNING)
+x = np.random.default_rng(1).normal(size=(90, 6))
+fm = FeatureMatrix([f"c{i}" for i in range(90)], [f"f{j}" for j in range(6)], x, pathlib.Path("probe"))
+cluster_matrix(fm, ClusterConfig(resolution=0.5))
+disp = [o for o in gc.get_objects() if isinstance(o, d.Dispatcher) and o.stats.cache_path]
+print(sum(len(o.stats.cache_hits) for o in disp), sum(len(o.stats.cache_misses) for o in disp))
+"""
+
+
+def test_the_image_holds_numbas_compiled_clustering_code(image):
+    """`sc cluster` in a fresh container, as the host's user (how Nextflow runs tasks with -u uid:gid), loads every
+    numba function it calls from the cache filled at build time (containers/warm_numba.py): none is compiled."""
+    tag, env = image
+    out = _podman(env, "run", "--rm", "--network=none", "-u", f"{os.getuid() + 1000}:{os.getgid() + 1000}", tag,
+                  "python", "-c", NUMBA_PROBE)
+    hits, misses = map(int, out.split()[-2:])
+    assert hits > 10 and misses == 0, out
+
+
 def test_cuda_target_is_the_same_environment_plus_the_nvidia_runtime_settings(image):
     """The cuda target (what -profile gpu names) shares the cpu image's layers and adds the NVIDIA runtime's
     environment; no GPU here, so torch must say CUDA is unavailable rather than fail to import."""

@@ -270,6 +270,30 @@ def _windows(n: int, n_channels: int, length: int = 1000, seed: int = 0) -> torc
     return x
 
 
+def test_pooling_before_relu_is_scfans_relu_then_pool_exactly():
+    """The body max-pools before its ReLU (cheaper); scFAN's order (ReLU, then pool) gives bit-identical outputs and
+    gradients, in training mode too, so the reordering changes no trained model and no prediction."""
+    m = _live_model("small", 6, length=300).train()
+    body = list(m.body)
+    pools = [i for i, mod in enumerate(body) if isinstance(mod, torch.nn.MaxPool1d)]
+    assert len(pools) == 2 and all(isinstance(body[i + 1], torch.nn.ReLU) for i in pools)
+    scfan_order = list(body)
+    for i in pools:
+        scfan_order[i], scfan_order[i + 1] = scfan_order[i + 1], scfan_order[i]
+    x = _windows(8, 6, 300) - 1.0  # negative inputs too, so whole pooling windows fall below zero
+    outs, grads = [], []
+    for layers in (body, scfan_order):
+        m.zero_grad()
+        torch.manual_seed(3)  # the same dropout masks
+        y = torch.nn.Sequential(*layers)(x)
+        y.square().sum().backward()
+        outs.append(y.detach())
+        grads.append(m.body[0].weight.grad.clone())
+    assert (outs[0] == 0).any() and (outs[0] > 0).any()
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
+
+
 @pytest.mark.parametrize("arch,n_channels", [("small", 6), ("full", 6), ("small", 4)])
 def test_channels_last_net_is_the_same_function(arch, n_channels):
     """The GPU layout (2-D channels-last convolutions, inputs padded to 8 channels, BatchNorm folded, both strands of
@@ -301,7 +325,7 @@ def test_prepare_for_inference_keeps_float32_on_the_cpu():
 
     m = _live_model("small", 6, length=200)
     ready = prepare_for_inference(m, "cpu", half=True, compile=True)  # half and compile apply on CUDA only
-    assert not isinstance(ready, ChannelsLastNet)
+    assert isinstance(ready, ChannelsLastNet)  # oneDNN's channels-last kernels, not torch.compile
     assert {p.dtype for p in ready.parameters()} == {torch.float32}
     assert not any(isinstance(mod, torch.nn.BatchNorm1d) for mod in ready.modules())
     x = _windows(20, 6, 200)
