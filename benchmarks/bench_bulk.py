@@ -155,7 +155,7 @@ def oracle_scores(sim: Path, line: str, chroms: np.ndarray, starts: np.ndarray, 
 
 def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, max_test: int,
                        sim_dir: Path | None = None, preset: str = "bench", arch: str = "small",
-                       threads: int | None = None) -> dict:
+                       threads: int | None = None, seed: int = 0) -> dict:
     import polars as pl
 
     from scfan.bulk.data import InputSource, window_mean_accessibility, windows_arrays
@@ -180,9 +180,9 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     df, meta = read_windows(prep / "windows.parquet")
     src = InputSource.load(sim / "genome.fa", meta["atac"], sim / "mappability.bw")
     arch = "small" if quick else arch
-    tcfg = TrainConfig(arch=arch, epochs=epochs, max_train_windows=max_train or None, max_valid_windows=4_000, seed=0,
-                       num_threads=threads)
-    train_dir = workdir / f"{preset}_{line}_train_{arch}"
+    tcfg = TrainConfig(arch=arch, epochs=epochs, max_train_windows=max_train or None, max_valid_windows=4_000,
+                       seed=seed, num_threads=threads)
+    train_dir = workdir / (f"{preset}_{line}_train_{arch}" + (f"_seed{seed}" if seed else ""))
     t0 = time.perf_counter()
     summary = train_model(df, meta, src, tcfg, train_dir)
     train_s = time.perf_counter() - t0
@@ -240,7 +240,7 @@ def accuracy_section(acc: dict) -> list[str]:
     tc = acc["train_config"]
     lines = [f"## Accuracy on the simulator's `{acc['preset']}` preset (line {acc['line']}, {acc['arch']} model)", "",
              f"{acc['n_windows']} windows; training {acc['train']['epochs_run']} epoch(s) (best "
-             f"{acc['train']['best_epoch']}, selected on validation mean AUPRC), "
+             f"{acc['train']['best_epoch']}, selected on validation mean AUPRC; seed {tc.seed}), "
              + (f"at most {tc.max_train_windows} windows" if tc.max_train_windows else
                 f"every positive window and {tc.neg_ratio:g}× as many negatives")
              + f" per epoch, sampler {tc.sampler} (hard share {tc.hard_frac}), motif-initialised filters "
@@ -314,7 +314,7 @@ def write_report(path: Path, lines: list[str]) -> str:
     return text
 
 
-def report(path: Path, args, thr: list[dict], acc: dict | None, seq: dict | None) -> str:
+def report(path: Path, args, thr: list[dict] | None, acc: dict | None, seq: dict | None) -> str:
     lines = ["# Bulk-stage benchmark", "", f"Machine: {machine()}", "",
              f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`", ""]
     if acc is not None:
@@ -328,6 +328,8 @@ def report(path: Path, args, thr: list[dict], acc: dict | None, seq: dict | None
             lines.append(f"| {arch} | {r['epochs']} | {r['auroc']:.3f} | {r['auprc']:.3f} | {r['n_test']} | "
                          f"{r['seconds']:.0f} |")
         lines.append("")
+    if thr is None:
+        return write_report(path, lines)
     lines += ["## Throughput (windows of 1,000 bp, 6 channels, 16 TFs, batch 100)", "",
               "Measured side by side in this run; training = forward + backward + Adam step; prediction = forward and "
               "reverse-complement passes (what `predict_batches` does).", "", *throughput_lines(thr)]
@@ -355,6 +357,8 @@ def main() -> None:
     ap.add_argument("--max-test-windows", type=int, default=0, help="score a uniform subsample of this many test "
                     "windows (0: all)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk.md")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (sampler, initialisation, augmentation)")
+    ap.add_argument("--accuracy-only", action="store_true", help="only the simulated accuracy table")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own, at most 8 "
                     "for training)")
     args = ap.parse_args()
@@ -362,14 +366,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    thr = throughput_table(args.quick)
+    thr = None if args.accuracy_only else throughput_table(args.quick)
     acc = seq = None
     if not args.throughput_only:
-        seq = real_sequence_only(args.quick, args.threads)
+        seq = None if args.accuracy_only else real_sequence_only(args.quick, args.threads)
         acc = simulated_accuracy(args.workdir, args.quick, 2 if args.quick else args.epochs,
                                  2000 if args.quick else args.max_train_windows,
                                  3000 if args.quick else args.max_test_windows, args.sim_dir, args.preset, args.arch,
-                                 args.threads)
+                                 args.threads, args.seed)
     print(report(args.out, args, thr, acc, seq))
 
 
