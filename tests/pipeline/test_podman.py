@@ -41,7 +41,7 @@ def test_image_holds_the_locked_environment_without_the_work_tree(image):
 
 
 NUMBA_PROBE = """
-import gc, logging, pathlib
+import gc, json, logging, pathlib
 import numpy as np
 import numba.core.dispatcher as d
 from scfan.sc.cluster import ClusterConfig, FeatureMatrix, cluster_matrix
@@ -50,7 +50,9 @@ x = np.random.default_rng(1).normal(size=(90, 6))
 fm = FeatureMatrix([f"c{i}" for i in range(90)], [f"f{j}" for j in range(6)], x, pathlib.Path("probe"))
 cluster_matrix(fm, ClusterConfig(resolution=0.5))
 disp = [o for o in gc.get_objects() if isinstance(o, d.Dispatcher) and o.stats.cache_path]
-print(sum(len(o.stats.cache_hits) for o in disp), sum(len(o.stats.cache_misses) for o in disp))
+# the probe's result, read by the test on the host: one JSON line on stdout
+print("NUMBA_PROBE " + json.dumps({"hits": sum(len(o.stats.cache_hits) for o in disp),
+                                   "misses": sum(len(o.stats.cache_misses) for o in disp)}))
 """
 
 
@@ -60,8 +62,10 @@ def test_the_image_holds_numbas_compiled_clustering_code(image):
     tag, env = image
     out = _podman(env, "run", "--rm", "--network=none", "-u", f"{os.getuid() + 1000}:{os.getgid() + 1000}", tag,
                   "python", "-c", NUMBA_PROBE)
-    hits, misses = map(int, out.split()[-2:])
-    assert hits > 10 and misses == 0, out
+    result = [line for line in out.splitlines() if line.startswith("NUMBA_PROBE ")]
+    assert len(result) == 1, f"the probe printed no result line: {out!r}"
+    counts = json.loads(result[0].removeprefix("NUMBA_PROBE "))
+    assert counts["hits"] > 10 and counts["misses"] == 0, counts
 
 
 def test_cuda_target_is_the_same_environment_plus_the_nvidia_runtime_settings(image):
