@@ -37,3 +37,23 @@ def test_scfan_error_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("scfan: error:")
+
+
+def test_torch_free_commands_do_not_load_torch():
+    """Importing torch costs ~2.5 s of CPU per process; the CLI and the modules behind the commands that do not
+    run a model (params, inputs, simulation, ingest, neighbours, clustering, chromVAR, shards, tracks, report) must
+    not load it, or every such pipeline task pays it."""
+    modules = ["scfan.cli.main", "scfan.params", "scfan.inputs", "scfan.simulate", "scfan.sc.ingest",
+               "scfan.sc.neighbors", "scfan.sc.cluster", "scfan.sc.chromvar", "scfan.sc.shards",
+               "scfan.sc.cluster_tracks", "scfan.report", "scfan.bulk.windows", "scfan.bulk.train_config"]
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}:\n"
+            "    importlib.import_module(m)\n"
+            "    assert 'torch' not in sys.modules, m\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    # and the lazy names of scfan.bulk still resolve to the model module's
+    res = subprocess.run([sys.executable, "-c", "import scfan.bulk as b, scfan.bulk.model as m; "
+                          "assert b.load_model is m.load_model and b.ScFANet is m.ScFANet"], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
