@@ -26,8 +26,8 @@ def run(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
-    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors"],
-                    default=["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors"])
+    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors", "startup"],
+                    default=["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors", "startup"])
     args = ap.parse_args()
     py = sys.executable
     out = HERE / "out"
@@ -61,6 +61,9 @@ def main() -> None:
         run([py, str(HERE / "bench_neighbors_scale.py"),
              *(["--sizes", "4000", "--exact-up-to", "4000", "--landmarks", "1000", "--out",
                 str(out / "bench_neighbors_scale_quick.md")] if args.quick else [])])
+    if "startup" in args.only:
+        run([py, str(HERE / "bench_startup.py"),
+             *(["--repeats", "1", "--out", str(out / "bench_startup_quick.md")] if args.quick else [])])
     print(f"\nresults: {HERE / 'results'}")
 
 

@@ -68,6 +68,29 @@ def test_the_image_holds_numbas_compiled_clustering_code(image):
     assert counts["hits"] > 10 and counts["misses"] == 0, counts
 
 
+BYTECODE_PROBE = """
+import importlib.util, json, os, sys
+import scfan.cli.main, scfan.sc.predict, scfan.sc.cluster, scfan.sc.chromvar, scfan.report, scfan.simulate
+sources = [m.__spec__.origin for m in list(sys.modules.values())
+           if getattr(m, "__spec__", None) and m.__spec__.origin and m.__spec__.origin.endswith(".py")]
+missing = [f for f in sources if not os.path.exists(importlib.util.cache_from_source(f))]
+print("BYTECODE_PROBE " + json.dumps({"modules": len(sources), "missing": missing}))
+"""
+
+
+def test_the_image_holds_bytecode_for_what_the_tasks_import(image):
+    """The image runs with PYTHONDONTWRITEBYTECODE, so a module without a .pyc in the image is compiled from source
+    by every task that imports it (torch, scanpy, pandas: seconds per task). Every module that the steps import,
+    the standard library's included, has its bytecode in the image (compiled at build time, containers/Dockerfile)."""
+    tag, env = image
+    out = _podman(env, "run", "--rm", "--network=none", "-u", f"{os.getuid() + 1000}:{os.getgid() + 1000}", tag,
+                  "python", "-c", BYTECODE_PROBE)
+    result = [line for line in out.splitlines() if line.startswith("BYTECODE_PROBE ")]
+    assert len(result) == 1, f"the probe printed no result line: {out!r}"
+    got = json.loads(result[0].removeprefix("BYTECODE_PROBE "))
+    assert got["modules"] > 500 and not got["missing"], (got["modules"], got["missing"][:20])
+
+
 def test_cuda_target_is_the_same_environment_plus_the_nvidia_runtime_settings(image):
     """The cuda target (what -profile gpu names) shares the cpu image's layers and adds the NVIDIA runtime's
     environment; no GPU here, so torch must say CUDA is unavailable rather than fail to import."""
