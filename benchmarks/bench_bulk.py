@@ -155,7 +155,8 @@ def oracle_scores(sim: Path, line: str, chroms: np.ndarray, starts: np.ndarray, 
 
 def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, max_test: int,
                        sim_dir: Path | None = None, preset: str = "bench", arch: str = "small",
-                       threads: int | None = None, seed: int = 0) -> dict:
+                       threads: int | None = None, seed: int = 0, ema_decay: float = 0.0,
+                       max_valid: int = 4_000, overrides: dict | None = None) -> dict:
     import polars as pl
 
     from scfan.bulk.data import InputSource, window_mean_accessibility, windows_arrays
@@ -180,9 +181,12 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     df, meta = read_windows(prep / "windows.parquet")
     src = InputSource.load(sim / "genome.fa", meta["atac"], sim / "mappability.bw")
     arch = "small" if quick else arch
-    tcfg = TrainConfig(arch=arch, epochs=epochs, max_train_windows=max_train or None, max_valid_windows=4_000,
-                       seed=seed, num_threads=threads)
-    train_dir = workdir / (f"{preset}_{line}_train_{arch}" + (f"_seed{seed}" if seed else ""))
+    tcfg = TrainConfig(arch=arch, epochs=epochs, max_train_windows=max_train or None, max_valid_windows=max_valid,
+                       seed=seed, num_threads=threads, ema_decay=ema_decay, **(overrides or {}))
+    train_dir = workdir / (f"{preset}_{line}_train_{arch}" + (f"_seed{seed}" if seed else "")
+                           + (f"_ema{ema_decay:g}" if ema_decay else "")
+                           + (f"_valid{max_valid}" if max_valid != 4_000 else "")
+                           + "".join(f"_{k}{v}" for k, v in sorted((overrides or {}).items())))
     t0 = time.perf_counter()
     summary = train_model(df, meta, src, tcfg, train_dir)
     train_s = time.perf_counter() - t0
@@ -343,6 +347,23 @@ def report(path: Path, args, thr: list[dict] | None, acc: dict | None, seq: dict
     return write_report(path, lines)
 
 
+def train_overrides(options: list[str]) -> dict:
+    """``FIELD=VALUE`` strings as TrainConfig keyword arguments, each value parsed as the field's default is typed."""
+    import dataclasses
+
+    from scfan.bulk.train_config import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep or key not in defaults:
+            raise SystemExit(f"--train-option {opt!r}: expected FIELD=VALUE with a TrainConfig field")
+        kind = type(defaults[key]) if defaults[key] is not None else float
+        out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="test preset, small model, few batches (a smoke run)")
@@ -358,6 +379,10 @@ def main() -> None:
                     "windows (0: all)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk.md")
     ap.add_argument("--seed", type=int, default=0, help="training seed (sampler, initialisation, augmentation)")
+    ap.add_argument("--ema-decay", type=float, default=0.0, help="`bulk train --ema-decay` (0: no weight average)")
+    ap.add_argument("--max-valid-windows", type=int, default=4_000, help="validation subset for model selection")
+    ap.add_argument("--train-option", action="append", default=[], metavar="FIELD=VALUE",
+                    help="another TrainConfig field for an ablation, e.g. lr=5e-4 (repeatable)")
     ap.add_argument("--accuracy-only", action="store_true", help="only the simulated accuracy table")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own, at most 8 "
                     "for training)")
@@ -373,7 +398,8 @@ def main() -> None:
         acc = simulated_accuracy(args.workdir, args.quick, 2 if args.quick else args.epochs,
                                  2000 if args.quick else args.max_train_windows,
                                  3000 if args.quick else args.max_test_windows, args.sim_dir, args.preset, args.arch,
-                                 args.threads, args.seed)
+                                 args.threads, args.seed, args.ema_decay, args.max_valid_windows,
+                                 train_overrides(args.train_option))
     print(report(args.out, args, thr, acc, seq))
 
 

@@ -10,6 +10,7 @@ epoch *k* and resumed from ``checkpoints/last.pt`` replays epochs *k+1…* exact
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import time
@@ -62,6 +63,7 @@ class TrainState:
     bad_epochs: int = 0
     finished: bool = False
     log_rows: list | None = None
+    ema_steps: int = 0  # optimiser steps folded into the weight average (``ema_decay`` > 0)
 
 
 @contextlib.contextmanager
@@ -217,9 +219,34 @@ def validation_scores(model: nn.Module, src: InputSource, chroms, starts, labels
     return mean, loss, per_tf
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights and buffers, updated after every optimiser step.
+
+    The decay of step *t* is ``min(decay, (1 + t) / (10 + t))``, so the first steps are not dominated by the random
+    initialisation. ``module`` is a copy of the model holding the average; it is what validation scores and what
+    is kept as the best state.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, steps: int = 0) -> None:
+        self.decay, self.steps = decay, steps
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for avg, cur in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(cur.detach(), 1.0 - d)
+            else:
+                avg.copy_(cur)
+        self.steps += 1
+
+
 def _run_epoch(model: nn.Module, src: InputSource, chroms, starts, labels, idx: np.ndarray, spec: ModelSpec,
                cfg: TrainConfig, rng: np.random.Generator, opt, scaler, device, train: bool,
-               desc: str = "") -> float:
+               desc: str = "", average: WeightAverage | None = None) -> float:
     model.train(train)
     weight = torch.full((labels.shape[1],), float(cfg.pos_weight), device=device) if train else None
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum", pos_weight=weight)
@@ -248,14 +275,18 @@ def _run_epoch(model: nn.Module, src: InputSource, chroms, starts, labels, idx: 
             scaler.scale(loss / len(bi)).backward()
             scaler.step(opt)
             scaler.update()
+            if average is not None:
+                average.update(model)
         total += float(loss.detach()) / max(labels.shape[1], 1)
         n += len(bi)
     return total / max(n, 1)
 
 
-def _checkpoint_payload(model, opt, scaler, best_state, state: TrainState, cfg: TrainConfig) -> dict:
+def _checkpoint_payload(model, opt, scaler, best_state, state: TrainState, cfg: TrainConfig,
+                        average: WeightAverage | None = None) -> dict:
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-            "best_state": best_state, "state": asdict(state), "config": asdict(cfg)}
+            "best_state": best_state, "state": asdict(state), "config": asdict(cfg),
+            "average": average.module.state_dict() if average is not None else None}
 
 
 def _compatible(saved: dict, cfg: TrainConfig) -> list[str]:
@@ -336,6 +367,7 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
         opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.lr, cfg.motif_lr_mult), lr=cfg.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
         state, best_state = TrainState(log_rows=[]), None
+        average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         if ckpt_path.exists():
             ck = torch.load(ckpt_path, map_location=device, weights_only=True)
             diff = _compatible(ck["config"], cfg)
@@ -346,6 +378,9 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
             opt.load_state_dict(ck["optimizer"])
             scaler.load_state_dict(ck["scaler"])
             best_state, state = ck["best_state"], TrainState(**ck["state"])
+            if average is not None:
+                average.module.load_state_dict(ck["average"])
+                average.steps = state.ema_steps
             state.finished = state.finished and state.epoch >= cfg.epochs or state.bad_epochs >= cfg.patience
             log.info("resuming from %s after epoch %d", ckpt_path, state.epoch)
         t_start = time.perf_counter()
@@ -361,15 +396,18 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
                 idx = sample_epoch(np.flatnonzero(tr_pos), tr_pool, cfg.neg_ratio, cfg.max_train_windows, rng)
             t0 = time.perf_counter()
             tr_loss = _run_epoch(model, src, tr_chroms, tr_starts, tr_labels, idx, spec, cfg, rng, opt, scaler,
-                                 device, True, f"epoch {epoch}")
+                                 device, True, f"epoch {epoch}", average)
             dt = time.perf_counter() - t0
             n_seen += len(idx)
-            va_auprc, va_loss, _ = validation_scores(model, src, va_chroms, va_starts, va_labels, spec, device)
+            scored = average.module if average is not None else model
+            if average is not None:
+                state.ema_steps = average.steps
+            va_auprc, va_loss, _ = validation_scores(scored, src, va_chroms, va_starts, va_labels, spec, device)
             score = va_auprc if np.isfinite(va_auprc) else -va_loss
             improved = score > state.best_score
             if improved:
                 state.best_score, state.best_loss, state.best_epoch, state.bad_epochs = score, va_loss, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
             else:
                 state.bad_epochs += 1
             state.epoch = epoch
@@ -379,7 +417,7 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
             log.info("epoch %d: train loss %.4f, valid loss %.4f, valid mean AUPRC %.4f, %.0f windows/s%s", epoch,
                      tr_loss, va_loss, va_auprc, len(idx) / dt, " (best)" if improved else "")
             with atomic_path(ckpt_path) as tmp:
-                torch.save(_checkpoint_payload(model, opt, scaler, best_state, state, cfg), tmp)
+                torch.save(_checkpoint_payload(model, opt, scaler, best_state, state, cfg, average), tmp)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
         if best_state is None:

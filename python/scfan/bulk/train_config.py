@@ -43,6 +43,9 @@ class TrainConfig:
     pos_weight: float = 1.0
     #: dropout after the three convolutions; ``None`` keeps the architecture's (0.2, 0.2, 0.5)
     dropout: tuple[float, float, float] | None = None
+    #: exponential moving average of the weights (decay per optimiser step; 0 = off): validation, model selection
+    #: and the written model use the average (docs/bulk.md)
+    ema_decay: float = 0.0
     neg_margin: int = 200
     jitter: int = 20
     rc_augment: bool = True
@@ -63,6 +66,8 @@ class TrainConfig:
             raise ScfanError("--motif-lr-mult must be > 0")
         if self.weight_decay < 0:
             raise ScfanError("--weight-decay must be >= 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ScfanError("--ema-decay must be in [0, 1)")
         if self.pos_weight <= 0:
             raise ScfanError("--pos-weight must be > 0")
         if self.sampler not in ("hard", "random"):

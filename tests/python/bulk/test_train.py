@@ -23,7 +23,7 @@ from scfan.bulk.data import (
 )
 from scfan.bulk.inputs import FlatGenome
 from scfan.bulk.model import load_model
-from scfan.bulk.train import TrainConfig, train_model
+from scfan.bulk.train import TrainConfig, WeightAverage, train_model
 from scfan.bulk.windows import read_windows
 from scfan.errors import ScfanError
 
@@ -46,18 +46,19 @@ def _weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def test_checkpoint_resume_gives_the_same_final_weights(tiny_prepared, tmp_path):
-    _train(tiny_prepared, tmp_path / "straight", epochs=3)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["plain", "weight-average"])
+def test_checkpoint_resume_gives_the_same_final_weights(tiny_prepared, tmp_path, ema_decay):
+    _train(tiny_prepared, tmp_path / "straight", epochs=3, ema_decay=ema_decay)
 
     def kill_after_first(epoch):
         if epoch == 1:
             raise Killed
 
     with pytest.raises(Killed):
-        _train(tiny_prepared, tmp_path / "resumed", on_epoch_end=kill_after_first, epochs=3)
+        _train(tiny_prepared, tmp_path / "resumed", on_epoch_end=kill_after_first, epochs=3, ema_decay=ema_decay)
     assert (tmp_path / "resumed" / "checkpoints" / "last.pt").exists()
     assert not (tmp_path / "resumed" / "model.pt").exists()  # no partial model after a kill
-    _train(tiny_prepared, tmp_path / "resumed", epochs=3)
+    _train(tiny_prepared, tmp_path / "resumed", epochs=3, ema_decay=ema_decay)
     a, b = _weights(tmp_path / "straight" / "model.pt"), _weights(tmp_path / "resumed" / "model.pt")
     assert a.keys() == b.keys()
     for k in a:
@@ -65,6 +66,36 @@ def test_checkpoint_resume_gives_the_same_final_weights(tiny_prepared, tmp_path)
     log_a = (tmp_path / "straight" / "train_log.tsv").read_text().splitlines()
     log_b = (tmp_path / "resumed" / "train_log.tsv").read_text().splitlines()
     assert [r.split("\t")[:4] for r in log_a] == [r.split("\t")[:4] for r in log_b] and len(log_a) == 4
+
+
+def test_weight_average_follows_its_formula_and_is_what_training_keeps(tiny_prepared, tmp_path):
+    """WeightAverage: step t folds the weights in with decay min(d, (1 + t) / (10 + t)); integer buffers are
+    copied. With --ema-decay the written model is the average, not the last optimiser state."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    avg = WeightAverage(net, 0.5)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].num_batches_tracked.fill_(7)
+    avg.update(net)  # t = 0: decay min(0.5, 1 / 10) = 0.1
+    got = avg.module.state_dict()
+    assert torch.allclose(got["0.weight"], 0.1 * start["0.weight"] + 0.9 * (start["0.weight"] + 1.0))
+    assert int(got["1.num_batches_tracked"]) == 7 and avg.steps == 1
+    assert not any(p.requires_grad for p in avg.module.parameters())
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    before = got["0.weight"].clone()
+    avg.update(net)  # t = 1: min(0.5, 2 / 11)
+    d = 2 / 11
+    assert torch.allclose(avg.module.state_dict()["0.weight"], d * before + (1 - d) * net[0].weight)
+
+    _train(tiny_prepared, tmp_path / "plain", epochs=2)
+    _train(tiny_prepared, tmp_path / "avg", epochs=2, ema_decay=0.99)
+    a, b = _weights(tmp_path / "plain" / "model.pt"), _weights(tmp_path / "avg" / "model.pt")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "avg" / "train.json").read_text())["config"]["ema_decay"] == 0.99
+    with pytest.raises(ScfanError, match="ema-decay"):
+        TrainConfig(ema_decay=1.0)
 
 
 def test_same_seed_same_weights_other_seed_differs(tiny_prepared, tmp_path):
