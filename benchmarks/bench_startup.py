@@ -35,6 +35,14 @@ MODULES = {
 STRIP = "find /opt/scfan/venv /usr/lib/python3.11 /usr/local/lib -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null"
 
 
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine())
+    mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), float("nan"))
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM"
+
+
 def host_once(module: str) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
@@ -73,8 +81,7 @@ def main() -> None:
                 times.setdefault(("image, no bytecode", module), []).append(image_once(tag, env, module, strip=True))
     med = {k: statistics.median(v) for k, v in times.items()}
     lines = ["# Task start-up: import time per step", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-             f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}", "",
+             f"Machine: {machine()}; Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}", "",
              f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`" + (f"; image `{tag}`" if tag else ""),
              "", f"Median of {args.repeats} interleaved repeats, seconds of `python -c 'import <module>'` (the "
              "container's own start not counted).", ""]
