@@ -26,8 +26,8 @@ def run(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
-    ap.add_argument("--only", nargs="+", choices=["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors", "startup"],
-                    default=["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors", "startup"])
+    steps = ["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors", "startup"]
+    ap.add_argument("--only", nargs="+", choices=steps, default=steps)
     args = ap.parse_args()
     py = sys.executable
     out = HERE / "out"
