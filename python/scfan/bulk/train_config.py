@@ -26,7 +26,9 @@ class TrainConfig:
     motif_lr_mult: float = 10.0
     #: decoupled weight decay (AdamW; 0 = plain Adam)
     weight_decay: float = 0.0
-    neg_ratio: float = 1.0
+    #: negatives per positive, resampled every epoch (docs/bulk.md, bench-preset ablation: 1 → 2 lifted test AUPRC
+    #: 0.351 → 0.361 and AUROC 0.940 → 0.947)
+    neg_ratio: float = 2.0
     #: ``hard``: a ``hard_frac`` share of the negatives are open-chromatin windows bound by no TF (see
     #: :func:`scfan.bulk.data.open_negative_pool`); ``random``: all negatives uniform over the pool.
     sampler: str = "hard"
