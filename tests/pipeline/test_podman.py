@@ -40,6 +40,17 @@ def test_image_holds_the_locked_environment_without_the_work_tree(image):
     assert locked <= frozen, sorted(locked - frozen)[:10]  # every pin of the lock file, at its version
 
 
+
+def _probe_in_image(image, code: str, label: str) -> dict:
+    """Run ``code`` with python in a fresh container of the image, as an unknown uid (how Nextflow runs tasks with
+    -u uid:gid), and return the JSON of the one stdout line it labels ``label`` (the probe's result)."""
+    tag, env = image
+    out = _podman(env, "run", "--rm", "--network=none", "-u", f"{os.getuid() + 1000}:{os.getgid() + 1000}", tag,
+                  "python", "-c", code)
+    result = [line for line in out.splitlines() if line.startswith(label + " ")]
+    assert len(result) == 1, f"the probe printed no {label} line: {out!r}"
+    return json.loads(result[0].removeprefix(label + " "))
+
 NUMBA_PROBE = """
 import gc, json, logging, pathlib
 import numpy as np
@@ -59,12 +70,7 @@ print("NUMBA_PROBE " + json.dumps({"hits": sum(len(o.stats.cache_hits) for o in 
 def test_the_image_holds_numbas_compiled_clustering_code(image):
     """`sc cluster` in a fresh container, as the host's user (how Nextflow runs tasks with -u uid:gid), loads every
     numba function it calls from the cache filled at build time (containers/warm_numba.py): none is compiled."""
-    tag, env = image
-    out = _podman(env, "run", "--rm", "--network=none", "-u", f"{os.getuid() + 1000}:{os.getgid() + 1000}", tag,
-                  "python", "-c", NUMBA_PROBE)
-    result = [line for line in out.splitlines() if line.startswith("NUMBA_PROBE ")]
-    assert len(result) == 1, f"the probe printed no result line: {out!r}"
-    counts = json.loads(result[0].removeprefix("NUMBA_PROBE "))
+    counts = _probe_in_image(image, NUMBA_PROBE, "NUMBA_PROBE")
     assert counts["hits"] > 10 and counts["misses"] == 0, counts
 
 
@@ -82,12 +88,7 @@ def test_the_image_holds_bytecode_for_what_the_tasks_import(image):
     """The image runs with PYTHONDONTWRITEBYTECODE, so a module without a .pyc in the image is compiled from source
     by every task that imports it (torch, scanpy, pandas: seconds per task). Every module that the steps import,
     the standard library's included, has its bytecode in the image (compiled at build time, containers/Dockerfile)."""
-    tag, env = image
-    out = _podman(env, "run", "--rm", "--network=none", "-u", f"{os.getuid() + 1000}:{os.getgid() + 1000}", tag,
-                  "python", "-c", BYTECODE_PROBE)
-    result = [line for line in out.splitlines() if line.startswith("BYTECODE_PROBE ")]
-    assert len(result) == 1, f"the probe printed no result line: {out!r}"
-    got = json.loads(result[0].removeprefix("BYTECODE_PROBE "))
+    got = _probe_in_image(image, BYTECODE_PROBE, "BYTECODE_PROBE")
     assert got["modules"] > 500 and not got["missing"], (got["modules"], got["missing"][:20])
 
 
