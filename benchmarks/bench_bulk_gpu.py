@@ -152,7 +152,18 @@ def _use_bundled_jaspar(meta: dict) -> None:
     pwm.jaspar_counts = lambda motif_id: by_id[motif_id]
 
 
-def run(bundle: Path, out: Path, epochs: int, patience: int, budget_s: float, small_too: bool) -> None:
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``NAME:FIELD=VALUE,FIELD=VALUE`` (TrainConfig fields) as a run name and its keyword arguments."""
+    from bench_bulk import train_overrides
+
+    name, sep, opts = spec.partition(":")
+    if not sep or not name or not opts:
+        raise SystemExit(f"--variant {spec!r}: expected NAME:FIELD=VALUE[,FIELD=VALUE...]")
+    return name, train_overrides(opts.split(","))
+
+
+def run(bundle: Path, out: Path, epochs: int, patience: int, budget_s: float, small_too: bool,
+        variants: list[str] = (), full: bool = True, throughput_too: bool = True) -> None:
     from scfan.bulk.model import load_model
     from scfan.bulk.train import TrainConfig, train_arrays
     from scfan.inference import predict_windows
@@ -161,34 +172,41 @@ def run(bundle: Path, out: Path, epochs: int, patience: int, budget_s: float, sm
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     quick = dev.type == "cpu"  # a smoke run here; the real figures need the GPU
-    res: dict = {"machine": machine(), "device": str(dev), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    res: dict = {"machine": machine(), "device": str(dev), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                 "command": [Path(sys.argv[0]).name, *sys.argv[1:]]}
 
     def save() -> None:
         (out / "run.json").write_text(json.dumps(res, indent=1, default=str))
 
-    res["inference"] = [r for arch in ("small", "full") for r in inference_rates(arch, dev, 256 if quick else 65536)]
-    save()
-    log.info("inference: %s", [(r["arch"], r["what"], r["dtype"], round(r["windows_per_s"])) for r in
-                               res["inference"]])
-    res["training_rates"] = [throughput(arch, dev.type, amp, 3 if quick else 100)
-                             for arch in ("small", "full") for amp in ((False, True) if dev.type == "cuda" else
-                                                                        (False,))]
-    save()
+    if throughput_too:
+        res["inference"] = [r for arch in ("small", "full")
+                            for r in inference_rates(arch, dev, 256 if quick else 65536)]
+        save()
+        log.info("inference: %s", [(r["arch"], r["what"], r["dtype"], round(r["windows_per_s"])) for r in
+                                   res["inference"]])
+        res["training_rates"] = [throughput(arch, dev.type, amp, 3 if quick else 100)
+                                 for arch in ("small", "full") for amp in ((False, True) if dev.type == "cuda" else
+                                                                            (False,))]
+        save()
     src, meta, arrays = load_bundle(bundle)
     _use_bundled_jaspar(meta)
     res["bundle"] = {"line": meta.get("line"), "tf_names": meta["tf_names"],
                      **{f"n_{s}": len(arrays[s][1]) for s in SPLITS}}
-    runs = [("full", {"arch": "full", "epochs": epochs, "patience": patience})]  # the gpu profile's settings
+    runs = [("full", {"arch": "full", "epochs": epochs, "patience": patience})] if full else []  # gpu profile
     if small_too:
         runs.append(("small", {"arch": "small"}))  # the CPU defaults, every window of every epoch
+    for spec in variants:  # e.g. full_neg_ratio3:arch=full,neg_ratio=3 (starting from the gpu profile's settings)
+        name, kw = parse_variant(spec)
+        runs.append((name, {"arch": "full", "epochs": epochs, "patience": patience, **kw}))
     res["training"] = {}
     for name, kw in runs:
         left = budget_s - (time.perf_counter() - t_start)
         if left < 60:
             log.warning("%s model skipped: %.0f s of the budget left", name, left)
+            res.setdefault("skipped", []).append(name)
             continue
         smoke = {"epochs": 1, "max_train_windows": 500, "max_valid_windows": 500} if quick else {}
-        cfg = TrainConfig(**{**kw, **smoke}, device=dev.type, seed=0)
+        cfg = TrainConfig(**{"seed": 0, **kw, **smoke}, device=dev.type)
         t0 = time.perf_counter()
         summary = train_arrays(arrays["train"], arrays["valid"], meta, src, cfg, out / f"train_{name}")
         train_s = time.perf_counter() - t0
@@ -409,7 +427,44 @@ INFER_END = "<!-- /infer -->"
 # ---------------------------------------------------------------------------------------------------------- report
 
 
-def report(bundle: Path, run_dir: Path, sim_dir: Path, path: Path) -> str:
+def _model_summary(name: str, cfg, tr: dict, rows: list[dict]) -> dict:
+    """Means over TFs of one trained model's table (model, PWM, oracle)."""
+    by = {m: [r for r in rows if r["method"] == m] for m in ("scfan", "pwm", "oracle")}
+    mean = {m: {k: float(np.nanmean([r[k] for r in rs])) for k in ("auroc", "auprc")} for m, rs in by.items() if rs}
+    return {"name": name, "arch": cfg.arch, "seed": cfg.seed, "neg_ratio": cfg.neg_ratio, "train_s": tr["train_s"],
+            "epochs": tr["summary"]["epochs_run"], "best": tr["summary"]["best_epoch"], "mean": mean,
+            "n_recall": sum(r["recall_at_10fdr"] > 0 for r in by["scfan"]), "n_tfs": len(by["scfan"])}
+
+
+def summary_lines(summary: list[dict]) -> list[str]:
+    """One row per trained model, then mean ± sd over seeds of each setting trained with several seeds."""
+    lines = ["## Summary of the models trained on the GPU", "",
+             "| model | arch | neg_ratio | seed | epochs (best) | training s | mean AUROC | mean AUPRC | × PWM | "
+             "model / oracle | TFs with recall@10%FDR > 0 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in summary:
+        a, pwm, orc = m["mean"]["scfan"], m["mean"]["pwm"], m["mean"]["oracle"]
+        lines.append(f"| `{m['name']}` | {m['arch']} | {m['neg_ratio']:g} | {m['seed']} | {m['epochs']} ({m['best']}) "
+                     f"| {m['train_s']:.0f} | {a['auroc']:.3f} | {a['auprc']:.3f} | {a['auprc'] / pwm['auprc']:.2f} | "
+                     f"{a['auprc'] / orc['auprc']:.2f} | {m['n_recall']} of {m['n_tfs']} |")
+    groups: dict[tuple, list[dict]] = {}
+    for m in summary:
+        groups.setdefault((m["arch"], m["neg_ratio"]), []).append(m)
+    seeded = {k: g for k, g in groups.items() if len({m["seed"] for m in g}) > 1}
+    if seeded:
+        lines += ["", "Over seeds (mean ± sd):", ""]
+        for (arch, neg), g in seeded.items():
+            auroc = np.array([m["mean"]["scfan"]["auroc"] for m in g])
+            auprc = np.array([m["mean"]["scfan"]["auprc"] for m in g])
+            ratio = auprc / np.array([m["mean"]["pwm"]["auprc"] for m in g])
+            lines.append(f"- {arch}, neg_ratio {neg:g}, seeds {', '.join(str(m['seed']) for m in g)}: AUROC "
+                         f"{auroc.mean():.3f} ± {auroc.std(ddof=1):.3f}, AUPRC {auprc.mean():.3f} ± "
+                         f"{auprc.std(ddof=1):.3f} = {ratio.mean():.2f} × PWM (lowest {ratio.min():.2f}), training "
+                         f"{np.mean([m['train_s'] for m in g]):.0f} s")
+    return [*lines, ""]
+
+
+def report(bundle: Path, run_dirs: list[Path], sim_dir: Path, path: Path) -> str:
+    """The report of one or more ``run`` folders: the first one's machine, throughput and timing, every one's models."""
     from bench_bulk import accuracy_section, oracle_scores
 
     from scfan.bulk.data import window_mean_accessibility
@@ -417,7 +472,10 @@ def report(bundle: Path, run_dir: Path, sim_dir: Path, path: Path) -> str:
     from scfan.bulk.pwm import motif_for_tf
     from scfan.bulk.train import TrainConfig
 
-    res = json.loads((run_dir / "run.json").read_text())
+    runs = [(d, json.loads((d / "run.json").read_text())) for d in run_dirs]
+    res = runs[0][1]
+    trained = {name: (d, tr) for d, r in runs for name, tr in r.get("training", {}).items()}
+    commands = [" ".join(r.get("command", ["bench_bulk_gpu.py", "run", "--small-too"])) for _, r in runs]
     src, meta, arrays = load_bundle(bundle)
     tf_names, window = list(meta["tf_names"]), int(meta["window"])
     lines = ["# Bulk-stage benchmark on a GPU", "", f"Machine: {res['machine']}", "",
@@ -425,10 +483,13 @@ def report(bundle: Path, run_dir: Path, sim_dir: Path, path: Path) -> str:
              "all. Bundle: line " f"{meta.get('line')}, " + ", ".join(f"{res['bundle'][f'n_{s}']} {s}" for s in SPLITS)
              + " windows.", "",
              "Commands: `bench_bulk_gpu.py export` of line A of `scfan simulate --preset bench --seed 1` after "
-             "`scfan bulk prepare` (here), `bench_bulk_gpu.py run --small-too` (on the GPU machine, through the "
-             "`device` tool), `bench_bulk_gpu.py report` (here). PWM scan and oracle are scored here on the same "
-             "windows.", ""]
-    for name, tr in res.get("training", {}).items():
+             "`scfan bulk prepare` (here), `" + "`, then `".join(commands) + "` (on the GPU machine, through the "
+             "`device` tool, " + ("one call" if len(runs) == 1 else f"{len(runs)} calls on the same machine kind")
+             + "), `bench_bulk_gpu.py report` (here). PWM scan and oracle are scored here on the same windows."
+             + "".join(f" Not trained, the run's time budget spent: {', '.join(f'`{n}`' for n in r['skipped'])}."
+                       for _, r in runs if r.get("skipped")), ""]
+    summary: list[dict] = []
+    for name, (run_dir, tr) in trained.items():
         chroms, starts, labels = (a[: tr["n_test_scored"]] for a in arrays["test"])
         probs = np.load(run_dir / f"test_probs_{name}.npy")
         is_open = open_window_mask(window_mean_accessibility(src, chroms, starts, window))
@@ -444,14 +505,18 @@ def report(bundle: Path, run_dir: Path, sim_dir: Path, path: Path) -> str:
                 m, mo = binary_metrics(y, s), binary_metrics(y[is_open], s[is_open])
                 rows.append({"tf": tf, "method": method, **m, "auroc_open": mo["auroc"], "auprc_open": mo["auprc"]})
         cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in tr["config"].items()})
-        acc = {"preset": "bench", "line": meta["line"], "arch": name, "n_windows": sum(res["bundle"][f"n_{s}"]
-                                                                                      for s in SPLITS),
+        label = name if name in ("full", "small") else f"{cfg.arch} (`{name}`)"
+        acc = {"preset": "bench", "line": meta["line"], "arch": label,
+               "n_windows": sum(res["bundle"][f"n_{s}"] for s in SPLITS),
                "table": rows, "train": tr["summary"], "train_s": tr["train_s"], "train_config": cfg,
-               "max_test": tr["n_test_scored"], "eval_s": tr["predict_s"],
+               "n_test": tr["n_test_scored"], "n_test_all": res["bundle"]["n_test"], "eval_s": tr["predict_s"],
                "goals_title": f"Goals of issue 9, checked for this {name} model trained on {res['device']}"}
         lines += accuracy_section(acc)
+        summary.append(_model_summary(name, cfg, tr, rows))
         lines += [f"Training on {res['device']}: {tr['summary']['train_windows_per_s_this_session']} windows/s over "
                   f"the whole run (sampling, input assembly on the CPU, validation included).", ""]
+    if len(summary) > 1:
+        lines += summary_lines(summary)
     lines += ["## Inference throughput (1,000 bp windows, 6 channels, 16 TFs, BatchNorm folded)", "",
               "`predict_batches` = what `scfan sc predict` and `scfan bulk evaluate` run: forward and "
               "reverse-complement passes averaged, inputs copied from host memory, fixed compute blocks (batch size "
@@ -461,6 +526,9 @@ def report(bundle: Path, run_dir: Path, sim_dir: Path, path: Path) -> str:
     lines += [f"| {r['arch']} | {r['what']} | {r['dtype']} | {r['windows_per_s']:,.0f} |" for r in res["inference"]]
     lines += ["", "## Training throughput (batch 100, forward + backward + Adam step, RC augmentation)", "",
               *throughput_lines(res["training_rates"])]
+    old = path.read_text() if path.exists() else ""
+    if INFER_BEGIN in old:  # the per-cell inference section (report-infer) stays as it was
+        lines += ["", old[old.index(INFER_BEGIN): old.index(INFER_END) + len(INFER_END)]]
     return write_report(path, lines)
 
 
@@ -478,6 +546,10 @@ def main() -> None:
     r.add_argument("--patience", type=int, default=5, help="the gpu profile's (conf/gpu.config)")
     r.add_argument("--budget-s", type=float, default=420, help="no model training starts after this many seconds")
     r.add_argument("--small-too", action="store_true", help="also train the small model with the CPU defaults")
+    r.add_argument("--no-full", action="store_true", help="skip the full model with the gpu profile's settings")
+    r.add_argument("--no-throughput", action="store_true", help="skip the throughput measurements")
+    r.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=VALUE,...",
+                   help="also train the full model (gpu profile settings) with these TrainConfig fields changed")
     i = sub.add_parser("infer", help="inference layouts and precisions of the full model (torch + numpy + scfan)")
     i.add_argument("--out", type=Path, required=True)
     i.add_argument("--budget-s", type=float, default=240, help="no new variant starts after this many seconds")
@@ -489,7 +561,8 @@ def main() -> None:
     q.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk_gpu.md")
     p = sub.add_parser("report", help="accuracy and throughput tables (needs the genomics packages)")
     p.add_argument("--bundle", type=Path, required=True)
-    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--run-dir", type=Path, required=True, action="append", help="a `run` output folder; repeat to "
+                   "report the models of several runs (the first one's throughput tables are kept)")
     p.add_argument("--sim-dir", type=Path, required=True)
     p.add_argument("--out", type=Path, default=HERE / "results" / "bench_bulk_gpu.md")
     a = ap.parse_args()
@@ -501,7 +574,8 @@ def main() -> None:
     elif a.cmd == "report-infer":
         print(write_infer_section(a.out, a.forward, a.e2e))
     elif a.cmd == "run":
-        run(a.bundle, a.out, a.epochs, a.patience, a.budget_s, a.small_too)
+        run(a.bundle, a.out, a.epochs, a.patience, a.budget_s, a.small_too, a.variant, not a.no_full,
+            not a.no_throughput)
     else:
         print(report(a.bundle, a.run_dir, a.sim_dir, a.out))
 
