@@ -465,7 +465,7 @@ def summary_lines(summary: list[dict]) -> list[str]:
 
 def report(bundle: Path, run_dirs: list[Path], sim_dir: Path, path: Path) -> str:
     """The report of one or more ``run`` folders: the first one's machine, throughput and timing, every one's models."""
-    from bench_bulk import accuracy_section, oracle_scores
+    from bench_bulk import accuracy_section, localisation, oracle_scores, site_distances
 
     from scfan.bulk.data import window_mean_accessibility
     from scfan.bulk.evaluate import binary_metrics, open_window_mask, pwm_scores
@@ -494,6 +494,8 @@ def report(bundle: Path, run_dirs: list[Path], sim_dir: Path, path: Path) -> str
         probs = np.load(run_dir / f"test_probs_{name}.npy")
         is_open = open_window_mask(window_mean_accessibility(src, chroms, starts, window))
         oracle = oracle_scores(sim_dir, meta["line"], chroms, starts, window, tf_names)
+        loc = localisation(site_distances(sim_dir, meta["line"], chroms, starts, window, tf_names), labels, probs,
+                           oracle)
         rows = []
         for j, tf in enumerate(tf_names):
             y = labels[:, j]
@@ -510,7 +512,8 @@ def report(bundle: Path, run_dirs: list[Path], sim_dir: Path, path: Path) -> str
                "n_windows": sum(res["bundle"][f"n_{s}"] for s in SPLITS),
                "table": rows, "train": tr["summary"], "train_s": tr["train_s"], "train_config": cfg,
                "n_test": tr["n_test_scored"], "n_test_all": res["bundle"]["n_test"], "eval_s": tr["predict_s"],
-               "goals_title": f"Goals of issue 9, checked for this {name} model trained on {res['device']}"}
+               "goals_title": f"Goals of issue 9, checked for this {name} model trained on {res['device']}",
+               "localisation": loc}
         lines += accuracy_section(acc)
         summary.append(_model_summary(name, cfg, tr, rows))
         lines += [f"Training on {res['device']}: {tr['summary']['train_windows_per_s_this_session']} windows/s over "

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 
-from bench_bulk import ORACLE_DECAY_BP, oracle_scores, site_distances  # noqa: E402
+from bench_bulk import ORACLE_DECAY_BP, localisation, oracle_scores, site_distances  # noqa: E402
 
 
 @pytest.fixture
@@ -52,3 +52,16 @@ def test_oracle_is_one_on_a_site_decays_beside_it_and_breaks_ties_by_accessibili
     assert o[1, 0] == pytest.approx(np.exp(-50 / ORACLE_DECAY_BP))  # 50 bp away, closed
     assert o[2, 0] == pytest.approx(np.exp(-(2000 - 350) / ORACLE_DECAY_BP))
     assert o[0, 0] > o[1, 0] > o[2, 0]
+
+
+def test_localisation_bins_windows_by_site_distance_and_scores_the_near_ones():
+    dist = np.array([[0.0], [0.0], [30.0], [80.0], [150.0], [5000.0], [np.inf]])
+    labels = np.array([[1.0], [1.0], [1.0], [0.0], [0.0], [1.0], [0.0]])
+    probs = np.array([[0.9], [0.7], [0.2], [0.4], [0.1], [0.3], [0.0]])
+    loc = localisation(dist, labels, probs, oracle=np.exp(-dist / ORACLE_DECAY_BP))
+    inside, near, mid, far_ = loc["bins"][0], loc["bins"][1], loc["bins"][2], loc["bins"][-1]
+    assert (inside["n"], inside["label_rate"], inside["mean_prob"]) == (2, 1.0, pytest.approx(0.8))
+    assert (near["n"], near["label_rate"]) == (1, 1.0) and (mid["n"], mid["label_rate"]) == (1, 0.0)
+    assert far_["n"] == 2 and far_["label_rate"] == 0.5  # > 1 kb, the chromosome without a site included
+    # within 1 kb: positives 0.9, 0.7, 0.2 vs negatives 0.4, 0.1 -> 5 of 6 pairs ordered; the oracle orders all
+    assert loc["near_auroc_model"] == pytest.approx(5 / 6) and loc["near_auroc_oracle"] == 1.0
