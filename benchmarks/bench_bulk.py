@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger("bench_bulk")
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "python"))
 
@@ -177,6 +178,76 @@ def oracle_scores(sim: Path, line: str, chroms: np.ndarray, starts: np.ndarray, 
     return np.exp(-dist / ORACLE_DECAY_BP) + 0.01 * access[:, None]
 
 
+LEARNER_SPAN = 800  # bp around the window's centre that the motif learner scans
+LEARNER_BINS = (0, 50, 100, 150, 200, 250, 300, 400)  # |distance| (bp) of a motif placement's centre from the window's
+LEARNER_NEGATIVES = 80_000  # training negatives the learner fits (all training positives too), weighted up to all
+
+
+def motif_learner_features(src, chroms: np.ndarray, starts: np.ndarray, window: int, pwms: list[np.ndarray],
+                           chunk: int = 4096) -> np.ndarray:
+    """``(N, n_motifs * 7 + 3)`` features a sequence reader can see: for each JASPAR matrix, its best log-odds score
+    (both strands) among placements centred 0-50, 50-100, ..., 300-400 bp from the window's centre, then the mean
+    normalised accessibility over the central 200, 400 and 800 bp."""
+    import torch
+
+    weights = [torch.from_numpy(np.stack([w, np.ascontiguousarray(w[::-1, ::-1])])) for w in pwms]
+    masks = []
+    for w in pwms:
+        offset = np.abs(np.arange(LEARNER_SPAN - w.shape[1] + 1) + w.shape[1] / 2 - LEARNER_SPAN / 2)
+        masks.append([torch.from_numpy((offset >= lo) & (offset < hi))
+                      for lo, hi in zip(LEARNER_BINS[:-1], LEARNER_BINS[1:], strict=True)])
+    out = []
+    half = LEARNER_SPAN // 2
+    for i in range(0, len(starts), chunk):
+        cs = np.asarray(starts[i : i + chunk], dtype=np.int64) + window // 2 - half
+        x = src.batch(chroms[i : i + chunk], cs, LEARNER_SPAN)
+        cols = []
+        with torch.no_grad():
+            for w, ms in zip(weights, masks, strict=True):
+                s = torch.nn.functional.conv1d(x[:, :4], w).amax(1)  # (n, placements), best strand
+                cols += [s[:, m].amax(-1) for m in ms]
+            acc = x[:, 4]
+            cols += [acc[:, half - r : half + r].mean(-1) for r in (100, 200, half)]
+        out.append(torch.stack(cols, 1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(pwms) * 7 + 3), np.float32)
+
+
+def motif_learner_scores(src, train_df, test_chroms: np.ndarray, test_starts: np.ndarray, window: int,
+                         tf_names: list[str], motifs: dict, seed: int = 0) -> np.ndarray:
+    """A second reference beside the truth oracle: what a flexible learner reaches from what a sequence reader can
+    see. Gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``), one per TF, on
+    :func:`motif_learner_features` of the TFs' own JASPAR matrices (the matrices the simulator plants its sites
+    from, so the log-odds score is the right detector of a planted site) by distance from the window, and the
+    accessibility; fitted on every positive training window and a seeded sample of the negatives (weighted up to
+    all of them). Returns ``(N, n_tfs)`` probabilities for the test windows; a TF without a matrix scores NaN."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from scfan.bulk.data import windows_arrays
+    from scfan.bulk.pwm import jaspar_counts, log_odds
+
+    ids = [(tf, motifs.get(tf)) for tf in tf_names]
+    pwms = [log_odds(jaspar_counts(mid)) for _, mid in ids if mid]
+    chroms, starts, labels = windows_arrays(train_df, tf_names)
+    pos = np.flatnonzero(labels.any(1))
+    negs = np.flatnonzero(~labels.any(1))
+    rng = np.random.default_rng(seed)
+    take = rng.choice(negs, min(LEARNER_NEGATIVES, len(negs)), replace=False) if len(negs) else negs
+    idx = np.sort(np.concatenate([pos, take]))
+    weight = np.where(labels[idx].any(1), 1.0, len(negs) / max(len(take), 1))
+    x_train = motif_learner_features(src, chroms[idx], starts[idx], window, pwms)
+    x_test = motif_learner_features(src, test_chroms, test_starts, window, pwms)
+    out = np.full((len(test_starts), len(tf_names)), np.nan)
+    for j, (tf, mid) in enumerate(ids):
+        y = labels[idx, j]
+        if not mid or y.all() or not y.any():
+            continue
+        clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, max_leaf_nodes=31, random_state=seed)
+        clf.fit(x_train, y, sample_weight=weight)
+        out[:, j] = clf.predict_proba(x_test)[:, 1]
+        log.info("motif learner: %s fitted (%d iterations)", tf, clf.n_iter_)
+    return out
+
+
 DISTANCE_BINS = ((0, 0), (1, 50), (51, 100), (101, 200), (201, 400), (401, 1000), (1001, np.inf))
 
 
@@ -225,7 +296,7 @@ def localisation_lines(loc: dict) -> list[str]:
 def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, max_test: int,
                        sim_dir: Path | None = None, preset: str = "bench", arch: str = "small",
                        threads: int | None = None, seed: int = 0, ema_decay: float = 0.0,
-                       max_valid: int = 4_000, overrides: dict | None = None) -> dict:
+                       max_valid: int = 4_000, overrides: dict | None = None, motif_learner: bool = False) -> dict:
     import polars as pl
 
     from scfan.bulk.data import InputSource, window_mean_accessibility, windows_arrays
@@ -280,10 +351,23 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     for j, tf in enumerate(spec.tf_names):
         m, mo = binary_metrics(labels[:, j], oracle[:, j]), binary_metrics(labels[is_open, j], oracle[is_open, j])
         oracle_rows.append({"tf": tf, "method": "oracle", **m, "auroc_open": mo["auroc"], "auprc_open": mo["auprc"]})
+    learner_s = None
+    if motif_learner:
+        t0 = time.perf_counter()
+        learned = motif_learner_scores(src, df.filter(pl.col("split") == "train"), chroms, starts, spec.window,
+                                       list(spec.tf_names), dict(spec.motifs), seed)
+        learner_s = time.perf_counter() - t0
+        for j, tf in enumerate(spec.tf_names):
+            if np.isnan(learned[:, j]).all():
+                continue
+            m = binary_metrics(labels[:, j], learned[:, j])
+            mo = binary_metrics(labels[is_open, j], learned[is_open, j])
+            oracle_rows.append({"tf": tf, "method": "motif_learner", **m, "auroc_open": mo["auroc"],
+                                "auprc_open": mo["auprc"]})
     return {"preset": preset, "line": line, "arch": arch, "n_windows": len(df),
             "table": table.to_dicts() + oracle_rows,
             "train": summary, "train_s": train_s, "eval_s": eval_s, "train_config": tcfg, "max_test": max_test,
-            "n_test": len(test), "n_test_all": n_test_all, "localisation": loc}
+            "n_test": len(test), "n_test_all": n_test_all, "localisation": loc, "learner_s": learner_s}
 
 
 def real_sequence_only(quick: bool, threads: int | None = None) -> dict:
@@ -374,9 +458,35 @@ def accuracy_section(acc: dict) -> list[str]:
               "|---|---|---|"]
     lines += [f"| {g} | {'yes' if ok else '**no**'} | {v} |" for g, ok, v in goals]
     lines.append("")
+    lines += learner_lines(acc, by, tfs)
     if acc.get("localisation"):
         lines += localisation_lines(acc["localisation"])
     return lines
+
+
+def learner_lines(acc: dict, by: dict, tfs: list[str]) -> list[str]:
+    """The motif learner beside the model and the oracle (only when the run fitted it)."""
+    have = [tf for tf in tfs if (tf, "motif_learner") in by]
+    if not have:
+        return []
+    lines = [f"**Motif learner** (`--motif-learner`, {acc.get('learner_s') or 0:.0f} s): gradient-boosted trees per TF "
+             "on what a sequence reader can see — the best log-odds score of each TF's JASPAR matrix (the matrices "
+             "the simulator plants its sites from) in distance bins 0–50, …, 300–400 bp from the window's centre, and "
+             "the accessibility over the central 200, 400 and 800 bp — fitted on the training chromosomes (every "
+             "positive window, 80,000 negatives weighted up to all). It knows nothing the model could not; the "
+             "oracle knows where the bound sites are. Their gap is what the inputs do not tell.", "",
+             "| TF | AUROC model | AUROC learner | AUROC oracle | AUPRC model | AUPRC learner | AUPRC oracle | "
+             "model / learner (AUPRC) | learner / oracle (AUPRC) |", "|---|" + "---|" * 8]
+    for tf in have + ["**mean**"]:
+        if tf == "**mean**":
+            m, le, o = ({c: _mean([by[(t, meth)].get(c) for t in have]) for c in ("auroc", "auprc")}
+                        for meth in ("scfan", "motif_learner", "oracle"))
+        else:
+            m, le, o = by[(tf, "scfan")], by[(tf, "motif_learner")], by[(tf, "oracle")]
+        lines.append(f"| {tf} | {_fmt(m.get('auroc'))} | {_fmt(le.get('auroc'))} | {_fmt(o.get('auroc'))} | "
+                     f"{_fmt(m.get('auprc'))} | {_fmt(le.get('auprc'))} | {_fmt(o.get('auprc'))} | "
+                     f"{m['auprc'] / le['auprc']:.2f} | {le['auprc'] / o['auprc']:.2f} |")
+    return lines + [""]
 
 
 def throughput_lines(rows: list[dict]) -> list[str]:
@@ -462,6 +572,9 @@ def main() -> None:
     ap.add_argument("--train-option", action="append", default=[], metavar="FIELD=VALUE",
                     help="another TrainConfig field for an ablation, e.g. lr=5e-4 (repeatable)")
     ap.add_argument("--accuracy-only", action="store_true", help="only the simulated accuracy table")
+    ap.add_argument("--motif-learner", action="store_true", help="also fit the motif learner (gradient-boosted trees "
+                    "on the TFs' JASPAR scores by distance and the accessibility: what the observable inputs allow; "
+                    "a few minutes)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own, at most 8 "
                     "for training)")
     args = ap.parse_args()
@@ -477,7 +590,7 @@ def main() -> None:
                                  2000 if args.quick else args.max_train_windows,
                                  3000 if args.quick else args.max_test_windows, args.sim_dir, args.preset, args.arch,
                                  args.threads, args.seed, args.ema_decay, args.max_valid_windows,
-                                 train_overrides(args.train_option))
+                                 train_overrides(args.train_option), args.motif_learner)
     print(report(args.out, args, thr, acc, seq))
 
 

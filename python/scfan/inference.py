@@ -187,6 +187,7 @@ class _MotifBranch2d(nn.Module):
         self.register_buffer("mean", mean.repeat(n_scores))
         self.register_buffer("sd", sd.repeat(n_scores))
         self.expected_max = float(branch._expected_max)
+        self.hidden = int(getattr(branch, "hidden", 0))
         self.out = copy_module(branch.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, C, 1, L), channels last
@@ -201,8 +202,8 @@ class _MotifBranch2d(nn.Module):
         feats = (best - self.mean) / self.sd - self.expected_max
         if self.uses_tracks:
             acc = xs[:, 4, 0].float().mean(-1, keepdim=True)
-            feats = torch.cat([feats, feats * acc], dim=1)
-        return self.out(feats.to(self.out.weight.dtype))
+            feats = torch.cat([feats, feats * acc] + ([acc] if self.hidden else []), dim=1)
+        return self.out(feats.to(next(self.out.parameters()).dtype))
 
 
 def copy_module(m: nn.Module) -> nn.Module:

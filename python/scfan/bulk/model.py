@@ -54,6 +54,10 @@ class ArchConfig:
     #: labelled window), beside the best over ``motif_pool``: a site in the window and one in its flank no longer
     #: score alike (docs/bulk.md, ablation). 0 = none (model files written before this feature)
     motif_core: int = 0
+    #: units of a hidden ReLU layer between the motif branch's scores and the TFs' logits (the scores, their products
+    #: with the accessibility and the accessibility itself go in); 0 = one linear layer (model files written before
+    #: this feature)
+    motif_hidden: int = 0
 
     @classmethod
     def preset(cls, name: str) -> ArchConfig:
@@ -70,7 +74,7 @@ class ArchConfig:
         return cls(filters=tuple(d["filters"]), kernel=int(d["kernel"]), pool=int(d["pool"]),
                    dense=int(d["dense"]), dropout=tuple(d["dropout"]), motif_filters=int(d.get("motif_filters", 0)),
                    motif_width=int(d.get("motif_width", 24)), motif_pool=int(d.get("motif_pool", 400)),
-                   motif_core=int(d.get("motif_core", 0)))
+                   motif_core=int(d.get("motif_core", 0)), motif_hidden=int(d.get("motif_hidden", 0)))
 
 
 def flat_length(length: int, arch: ArchConfig) -> int:
@@ -118,7 +122,7 @@ class MotifBranch(nn.Module):
     """
 
     def __init__(self, n_channels: int, length: int, n_tasks: int, n_filters: int, width: int, pool: int,
-                 core: int = 0):
+                 core: int = 0, hidden: int = 0):
         super().__init__()
         pool = min(pool, length)
         pool -= (length - pool) % 2  # a centred stretch, so the branch is reverse-complement symmetric
@@ -130,9 +134,16 @@ class MotifBranch(nn.Module):
         #: see the same stretch) have their centre in the central ``core`` bp; None without a core score
         self.core_lo = core_placements(pool, width, core)
         n_scores = 1 if self.core_lo is None else 2
-        self.out = nn.Linear(n_filters * n_scores * (2 if self.uses_tracks else 1), n_tasks)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        n_in = n_filters * n_scores * (2 if self.uses_tracks else 1)
+        self.hidden = hidden
+        if hidden > 0:
+            n_in += 1 if self.uses_tracks else 0
+            self.out = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_tasks))
+            last = self.out[2]
+        else:
+            self.out = last = nn.Linear(n_in, n_tasks)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         # a background stretch's best z-score over its 2 * (pool - width + 1) placements is about this
         self._expected_max = math.sqrt(2 * math.log(2 * (pool - width + 1)))
 
@@ -151,7 +162,7 @@ class MotifBranch(nn.Module):
         feats = (best - mean.repeat(n_scores)) / sd.repeat(n_scores) - self._expected_max
         if self.uses_tracks:
             acc = x[:, 4, self.lo : self.hi].mean(-1, keepdim=True)
-            feats = torch.cat([feats, feats * acc], dim=1)
+            feats = torch.cat([feats, feats * acc] + ([acc] if self.hidden else []), dim=1)
         return self.out(feats)
 
 
@@ -177,7 +188,7 @@ class ScFANet(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(f3 * flat_length(length, arch), arch.dense), nn.ReLU(),
                                   nn.Linear(arch.dense, n_tasks))
         self.motif = (MotifBranch(n_channels, length, n_tasks, arch.motif_filters, arch.motif_width, arch.motif_pool,
-                                  arch.motif_core) if arch.motif_filters > 0 else None)
+                                  arch.motif_core, arch.motif_hidden) if arch.motif_filters > 0 else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.head(self.body(x))

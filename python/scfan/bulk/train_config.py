@@ -45,6 +45,8 @@ class TrainConfig:
     pos_weight: float = 1.0
     #: dropout after the three convolutions; ``None`` keeps the architecture's (0.2, 0.2, 0.5)
     dropout: tuple[float, float, float] | None = None
+    #: units of the motif branch's hidden layer; ``None`` keeps the architecture's (``ArchConfig.motif_hidden``)
+    motif_hidden: int | None = None
     #: exponential moving average of the weights (decay per optimiser step; 0 = off): validation, model selection
     #: and the written model use the average (docs/bulk.md)
     ema_decay: float = 0.0
@@ -70,6 +72,8 @@ class TrainConfig:
             raise ScfanError("--weight-decay must be >= 0")
         if not 0 <= self.ema_decay < 1:
             raise ScfanError("--ema-decay must be in [0, 1)")
+        if self.motif_hidden is not None and self.motif_hidden < 0:
+            raise ScfanError("--motif-hidden must be >= 0")
         if self.pos_weight <= 0:
             raise ScfanError("--pos-weight must be > 0")
         if self.sampler not in ("hard", "random"):

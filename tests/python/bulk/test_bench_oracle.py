@@ -65,3 +65,58 @@ def test_localisation_bins_windows_by_site_distance_and_scores_the_near_ones():
     assert far_["n"] == 2 and far_["label_rate"] == 0.5  # > 1 kb, the chromosome without a site included
     # within 1 kb: positives 0.9, 0.7, 0.2 vs negatives 0.4, 0.1 -> 5 of 6 pairs ordered; the oracle orders all
     assert loc["near_auroc_model"] == pytest.approx(5 / 6) and loc["near_auroc_oracle"] == 1.0
+
+
+class _Source:
+    """The part of :class:`scfan.bulk.data.InputSource` the motif learner reads: ``batch`` of one-hot + tracks."""
+
+    def __init__(self, seq: str, accessibility: np.ndarray):
+        from scfan.bulk.inputs import encode_codes
+
+        self.codes = encode_codes(seq)
+        self.acc = accessibility.astype(np.float32)
+
+    def batch(self, chroms, context_starts, length):
+        import torch
+
+        from scfan.bulk.inputs import codes_to_onehot
+
+        rows = []
+        for s in np.asarray(context_starts, dtype=np.int64):
+            oh = codes_to_onehot(self.codes[None, s : s + length])[0]
+            rows.append(np.concatenate([oh, self.acc[None, s : s + length], np.ones((1, length))]))
+        return torch.from_numpy(np.stack(rows).astype(np.float32))
+
+
+def test_motif_learner_features_place_a_site_in_its_distance_bin_on_either_strand():
+    from bench_bulk import LEARNER_BINS, LEARNER_SPAN, motif_learner_features
+
+    from scfan.bulk.pwm import log_odds
+    from scfan.genome import reverse_complement
+
+    site = "CCGCGTGGCGCCAGTTACGGATCA"
+    counts = np.stack([[10.0 if b == base else 0.0 for b in site] for base in "ACGT"])
+    pwm = log_odds(counts)
+    n = 4000
+    rng = np.random.default_rng(0)
+    background = "".join(rng.choice(list("ACGT"), n))
+    # windows of 200 bp centred at 1000 (site 120 bp right of the centre), 2000 (site, reverse strand, at the
+    # centre) and 3000 (no site)
+    seq = list(background)
+    seq[1120 - 12 : 1120 + 12] = site
+    seq[2000 - 12 : 2000 + 12] = reverse_complement(site)
+    acc = np.zeros(n)
+    acc[1900:2100] = 2.0
+    src = _Source("".join(seq), acc)
+    starts = np.array([900, 1900, 2900])
+    x = motif_learner_features(src, np.array(["c"] * 3), starts, 200, [pwm], chunk=2)
+    n_bins = len(LEARNER_BINS) - 1
+    assert x.shape == (3, n_bins + 3)
+    best = float(pwm.max(axis=0).sum())
+    bin_120 = next(i for i in range(n_bins) if LEARNER_BINS[i] <= 120 < LEARNER_BINS[i + 1])
+    assert x[0, bin_120] == pytest.approx(best, abs=1e-4) and x[0, :bin_120].max() < best - 5
+    assert x[1, 0] == pytest.approx(best, abs=1e-4)  # reverse strand, at the centre
+    assert x[2, :n_bins].max() < best - 5
+    # accessibility over the central 200, 400, 800 bp
+    assert x[1, n_bins:].tolist() == pytest.approx([2.0, 1.0, 0.5]) and x[0, n_bins:].tolist() == [0.0, 0.0, 0.0]
+    assert LEARNER_SPAN == 800

@@ -349,3 +349,47 @@ def test_bfloat16_channels_last_net_through_predict_batches():
     assert not np.allclose(p[0], predict_batches(m, x), atol=1e-6)  # it really ran in bfloat16
     rc = predict_batches(half, reverse_complement_inputs(x), batch_size=64)
     np.testing.assert_allclose(rc, p[0], atol=0.02)
+
+
+@pytest.mark.parametrize("n_channels", [6, 4])
+def test_motif_branch_with_a_hidden_layer(tmp_path, n_channels):
+    """``motif_hidden`` puts a ReLU layer between the branch's scores (and the accessibility) and the logits: silent
+    until trained, strand-symmetric, the same function in the GPU layout, and kept by the model file; files written
+    before the field load with the linear layer."""
+    from scfan.inference import ChannelsLastNet
+
+    arch = ArchConfig(filters=(32, 48, 48), dense=64, motif_filters=4, motif_core=200, motif_hidden=8)
+    torch.manual_seed(0)
+    m = ScFANet(n_channels, 1000, 2, arch).eval()
+    n_in = 4 * 2 * (2 if n_channels > 4 else 1) + (1 if n_channels > 4 else 0)
+    assert m.motif.out[0].in_features == n_in and m.motif.out[2].out_features == 2
+    x = _windows(6, n_channels)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), m.head(m.body(x)), atol=0, rtol=0)  # last layer starts at zero
+        torch.nn.init.normal_(m.motif.out[2].weight, std=0.5)
+        b, b_rc = m.motif(x), m.motif(reverse_complement_inputs(x))
+        want, got = m(x), ChannelsLastNet(m)(x)
+    assert b.abs().max() > 0.05
+    torch.testing.assert_close(b, b_rc, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+    if n_channels > 4:  # the accessibility itself is an input of the hidden layer
+        x2 = x.clone()
+        x2[:, 4] += 1.0
+        with torch.no_grad():
+            assert (m.motif(x2) - b).abs().max() > 1e-4
+    channels = ("A", "C", "G", "T", "accessibility", "mappability")[:n_channels]
+    spec = ModelSpec(arch=arch, tf_names=("CTCF", "GATA1"), channels=channels, window=200, context=1000,
+                     track_norm=TrackNorm(mean_per_base=0.1) if n_channels > 4 else None)
+    save_model(tmp_path / "model.pt", m, spec)
+    m2, spec2 = load_model(tmp_path / "model.pt")
+    assert spec2.arch.motif_hidden == 8
+    np.testing.assert_array_equal(predict_batches(m, x), predict_batches(m2, x))
+    linear_arch = ArchConfig(filters=(32, 48, 48), dense=64, motif_filters=4, motif_core=200)
+    save_model(tmp_path / "linear.pt", ScFANet(n_channels, 1000, 2, linear_arch),
+               ModelSpec(arch=linear_arch, tf_names=("CTCF", "GATA1"), channels=channels, window=200, context=1000,
+                         track_norm=spec.track_norm))
+    raw = torch.load(tmp_path / "linear.pt", weights_only=True)
+    raw["arch"].pop("motif_hidden")
+    torch.save(raw, tmp_path / "old.pt")
+    m3, spec3 = load_model(tmp_path / "old.pt")
+    assert spec3.arch.motif_hidden == 0 and isinstance(m3.motif.out, torch.nn.Linear)
