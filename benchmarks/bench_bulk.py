@@ -327,7 +327,8 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     train_dir = workdir / (f"{preset}_{line}_train_{arch}" + (f"_seed{seed}" if seed else "")
                            + (f"_ema{ema_decay:g}" if ema_decay else "")
                            + (f"_valid{max_valid}" if max_valid != 4_000 else "")
-                           + "".join(f"_{k}{v}" for k, v in sorted((overrides or {}).items())))
+                           + "".join(f"_{k}{'-'.join(map(str, v)) if isinstance(v, tuple) else v}"
+                                     for k, v in sorted((overrides or {}).items())))
     t0 = time.perf_counter()
     summary = train_model(df, meta, src, tcfg, train_dir)
     train_s = time.perf_counter() - t0
@@ -548,6 +549,9 @@ def train_overrides(options: list[str]) -> dict:
         key, sep, value = opt.partition("=")
         if not sep or key not in defaults:
             raise SystemExit(f"--train-option {opt!r}: expected FIELD=VALUE with a TrainConfig field")
+        if key == "motif_knots":  # comma-separated hinge points; empty for none
+            out[key] = tuple(float(v) for v in value.split(",") if v)
+            continue
         kind = type(defaults[key]) if defaults[key] is not None else float
         out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
     return out

@@ -188,6 +188,7 @@ class _MotifBranch2d(nn.Module):
         self.register_buffer("sd", sd.repeat(n_scores))
         self.expected_max = float(branch._expected_max)
         self.hidden = int(getattr(branch, "hidden", 0))
+        self.knots = tuple(getattr(branch, "knots", ()))
         self.out = copy_module(branch.out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, C, 1, L), channels last
@@ -198,11 +199,11 @@ class _MotifBranch2d(nn.Module):
         if self.core_lo is not None:
             c = scores[..., self.core_lo : scores.shape[-1] - self.core_lo].amax(dim=(2, 3))
             best = torch.cat([best, torch.maximum(c[:, : self.n_filters], c[:, self.n_filters :])], dim=1)
-        best = best.float()
-        feats = (best - self.mean) / self.sd - self.expected_max
-        if self.uses_tracks:
-            acc = xs[:, 4, 0].float().mean(-1, keepdim=True)
-            feats = torch.cat([feats, feats * acc] + ([acc] if self.hidden else []), dim=1)
+        from scfan.bulk.model import motif_features
+
+        z = (best.float() - self.mean) / self.sd - self.expected_max
+        acc = xs[:, 4, 0].float().mean(-1, keepdim=True) if self.uses_tracks else None
+        feats = motif_features(z, acc, self.knots, self.hidden > 0)
         return self.out(feats.to(next(self.out.parameters()).dtype))
 
 

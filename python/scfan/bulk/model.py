@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 SEQ_CHANNELS = ("A", "C", "G", "T")
 TRACK_CHANNELS = ("accessibility", "mappability")
 FORMAT_VERSION = 1
+#: the presets' ``motif_knots`` (bench-preset ablation in docs/bulk.md)
+DEFAULT_MOTIF_KNOTS = (1.0, 2.5, 4.0)
 
 
 @dataclass(frozen=True)
@@ -58,15 +60,20 @@ class ArchConfig:
     #: with the accessibility and the accessibility itself go in); 0 = one linear layer (model files written before
     #: this feature)
     motif_hidden: int = 0
+    #: hinge points of a piecewise-linear read of each motif score: beside the score ``z`` (≈ 0 without a site, several
+    #: units for one) the branch also sees ``relu(z - k)`` for every ``k``, so a strong site can count more than
+    #: linearly (docs/bulk.md, ablation). () = the score alone (model files written before this feature)
+    motif_knots: tuple[float, ...] = ()
 
     @classmethod
     def preset(cls, name: str) -> ArchConfig:
         """``full`` = scFAN (160/240/240 filters, dense 919); ``small`` = a CPU-test variant (32/48/48, dense 64);
         both with the motif branch (32 / 16 filters of 24 bp over the central 400 bp, and over the central 200 bp)."""
         if name == "full":
-            return cls(motif_filters=32, motif_core=200)
+            return cls(motif_filters=32, motif_core=200, motif_knots=DEFAULT_MOTIF_KNOTS)
         if name == "small":
-            return cls(filters=(32, 48, 48), dense=64, motif_filters=16, motif_core=200)
+            return cls(filters=(32, 48, 48), dense=64, motif_filters=16, motif_core=200,
+                       motif_knots=DEFAULT_MOTIF_KNOTS)
         raise ValueError(f"unknown architecture {name!r}; expected 'small' or 'full'")
 
     @classmethod
@@ -74,7 +81,8 @@ class ArchConfig:
         return cls(filters=tuple(d["filters"]), kernel=int(d["kernel"]), pool=int(d["pool"]),
                    dense=int(d["dense"]), dropout=tuple(d["dropout"]), motif_filters=int(d.get("motif_filters", 0)),
                    motif_width=int(d.get("motif_width", 24)), motif_pool=int(d.get("motif_pool", 400)),
-                   motif_core=int(d.get("motif_core", 0)), motif_hidden=int(d.get("motif_hidden", 0)))
+                   motif_core=int(d.get("motif_core", 0)), motif_hidden=int(d.get("motif_hidden", 0)),
+                   motif_knots=tuple(float(k) for k in d.get("motif_knots", ())))
 
 
 def flat_length(length: int, arch: ArchConfig) -> int:
@@ -97,6 +105,16 @@ def core_placements(pool: int, width: int, core: int) -> int | None:
     n = pool - width + 1
     lo = max(0, (pool - min(core, pool)) // 2 - width // 2)
     return min(lo, (n - 1) // 2)
+
+
+def motif_features(z: torch.Tensor, acc: torch.Tensor | None, knots: Sequence[float], hidden: bool) -> torch.Tensor:
+    """The motif branch's input to its output layer(s): the standardised scores ``z`` and their hinges
+    ``relu(z - k)``; with tracks (``acc``, the mean accessibility, ``(N, 1)``) each of those times ``acc`` too, and
+    for a hidden layer ``acc`` itself. Shared by :class:`MotifBranch` and its inference layout."""
+    feats = torch.cat([z] + [torch.relu(z - k) for k in knots], dim=1) if knots else z
+    if acc is None:
+        return feats
+    return torch.cat([feats, feats * acc] + ([acc] if hidden else []), dim=1)
 
 
 def motif_standardisation(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +140,7 @@ class MotifBranch(nn.Module):
     """
 
     def __init__(self, n_channels: int, length: int, n_tasks: int, n_filters: int, width: int, pool: int,
-                 core: int = 0, hidden: int = 0):
+                 core: int = 0, hidden: int = 0, knots: Sequence[float] = ()):
         super().__init__()
         pool = min(pool, length)
         pool -= (length - pool) % 2  # a centred stretch, so the branch is reverse-complement symmetric
@@ -134,7 +152,8 @@ class MotifBranch(nn.Module):
         #: see the same stretch) have their centre in the central ``core`` bp; None without a core score
         self.core_lo = core_placements(pool, width, core)
         n_scores = 1 if self.core_lo is None else 2
-        n_in = n_filters * n_scores * (2 if self.uses_tracks else 1)
+        self.knots = tuple(float(k) for k in knots)
+        n_in = n_filters * n_scores * (1 + len(self.knots)) * (2 if self.uses_tracks else 1)
         self.hidden = hidden
         if hidden > 0:
             n_in += 1 if self.uses_tracks else 0
@@ -159,11 +178,9 @@ class MotifBranch(nn.Module):
         # maximum: about 0 for a stretch without the motif, several units for a site
         mean, sd = motif_standardisation(self.conv.weight, self.conv.bias)
         n_scores = best.shape[1] // mean.shape[0]
-        feats = (best - mean.repeat(n_scores)) / sd.repeat(n_scores) - self._expected_max
-        if self.uses_tracks:
-            acc = x[:, 4, self.lo : self.hi].mean(-1, keepdim=True)
-            feats = torch.cat([feats, feats * acc] + ([acc] if self.hidden else []), dim=1)
-        return self.out(feats)
+        z = (best - mean.repeat(n_scores)) / sd.repeat(n_scores) - self._expected_max
+        acc = x[:, 4, self.lo : self.hi].mean(-1, keepdim=True) if self.uses_tracks else None
+        return self.out(motif_features(z, acc, self.knots, self.hidden > 0))
 
 
 class ScFANet(nn.Module):
@@ -188,7 +205,8 @@ class ScFANet(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(f3 * flat_length(length, arch), arch.dense), nn.ReLU(),
                                   nn.Linear(arch.dense, n_tasks))
         self.motif = (MotifBranch(n_channels, length, n_tasks, arch.motif_filters, arch.motif_width, arch.motif_pool,
-                                  arch.motif_core, arch.motif_hidden) if arch.motif_filters > 0 else None)
+                                  arch.motif_core, arch.motif_hidden, arch.motif_knots)
+                      if arch.motif_filters > 0 else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.head(self.body(x))

@@ -326,6 +326,8 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
         arch = replace(arch, dropout=tuple(float(d) for d in cfg.dropout))
     if cfg.motif_hidden is not None:
         arch = replace(arch, motif_hidden=int(cfg.motif_hidden))
+    if cfg.motif_knots is not None:
+        arch = replace(arch, motif_knots=tuple(float(k) for k in cfg.motif_knots))
     spec = ModelSpec(arch=arch, tf_names=tuple(tf_names),
                      channels=channel_names(src.uses_tracks), window=int(meta["window"]),
                      context=int(meta["context"]), track_norm=src.track_norm, train_config=asdict(cfg),

@@ -89,10 +89,10 @@ def train_cmd(
                                         "output layer learns at this multiple of --lr."),
     neg_ratio: float = typer.Option(TrainConfig.neg_ratio, "--neg-ratio", help="Negatives per positive, resampled "
                                     "every epoch."),
-    sampler: str = typer.Option(TrainConfig.sampler, "--sampler", help="hard (part of the negatives open in the "
-                                "ATAC but bound by no TF) or random."),
+    sampler: str = typer.Option(TrainConfig.sampler, "--sampler", help="random (uniform negatives) or hard "
+                                "(part of them open in the ATAC but bound by no TF)."),
     hard_frac: float = typer.Option(TrainConfig.hard_frac, "--hard-frac", help="Share of the negatives that are "
-                                    "open (hard) windows."),
+                                    "open (hard) windows (--sampler hard)."),
     open_quantile: float = typer.Option(TrainConfig.open_quantile, "--open-quantile", help="A window is open for "
                                         "the sampler above this quantile of the training windows' accessibility."),
     motif_init: bool = typer.Option(TrainConfig.motif_init, "--motif-init/--no-motif-init", help="Seed first-layer "

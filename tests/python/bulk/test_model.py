@@ -74,8 +74,9 @@ def test_full_arch_matches_scfan_layer_sizes():
     convs = [c for c in m.body.modules() if isinstance(c, torch.nn.Conv1d)]
     assert [c.out_channels for c in convs] == [160, 240, 240] and {c.kernel_size for c in convs} == {(8,)}
     assert m.head[1].in_features == 240 * 53 and m.head[1].out_features == 919
-    assert m.motif.conv.out_channels == 32 and m.motif.conv.kernel_size == (24,) and m.motif.out.in_features == 128
-    # 32 filters x (best over the central 400 bp, best centred in the central 200 bp) x (score, score x accessibility)
+    assert m.motif.conv.out_channels == 32 and m.motif.conv.kernel_size == (24,) and m.motif.out.in_features == 512
+    # 32 filters x (best over the central 400 bp, best centred in the central 200 bp) x (score and its 3 hinges)
+    # x (as is, x accessibility)
     assert m(torch.zeros(2, 6, 1000)).shape == (2, 5)
 
 
@@ -393,3 +394,58 @@ def test_motif_branch_with_a_hidden_layer(tmp_path, n_channels):
     torch.save(raw, tmp_path / "old.pt")
     m3, spec3 = load_model(tmp_path / "old.pt")
     assert spec3.arch.motif_hidden == 0 and isinstance(m3.motif.out, torch.nn.Linear)
+
+
+def test_motif_features_hinges_and_accessibility():
+    """The branch's features: the scores, one hinge ``relu(z - k)`` per knot, each of those times the accessibility,
+    and the accessibility itself only for a hidden layer."""
+    from scfan.bulk.model import motif_features
+
+    z = torch.tensor([[-1.0, 0.5, 3.0]])
+    acc = torch.tensor([[2.0]])
+    plain = motif_features(z, None, (), hidden=False)
+    torch.testing.assert_close(plain, z)
+    hinged = motif_features(z, None, (1.0, 2.5), hidden=False)
+    torch.testing.assert_close(hinged, torch.tensor([[-1.0, 0.5, 3.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.5]]))
+    with_acc = motif_features(z, acc, (1.0, 2.5), hidden=False)
+    torch.testing.assert_close(with_acc, torch.cat([hinged, 2 * hinged], dim=1))
+    torch.testing.assert_close(motif_features(z, acc, (1.0,), hidden=True)[:, -1], acc[:, 0])
+
+
+@pytest.mark.parametrize("n_channels", [6, 4])
+def test_motif_branch_with_knots(tmp_path, n_channels):
+    """``motif_knots`` widen the branch's output layer by one hinge feature per knot and score: silent until
+    trained, strand-symmetric, the same function in the GPU layout, kept by the model file; the presets carry the
+    default knots, and files written before the field load without them."""
+    from scfan.bulk.model import DEFAULT_MOTIF_KNOTS
+    from scfan.inference import ChannelsLastNet
+
+    assert ArchConfig.preset("small").motif_knots == DEFAULT_MOTIF_KNOTS
+    assert ArchConfig.preset("full").motif_knots == DEFAULT_MOTIF_KNOTS
+    arch = ArchConfig(filters=(32, 48, 48), dense=64, motif_filters=4, motif_core=200, motif_knots=(1.0, 2.5))
+    torch.manual_seed(0)
+    m = ScFANet(n_channels, 1000, 2, arch).eval()
+    assert m.motif.out.in_features == 4 * 2 * 3 * (2 if n_channels > 4 else 1)
+    x = _windows(6, n_channels)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), m.head(m.body(x)), atol=0, rtol=0)  # the output layer starts at zero
+        torch.nn.init.normal_(m.motif.out.weight, std=0.5)
+        b, b_rc = m.motif(x), m.motif(reverse_complement_inputs(x))
+        want, got = m(x), ChannelsLastNet(m)(x)
+    assert b.abs().max() > 0.05
+    torch.testing.assert_close(b, b_rc, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+    channels = ("A", "C", "G", "T", "accessibility", "mappability")[:n_channels]
+    spec = ModelSpec(arch=arch, tf_names=("CTCF", "GATA1"), channels=channels, window=200, context=1000,
+                     track_norm=TrackNorm(mean_per_base=0.1) if n_channels > 4 else None)
+    save_model(tmp_path / "model.pt", m, spec)
+    m2, spec2 = load_model(tmp_path / "model.pt")
+    assert spec2.arch.motif_knots == (1.0, 2.5)
+    np.testing.assert_array_equal(predict_batches(m, x), predict_batches(m2, x))
+    raw = torch.load(tmp_path / "model.pt", weights_only=True)
+    raw["arch"].pop("motif_knots")
+    n_plain = 4 * 2 * (2 if n_channels > 4 else 1)
+    raw["state_dict"]["motif.out.weight"] = raw["state_dict"]["motif.out.weight"][:, :n_plain].clone()
+    torch.save(raw, tmp_path / "old.pt")
+    m3, spec3 = load_model(tmp_path / "old.pt")
+    assert spec3.arch.motif_knots == () and m3.motif.out.in_features == n_plain
