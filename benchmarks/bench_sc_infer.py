@@ -366,6 +366,16 @@ def main() -> None:
     cells = np.arange(min(args.cells, n_all))
     types = cell_types(sim, run)[cells]
     pc, pw, pp, win, t_exact, _ = run.pairs("exact", cells)
+    # the same exact run with every pair through the whole network (no motif scores shared between the cells that
+    # score a window): what sc predict ran before WindowSharedNet
+    shared = run.P._shared
+    run.P._shared = lambda m: None
+    try:
+        whole_c, _, whole_p, _, t_whole, _ = run.pairs("exact", cells)
+    finally:
+        run.P._shared = shared
+    assert np.array_equal(whole_c, pc), "the two exact runs scored different (cell, window) pairs"
+    whole_diff = float(np.abs(whole_p - pp).max())
     # the same exact run with the CPU module sc predict used before (folded 1-D convolutions, ReLU then pool)
     current = run.models.models
     run.models.models = previous_cpu_modules(models)
@@ -415,9 +425,12 @@ def main() -> None:
         "| 1.0 |",
         f"| exact | {len(cells)} | {len(pc):,} | {t_exact:.1f} | {exact_rate:,.0f} | "
         f"{exact_rate / naive_rate:.1f} |",
-        f"| exact with the previous CPU module (folded 1-D convolutions, ReLU then pool; probabilities within "
-        f"{prev_diff:.0e} of exact's) | {len(cells)} | {len(prev_c):,} | {t_prev:.1f} | {len(prev_c) / t_prev:,.0f} | "
-        f"{len(prev_c) / t_prev / naive_rate:.1f} |",
+        f"| exact, every pair through the whole network (before `WindowSharedNet`; probabilities within "
+        f"{whole_diff:.0e} of exact's) | {len(cells)} | {len(whole_c):,} | {t_whole:.1f} | "
+        f"{len(whole_c) / t_whole:,.0f} | {len(whole_c) / t_whole / naive_rate:.1f} |",
+        "| exact with the CPU module before ChannelsLastNet (folded 1-D convolutions, ReLU then pool; probabilities "
+        f"within {prev_diff:.0e} of exact's) | {len(cells)} | {len(prev_c):,} | {t_prev:.1f} | "
+        f"{len(prev_c) / t_prev:,.0f} | {len(prev_c) / t_prev / naive_rate:.1f} |",
         f"| fast ({n_units} metacells) | {len(cells)} | {len(fc):,} | {t_fast:.1f} | {fast_rate:,.0f} | "
         f"{fast_rate / naive_rate:.1f} |", "",
         "Agreement with exact mode on the neighbour graph above (k = 20): Spearman ρ per feature over cells "

@@ -191,20 +191,26 @@ class _MotifBranch2d(nn.Module):
         self.knots = tuple(getattr(branch, "knots", ()))
         self.out = copy_module(branch.out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, C, 1, L), channels last
-        xs = x[..., self.lo : self.hi]
-        scores = self.conv(xs)
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised best score of each filter (and over the core placements): DNA only, ``(N, n_scores)``."""
+        scores = self.conv(x[..., self.lo : self.hi])
         s = scores.amax(dim=(2, 3))
         best = torch.maximum(s[:, : self.n_filters], s[:, self.n_filters :])
         if self.core_lo is not None:
             c = scores[..., self.core_lo : scores.shape[-1] - self.core_lo].amax(dim=(2, 3))
             best = torch.cat([best, torch.maximum(c[:, : self.n_filters], c[:, self.n_filters :])], dim=1)
+        return (best.float() - self.mean) / self.sd - self.expected_max
+
+    def logits(self, z: torch.Tensor, acc: torch.Tensor | None) -> torch.Tensor:
+        """The branch's logits from its scores ``z`` and the mean accessibility ``acc (N, 1)`` of its stretch."""
         from scfan.bulk.model import motif_features
 
-        z = (best.float() - self.mean) / self.sd - self.expected_max
-        acc = xs[:, 4, 0].float().mean(-1, keepdim=True) if self.uses_tracks else None
         feats = motif_features(z, acc, self.knots, self.hidden > 0)
         return self.out(feats.to(next(self.out.parameters()).dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, C, 1, L), channels last
+        acc = x[:, 4, 0, self.lo : self.hi].float().mean(-1, keepdim=True) if self.uses_tracks else None
+        return self.logits(self.scores(x), acc)
 
 
 def copy_module(m: nn.Module) -> nn.Module:
@@ -216,16 +222,17 @@ def copy_module(m: nn.Module) -> nn.Module:
 class ChannelsLastNet(nn.Module):
     """The same function as a trained :class:`~scfan.bulk.model.ScFANet`, laid out for tensor cores: BatchNorm folded,
     every 1-D convolution as a ``(1, k)`` 2-D convolution on a channels-last (NHWC) tensor, the input channels
-    zero-padded to a multiple of 8, dropout gone. Under half precision cuDNN then runs implicit-GEMM kernels on the
-    tensor cores instead of converting layouts around every layer (benchmarks/results/bench_bulk_gpu.md).
+    zero-padded to a multiple of ``channel_multiple`` (8, for tensor cores), dropout gone. Under half precision
+    cuDNN then runs implicit-GEMM kernels on the tensor cores instead of converting layouts around every layer
+    (benchmarks/results/bench_bulk_gpu.md).
     Takes and returns what the original does: ``(N, C, L)`` inputs, logits ``(N, n_tfs)``."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, channel_multiple: int = 8):
         super().__init__()
         fused = fuse_for_inference(model)
         first = next(m for m in fused.body if isinstance(m, nn.Conv1d))
         self.in_channels = first.in_channels
-        self.padded = -(-self.in_channels // 8) * 8
+        self.padded = -(-self.in_channels // channel_multiple) * channel_multiple
         layers: list[nn.Module] = []
         cin = self.padded
         for m in fused.body:
@@ -261,13 +268,94 @@ class ChannelsLastNet(nn.Module):
         return out if self.motif is None else out + self.motif(x4)
 
 
+class WindowSharedNet(nn.Module):
+    """A :class:`ChannelsLastNet` for per-cell inference, where one window is predicted for many cells that differ
+    only in the accessibility channel: the motif branch's scores, which read the DNA alone, are computed once per
+    window and strand and reused by every (cell, window) pair; per pair the convolutional body runs as before, and
+    of the motif branch only its output layer (on the cached scores and the pair's mean accessibility).
+
+    The same function as the network (the same operations on the same numbers: equal up to float rounding,
+    ``tests/python/sc/test_predict.py``). On the small model the branch's 24-bp scan is about a fifth of a pair's
+    cost on a CPU (``benchmarks/results/bench_sc_infer.md``). Sharing the first convolution's DNA half as well
+    (it is linear) was measured and dropped: gathering its cached output costs a CPU more than recomputing it.
+    """
+
+    def __init__(self, net: ChannelsLastNet, acc_channel: int = 4):
+        super().__init__()
+        self.net = net
+        self.acc_channel = acc_channel
+        self.eval()
+
+    def window_scores(self, xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Motif scores of windows ``xw (W, C, L)`` on the forward and the reverse-complement strand (None for a
+        network without the branch); the accessibility channel is not read."""
+        m = self.net.motif
+        if m is None:
+            return None
+        return m.scores(self.net.prepare(xw)), m.scores(self.net.prepare(reverse_complement_inputs(xw)))
+
+    def _logits(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        x4 = self.net.prepare(x)
+        out = self.net.head(self.net.body(x4).flatten(1))
+        if z is None:
+            return out
+        m = self.net.motif
+        acc = x4[:, self.acc_channel, 0, m.lo : m.hi].float().mean(-1, keepdim=True) if m.uses_tracks else None
+        return out + m.logits(z, acc)
+
+    @torch.no_grad()
+    def scores_of(self, xw: torch.Tensor, block: int = COMPUTE_BLOCK) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`window_scores` of every window of ``xw``, in fixed zero-padded blocks of ``block`` windows."""
+        if self.net.motif is None:
+            return None
+        parts = []
+        for i in range(0, xw.shape[0], block):
+            xb = xw[i : i + block]
+            n = xb.shape[0]
+            if n < block:
+                xb = torch.cat([xb, xb.new_zeros((block - n, *xb.shape[1:]))])
+            z_f, z_r = self.window_scores(xb)
+            parts.append((z_f[:n], z_r[:n]))
+        if not parts:
+            n_s = self.net.motif.mean.shape[0]
+            return torch.zeros((0, n_s)), torch.zeros((0, n_s))
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    @torch.no_grad()
+    def predict_pairs(self, xw: torch.Tensor, scores: tuple[torch.Tensor, torch.Tensor] | None, widx: np.ndarray,
+                      acc: np.ndarray, block: int = COMPUTE_BLOCK) -> np.ndarray:
+        """Forward/RC-averaged probabilities ``(n, n_tfs)`` of the pairs (window ``widx[i]`` of ``xw (W, C, L)``,
+        accessibility channel ``acc[i] (L,)``); ``scores`` = :meth:`scores_of` ``(xw)``. Pairs run in fixed
+        zero-padded blocks of ``block`` rows, as :func:`predict_batches` does, so no number depends on how many pairs
+        a call gets."""
+        widx_t = torch.as_tensor(np.asarray(widx, dtype=np.int64))
+        acc_t = torch.as_tensor(np.asarray(acc, dtype=np.float32))
+        outs = []
+        for j in range(0, len(widx_t), block):
+            wi, a = widx_t[j : j + block], acc_t[j : j + block]
+            n = len(wi)
+            if n < block:
+                wi = torch.cat([wi, wi.new_zeros(block - n)])
+                a = torch.cat([a, a.new_zeros((block - n, a.shape[1]))])
+            x = xw.index_select(0, wi)
+            x[:, self.acc_channel] = a
+            zf, zr = (scores[0].index_select(0, wi), scores[1].index_select(0, wi)) if scores else (None, None)
+            p = torch.sigmoid(self._logits(x, zf).float())
+            p = 0.5 * (p + torch.sigmoid(self._logits(reverse_complement_inputs(x), zr).float()))
+            outs.append(p[:n])
+        if not outs:
+            return np.zeros((0, self.net.head[-1].out_features), dtype=np.float32)
+        return torch.cat(outs).numpy()
+
+
 def prepare_for_inference(model: nn.Module, device: str | torch.device, *, half: bool = True,
                           compile: bool = False) -> nn.Module:
     """The module :func:`predict_batches` should run for ``model`` on ``device``.
 
     CPU: :class:`ChannelsLastNet` in float32 (oneDNN's channels-last convolutions: the same numbers as the trained
     network up to float rounding; with pool-before-ReLU 1.1-1.2x the rate of the folded 1-D network in scFAN's
-    layer order, ``benchmarks/results/bench_sc_infer.md``; ``half`` and ``compile`` are ignored).
+    layer order, ``benchmarks/results/bench_sc_infer.md``; ``half`` and ``compile`` are ignored; inputs padded to 8
+    channels as on a GPU: unpadded, the first convolution alone ran 1.35x faster, a whole pair no faster).
     CUDA with ``half``: :class:`ChannelsLastNet` in bfloat16 (1.3x the autocast model's forward rate on an H200);
     ``compile`` adds ``torch.compile`` with max-autotune (another 2.4x, for 1-2 minutes of compilation per model and
     process: worth it from some tens of millions of predictions per task; benchmarks/results/bench_bulk_gpu.md).

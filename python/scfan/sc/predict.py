@@ -39,7 +39,13 @@ import torch
 from scfan.bulk.inputs import codes_to_onehot, encode_codes
 from scfan.bulk.model import ModelSpec, channel_names, load_model
 from scfan.errors import InputFileError, ScfanError
-from scfan.inference import predict_batches, prepare_for_inference, resolve_device
+from scfan.inference import (
+    ChannelsLastNet,
+    WindowSharedNet,
+    predict_batches,
+    prepare_for_inference,
+    resolve_device,
+)
 from scfan.intervals import parse_region_id
 from scfan.sc.pooling import PooledTracks, _extract_windows
 from scfan.sc.shards import (
@@ -56,6 +62,8 @@ from scfan.tracks import normalize_track
 log = logging.getLogger(__name__)
 
 MODES = ("exact", "fast")
+#: the accessibility channel of a per-cell model's inputs, the only one that differs between cells
+ACC_CHANNEL = channel_names(True).index("accessibility")
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,38 @@ class ModelSet:
 
     def predict(self, x: torch.Tensor, batch_size: int, amp: bool) -> np.ndarray:
         return np.concatenate([predict_batches(m, x, batch_size, amp=amp) for m in self.models], axis=1)
+
+    def window_scores(self, xw: torch.Tensor) -> list:
+        """Per model, what depends on the windows ``xw (W, C, L)`` alone (:class:`WindowSharedNet`; None for a
+        model that runs whole, as on CUDA)."""
+        return [_shared(m).scores_of(xw) if _shared(m) is not None else None for m in self.models]
+
+    def predict_pairs(self, xw: torch.Tensor, scores: list, widx: np.ndarray, acc: np.ndarray, batch_size: int,
+                      amp: bool) -> np.ndarray:
+        """Probabilities ``(n, features)`` of the (cell, window) pairs: window ``widx[i]`` of ``xw`` with the
+        accessibility channel ``acc[i]``; ``scores`` from :meth:`window_scores` on the same ``xw``."""
+        outs, x = [], None
+        for m, sc in zip(self.models, scores, strict=True):
+            shared = _shared(m)
+            if shared is not None:
+                outs.append(shared.predict_pairs(xw, sc, widx, acc))
+                continue
+            if x is None:
+                x = xw.index_select(0, torch.as_tensor(np.asarray(widx, dtype=np.int64)))
+                x[:, ACC_CHANNEL] = torch.as_tensor(np.asarray(acc, dtype=np.float32))
+            outs.append(predict_batches(m, x, batch_size, amp=amp))
+        return np.concatenate(outs, axis=1)
+
+
+def _shared(m: torch.nn.Module) -> WindowSharedNet | None:
+    """The window-sharing view of a CPU :class:`ChannelsLastNet` (made once per module), else None."""
+    if not isinstance(m, ChannelsLastNet) or next(m.parameters()).device.type != "cpu":
+        return None
+    view = getattr(m, "_window_shared", None)
+    if view is None:
+        view = WindowSharedNet(m, ACC_CHANNEL)
+        object.__setattr__(m, "_window_shared", view)  # not a submodule: keeps the module's state dict as it was
+    return view
 
 
 def model_name(arg: str) -> tuple[str, Path]:
@@ -346,6 +386,11 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
         wins = np.unique(u_win)
         inputs = _ChunkInputs(genome, mappability_bw, chrom, starts[wins] - flank, context)
         win_local = np.searchsorted(wins, u_win)
+        # the chunk's windows with an empty accessibility channel (each pair fills in its own), and what the models
+        # compute from the windows alone, once for every cell
+        xw = torch.from_numpy(np.concatenate([inputs.onehot, np.zeros_like(inputs.mapp)[:, None, :],
+                                              inputs.mapp[:, None, :]], axis=1).astype(np.float32))
+        scores = models.window_scores(xw)
         ins = tracks.insertions(chrom, inputs.a, inputs.b).astype(np.float64)
         probs = np.empty((len(ukeys), len(models.features)), dtype=np.float32)
         blocks = np.searchsorted(u_unit, np.arange(0, n_units + cfg.cell_block, cfg.cell_block))
@@ -360,9 +405,7 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
                 rows = np.searchsorted(units_here, u_unit[s:e])
                 acc = _extract_windows(pooled, rows, inputs.offsets[win_local[s:e]], context)
                 acc = normalize_track(acc, tracks.pooled_mean[u_unit[s:e]][:, None])
-                wl = win_local[s:e]
-                x = np.concatenate([inputs.onehot[wl], acc[:, None, :], inputs.mapp[wl][:, None, :]], axis=1)
-                probs[s:e] = models.predict(torch.from_numpy(x), cfg.batch_size, cfg.amp)
+                probs[s:e] = models.predict_pairs(xw, scores, win_local[s:e], acc, cfg.batch_size, cfg.amp)
         yield p_cell, p_win, probs[inverse]
 
 

@@ -312,6 +312,42 @@ def test_channels_last_net_is_the_same_function(arch, n_channels):
     assert cl.prepare(x).is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("arch", ["small", "full"])
+def test_window_shared_net_predicts_what_the_network_predicts(arch):
+    """Per-cell inference computes the motif scores once per window and reuses them for every (cell, window) pair:
+    the same probabilities as the whole network on the assembled inputs, for any number of pairs per call, and a
+    pair's accessibility really reaches both the body and the motif branch's output layer."""
+    from scfan.inference import ChannelsLastNet, WindowSharedNet
+
+    m = _live_model(arch, 6, length=600)
+    net = ChannelsLastNet(m)
+    shared = WindowSharedNet(net, acc_channel=4)
+    xw = _windows(70, 6, 600)  # more windows than one block of 64
+    xw[:, 4] = 99.0  # a window's own accessibility channel must not be read
+    rng = np.random.default_rng(1)
+    widx = rng.integers(0, 70, 150)
+    acc = (rng.random((150, 600)) < 0.05) * rng.random((150, 600)) * 4
+    x = xw[torch.as_tensor(widx)].clone()
+    x[:, 4] = torch.as_tensor(acc, dtype=torch.float32)
+    want = predict_batches(net, x)
+    scores = shared.scores_of(xw)
+    got = shared.predict_pairs(xw, scores, widx, acc)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    # in pieces of any size, and with the scores of another set of windows that holds the same ones
+    part = shared.predict_pairs(xw, scores, widx[:7], acc[:7])
+    np.testing.assert_allclose(part, got[:7], rtol=0, atol=1e-6)
+    sub = shared.scores_of(xw[torch.as_tensor(widx[:7])])
+    np.testing.assert_allclose(shared.predict_pairs(xw[torch.as_tensor(widx[:7])], sub, np.arange(7), acc[:7]),
+                               got[:7], rtol=0, atol=1e-6)
+    # the accessibility matters, through the body and through the motif branch's output layer
+    assert np.abs(shared.predict_pairs(xw, scores, widx, acc * 0) - got).max() > 1e-3
+    net.motif.out.weight.data[:, : net.motif.out.in_features // 2] = 0  # keep only the score x accessibility inputs
+    with_acc = shared.predict_pairs(xw, shared.scores_of(xw), widx, acc)
+    net.motif.out.weight.data.zero_()
+    assert np.abs(with_acc - shared.predict_pairs(xw, shared.scores_of(xw), widx, acc)).max() > 1e-4
+    assert shared.predict_pairs(xw, scores, widx[:0], acc[:0]).shape == (0, 5)
+
+
 def test_channels_last_net_refuses_a_layer_it_does_not_know():
     from scfan.inference import ChannelsLastNet
 

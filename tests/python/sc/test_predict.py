@@ -165,13 +165,17 @@ def test_predictions_follow_the_pooled_track(tiny_sc):
     cells = np.arange(a.n_obs)
     cfg = P.PredictConfig(batch_size=64)
     seen: list[torch.Tensor] = []
-    orig = models.predict
+    got: list[np.ndarray] = []
+    orig = models.predict_pairs
 
-    def spy(x, batch_size, amp):
-        seen.append(x.clone())
-        return orig(x, batch_size, amp)
+    def spy(xw, scores, widx, acc, batch_size, amp):
+        x = xw[torch.as_tensor(widx)].clone()
+        x[:, 4] = torch.as_tensor(acc)
+        seen.append(x)
+        got.append(orig(xw, scores, widx, acc, batch_size, amp))
+        return got[-1]
 
-    models.predict = spy
+    models.predict_pairs = spy
     with Genome(tiny_sc["fasta"]) as g:
         sizes = dict(g.sizes)
         win = P.peak_windows(a.var_names, sizes, models.window, models.context)
@@ -195,6 +199,11 @@ def test_predictions_follow_the_pooled_track(tiny_sc):
     np.testing.assert_allclose(x[row, 4], ref, rtol=1e-6)
     assert set(np.unique(x[:, :4].sum(axis=1))) <= {0.0, 1.0}  # one-hot DNA
     assert np.all((x[:, 5] >= 0) & (x[:, 5] <= 1))  # mappability
+    # the window-shared path (motif scores once per window) gives what the whole network gives on the same inputs
+    assert all(P._shared(m) is not None for m in models.models)
+    whole = models.predict(torch.from_numpy(x), 64, False)
+    np.testing.assert_allclose(np.concatenate(got), whole, rtol=0, atol=1e-6)
+    assert np.ptp(whole, axis=0).max() > 1e-3  # the comparison is not between constants
 
 
 def test_greedy_metacells_are_deterministic_and_bounded():
