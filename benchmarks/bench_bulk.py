@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -212,16 +213,43 @@ def motif_learner_features(src, chroms: np.ndarray, starts: np.ndarray, window: 
     return np.concatenate(out) if out else np.zeros((0, len(pwms) * 7 + 3), np.float32)
 
 
+TRUTH_OPEN_RADII = (100, 200, 400)  # bp either side of the window's centre
+
+
+def truth_openness(sim: Path, line: str, chroms: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """``(N, 3)``: the simulator's own accessibility in ``line`` (``truth/open_regions.parquet``, ``access_<line>``:
+    0 for a closed element) of the most open regulatory element within 100, 200 and 400 bp of each window's centre —
+    what a perfect ATAC track would tell, without its sampling noise."""
+    import polars as pl
+
+    regions = pl.read_parquet(sim / "truth" / "open_regions.parquet")
+    out = np.zeros((len(starts), len(TRUTH_OPEN_RADII)), dtype=np.float64)
+    centres = np.asarray(starts, dtype=np.int64) + window // 2
+    for chrom in np.unique(chroms):
+        on = np.flatnonzero(chroms == chrom)
+        order = on[np.argsort(centres[on], kind="stable")]
+        c = centres[order]
+        rc = regions.filter(pl.col("chrom") == chrom)
+        for r0, r1, a in zip(rc["start"].to_numpy(), rc["end"].to_numpy(), rc[f"access_{line}"].to_numpy(),
+                             strict=True):
+            for k, r in enumerate(TRUTH_OPEN_RADII):
+                lo, hi = np.searchsorted(c, r0 - r, "right"), np.searchsorted(c, r1 + r, "left")
+                out[order[lo:hi], k] = np.maximum(out[order[lo:hi], k], a)
+    return out
+
+
 def motif_learner_scores(src, train_df, test_chroms: np.ndarray, test_starts: np.ndarray, window: int,
-                         tf_names: list[str], motifs: dict, seed: int = 0) -> np.ndarray:
+                         tf_names: list[str], motifs: dict, seed: int = 0,
+                         extra: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """A second reference beside the truth oracle: what a flexible learner reaches from what a sequence reader can
     see. Gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``), one per TF, on
     :func:`motif_learner_features` of the TFs' own JASPAR matrices (the matrices the simulator plants its sites
     from, so the log-odds score is the right detector of a planted site) by distance from the window, and the
     accessibility; fitted on every positive training window and :data:`LEARNER_NEG_RATIO` times as many negatives
     drawn uniformly (seeded, unweighted: the model's own ratio; 80,000 negatives weighted up to all of them gave a
-    lower AUPRC, 0.376 on the bench preset). Returns ``(N, n_tfs)`` probabilities for the test windows; a TF without
-    a matrix scores NaN."""
+    lower AUPRC, 0.376 on the bench preset). ``extra(chroms, starts)``, when given, adds feature columns (e.g.
+    :func:`truth_openness`). Returns ``(N, n_tfs)`` probabilities for the test windows; a TF without a matrix scores
+    NaN."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from scfan.bulk.data import windows_arrays
@@ -237,6 +265,9 @@ def motif_learner_scores(src, train_df, test_chroms: np.ndarray, test_starts: np
     idx = np.sort(np.concatenate([pos, take]))
     x_train = motif_learner_features(src, chroms[idx], starts[idx], window, pwms)
     x_test = motif_learner_features(src, test_chroms, test_starts, window, pwms)
+    if extra is not None:
+        x_train = np.hstack([x_train, extra(chroms[idx], starts[idx])])
+        x_test = np.hstack([x_test, extra(test_chroms, test_starts)])
     out = np.full((len(test_starts), len(tf_names)), np.nan)
     for j, (tf, mid) in enumerate(ids):
         y = labels[idx, j]
@@ -297,7 +328,8 @@ def localisation_lines(loc: dict) -> list[str]:
 def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, max_test: int,
                        sim_dir: Path | None = None, preset: str = "bench", arch: str = "small",
                        threads: int | None = None, seed: int = 0, ema_decay: float = 0.0,
-                       max_valid: int = 4_000, overrides: dict | None = None, motif_learner: bool = False) -> dict:
+                       max_valid: int = 4_000, overrides: dict | None = None, motif_learner: bool = False,
+                       learner_truth_open: bool = False) -> dict:
     import polars as pl
 
     from scfan.bulk.data import InputSource, window_mean_accessibility, windows_arrays
@@ -365,6 +397,18 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
             m = binary_metrics(labels[:, j], learned[:, j])
             mo = binary_metrics(labels[is_open, j], learned[is_open, j])
             oracle_rows.append({"tf": tf, "method": "motif_learner", **m, "auroc_open": mo["auroc"],
+                                "auprc_open": mo["auprc"]})
+    if learner_truth_open:
+        # the same learner told the true openness of the line's elements: the most a perfect ATAC track could add
+        learned = motif_learner_scores(src, df.filter(pl.col("split") == "train"), chroms, starts, spec.window,
+                                       list(spec.tf_names), dict(spec.motifs), seed,
+                                       extra=lambda c, s: truth_openness(sim, line, c, s, spec.window))
+        for j, tf in enumerate(spec.tf_names):
+            if np.isnan(learned[:, j]).all():
+                continue
+            m = binary_metrics(labels[:, j], learned[:, j])
+            mo = binary_metrics(labels[is_open, j], learned[is_open, j])
+            oracle_rows.append({"tf": tf, "method": "learner_true_open", **m, "auroc_open": mo["auroc"],
                                 "auprc_open": mo["auprc"]})
     return {"preset": preset, "line": line, "arch": arch, "n_windows": len(df),
             "table": table.to_dicts() + oracle_rows,
@@ -488,7 +532,29 @@ def learner_lines(acc: dict, by: dict, tfs: list[str]) -> list[str]:
         lines.append(f"| {tf} | {_fmt(m.get('auroc'))} | {_fmt(le.get('auroc'))} | {_fmt(o.get('auroc'))} | "
                      f"{_fmt(m.get('auprc'))} | {_fmt(le.get('auprc'))} | {_fmt(o.get('auprc'))} | "
                      f"{m['auprc'] / le['auprc']:.2f} | {le['auprc'] / o['auprc']:.2f} |")
-    return lines + [""]
+    lines.append("")
+    both = [tf for tf in have if (tf, "learner_true_open") in by]
+    if both:
+        lines += ["**The learner told the true openness** (`--learner-true-open`): the same trees with three more "
+                  "features, the simulator's own accessibility in this line of the most open regulatory element "
+                  "within 100, 200 and 400 bp of the window's centre (`truth/open_regions.parquet`) — what a perfect "
+                  "ATAC track could add. What it still misses is what no reader of these inputs can know (planted "
+                  "sites with weak motifs, occluded sites, open decoys).", "",
+                  "| TF | AUROC learner | AUROC learner + true openness | AUROC oracle | AUPRC learner | "
+                  "AUPRC learner + true openness | AUPRC oracle | + true openness / oracle (AUPRC) |",
+                  "|---|" + "---|" * 7]
+        for tf in both + ["**mean**"]:
+            rows = ("motif_learner", "learner_true_open", "oracle")
+            if tf == "**mean**":
+                le, lt, o = ({c: _mean([by[(t, meth)].get(c) for t in both]) for c in ("auroc", "auprc")}
+                             for meth in rows)
+            else:
+                le, lt, o = (by[(tf, meth)] for meth in rows)
+            lines.append(f"| {tf} | {_fmt(le.get('auroc'))} | {_fmt(lt.get('auroc'))} | {_fmt(o.get('auroc'))} | "
+                         f"{_fmt(le.get('auprc'))} | {_fmt(lt.get('auprc'))} | {_fmt(o.get('auprc'))} | "
+                         f"{lt['auprc'] / o['auprc']:.2f} |")
+        lines.append("")
+    return lines
 
 
 def throughput_lines(rows: list[dict]) -> list[str]:
@@ -577,6 +643,9 @@ def main() -> None:
     ap.add_argument("--train-option", action="append", default=[], metavar="FIELD=VALUE",
                     help="another TrainConfig field for an ablation, e.g. lr=5e-4 (repeatable)")
     ap.add_argument("--accuracy-only", action="store_true", help="only the simulated accuracy table")
+    ap.add_argument("--learner-true-open", action="store_true",
+                    help="with --motif-learner, also fit it with the simulator's true openness of the line's "
+                         "regulatory elements as features (what a perfect ATAC track could add)")
     ap.add_argument("--motif-learner", action="store_true", help="also fit the motif learner (gradient-boosted trees "
                     "on the TFs' JASPAR scores by distance and the accessibility: what the observable inputs allow; "
                     "a few minutes)")
@@ -595,7 +664,8 @@ def main() -> None:
                                  2000 if args.quick else args.max_train_windows,
                                  3000 if args.quick else args.max_test_windows, args.sim_dir, args.preset, args.arch,
                                  args.threads, args.seed, args.ema_decay, args.max_valid_windows,
-                                 train_overrides(args.train_option), args.motif_learner)
+                                 train_overrides(args.train_option), args.motif_learner,
+                                 args.motif_learner and args.learner_true_open)
     print(report(args.out, args, thr, acc, seq))
 
 

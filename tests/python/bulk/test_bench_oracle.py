@@ -11,7 +11,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 
-from bench_bulk import ORACLE_DECAY_BP, localisation, oracle_scores, site_distances  # noqa: E402
+from bench_bulk import (  # noqa: E402
+    ORACLE_DECAY_BP,
+    localisation,
+    oracle_scores,
+    site_distances,
+    truth_openness,
+)
 
 
 @pytest.fixture
@@ -120,3 +126,20 @@ def test_motif_learner_features_place_a_site_in_its_distance_bin_on_either_stran
     # accessibility over the central 200, 400, 800 bp
     assert x[1, n_bins:].tolist() == pytest.approx([2.0, 1.0, 0.5]) and x[0, n_bins:].tolist() == [0.0, 0.0, 0.0]
     assert LEARNER_SPAN == 800
+
+
+def test_truth_openness_takes_the_most_open_element_within_each_radius(tmp_path):
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    pl.DataFrame({"chrom": ["chr1", "chr1", "chr1", "chr2"], "start": [1000, 1250, 2000, 0],
+                  "end": [1100, 1300, 2100, 50], "access_L": [0.5, 2.0, 0.0, 1.0],
+                  "access_M": [9.0, 9.0, 9.0, 9.0]}).write_parquet(truth / "open_regions.parquet")
+    chroms = np.array(["chr1", "chr1", "chr1", "chr1", "chr2"])
+    starts = np.array([950, 1050, 1950, 5000, 5000])  # centres 1050, 1150, 2050, 5100 (chr1), 5100 (chr2)
+    t = truth_openness(tmp_path, "L", chroms, starts, 200)
+    # centre 1050 lies in the first element; the second (1250-1300) is 200 bp away: within 400 only
+    assert t[0].tolist() == [0.5, 0.5, 2.0]
+    # centre 1150: 50 bp from the first, 100 bp from the second (not within 100: the edge is open), within 200
+    assert t[1].tolist() == [0.5, 2.0, 2.0]
+    # a closed element counts 0; nothing near; the other chromosome's element is not this one's
+    assert t[2].tolist() == [0.0, 0.0, 0.0] and t[3].tolist() == [0.0, 0.0, 0.0] and t[4].tolist() == [0.0] * 3
