@@ -33,7 +33,7 @@ SEQ_CHANNELS = ("A", "C", "G", "T")
 TRACK_CHANNELS = ("accessibility", "mappability")
 FORMAT_VERSION = 1
 #: the presets' ``motif_knots`` (bench-preset ablation in docs/bulk.md)
-DEFAULT_MOTIF_KNOTS = (1.0, 2.5, 4.0)
+DEFAULT_MOTIF_KNOTS = (0.5, 1.5, 2.5, 3.5, 5.0)
 
 
 @dataclass(frozen=True)

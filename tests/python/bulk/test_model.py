@@ -74,8 +74,8 @@ def test_full_arch_matches_scfan_layer_sizes():
     convs = [c for c in m.body.modules() if isinstance(c, torch.nn.Conv1d)]
     assert [c.out_channels for c in convs] == [160, 240, 240] and {c.kernel_size for c in convs} == {(8,)}
     assert m.head[1].in_features == 240 * 53 and m.head[1].out_features == 919
-    assert m.motif.conv.out_channels == 32 and m.motif.conv.kernel_size == (24,) and m.motif.out.in_features == 512
-    # 32 filters x (best over the central 400 bp, best centred in the central 200 bp) x (score and its 3 hinges)
+    assert m.motif.conv.out_channels == 32 and m.motif.conv.kernel_size == (24,) and m.motif.out.in_features == 768
+    # 32 filters x (best over the central 400 bp, best centred in the central 200 bp) x (score and its 5 hinges)
     # x (as is, x accessibility)
     assert m(torch.zeros(2, 6, 1000)).shape == (2, 5)
 
