@@ -162,19 +162,8 @@ def oracle_scores(sim: Path, line: str, chroms: np.ndarray, starts: np.ndarray, 
     centre lies inside the 200-bp window (mean AUPRC 0.484, AUROC 0.937 on the bench preset): about half the positive
     windows have their site just outside, so it understated the ceiling (now 0.710 / 0.981).
     """
-    import polars as pl
-
-    regions = pl.read_parquet(sim / "truth" / "open_regions.parquet")
-    access = np.zeros(len(starts), dtype=np.float64)
-    for chrom in np.unique(chroms):
-        on = np.flatnonzero(chroms == chrom)
-        order = on[np.argsort(starts[on], kind="stable")]
-        s = starts[order]
-        rc = regions.filter(pl.col("chrom") == chrom)
-        for r0, r1, a in zip(rc["start"].to_numpy(), rc["end"].to_numpy(), rc[f"access_{line}"].to_numpy(),
-                             strict=True):
-            lo, hi = np.searchsorted(s, r0 - window + 1), np.searchsorted(s, r1)  # windows overlapping [r0, r1)
-            access[order[lo:hi]] = np.maximum(access[order[lo:hi]], a)
+    # a window [s, s + window) overlaps an element [r0, r1) when r0 - window < s < r1
+    access = element_access(sim, line, chroms, np.asarray(starts, dtype=np.int64), window, 0)
     dist = site_distances(sim, line, chroms, starts, window, tf_names)
     return np.exp(-dist / ORACLE_DECAY_BP) + 0.01 * access[:, None]
 
@@ -216,26 +205,33 @@ def motif_learner_features(src, chroms: np.ndarray, starts: np.ndarray, window: 
 TRUTH_OPEN_RADII = (100, 200, 400)  # bp either side of the window's centre
 
 
+def element_access(sim: Path, line: str, chroms: np.ndarray, pos: np.ndarray, before: int,
+                   after: int) -> np.ndarray:
+    """For each position ``pos[i]`` on ``chroms[i]``, the largest ``access_<line>`` (``truth/open_regions.parquet``;
+    0 for a closed element) of the regulatory elements ``[r0, r1)`` with ``r0 - before < pos < r1 + after``; 0 when
+    there is none."""
+    import polars as pl
+
+    regions = pl.read_parquet(sim / "truth" / "open_regions.parquet")
+    out = np.zeros(len(pos), dtype=np.float64)
+    for chrom in np.unique(chroms):
+        on = np.flatnonzero(chroms == chrom)
+        order = on[np.argsort(pos[on], kind="stable")]
+        p = pos[order]
+        rc = regions.filter(pl.col("chrom") == chrom)
+        for r0, r1, a in zip(rc["start"].to_numpy(), rc["end"].to_numpy(), rc[f"access_{line}"].to_numpy(),
+                             strict=True):
+            lo, hi = np.searchsorted(p, r0 - before, "right"), np.searchsorted(p, r1 + after, "left")
+            out[order[lo:hi]] = np.maximum(out[order[lo:hi]], a)
+    return out
+
+
 def truth_openness(sim: Path, line: str, chroms: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
     """``(N, 3)``: the simulator's own accessibility in ``line`` (``truth/open_regions.parquet``, ``access_<line>``:
     0 for a closed element) of the most open regulatory element within 100, 200 and 400 bp of each window's centre —
     what a perfect ATAC track would tell, without its sampling noise."""
-    import polars as pl
-
-    regions = pl.read_parquet(sim / "truth" / "open_regions.parquet")
-    out = np.zeros((len(starts), len(TRUTH_OPEN_RADII)), dtype=np.float64)
     centres = np.asarray(starts, dtype=np.int64) + window // 2
-    for chrom in np.unique(chroms):
-        on = np.flatnonzero(chroms == chrom)
-        order = on[np.argsort(centres[on], kind="stable")]
-        c = centres[order]
-        rc = regions.filter(pl.col("chrom") == chrom)
-        for r0, r1, a in zip(rc["start"].to_numpy(), rc["end"].to_numpy(), rc[f"access_{line}"].to_numpy(),
-                             strict=True):
-            for k, r in enumerate(TRUTH_OPEN_RADII):
-                lo, hi = np.searchsorted(c, r0 - r, "right"), np.searchsorted(c, r1 + r, "left")
-                out[order[lo:hi], k] = np.maximum(out[order[lo:hi], k], a)
-    return out
+    return np.stack([element_access(sim, line, chroms, centres, r, r) for r in TRUTH_OPEN_RADII], axis=1)
 
 
 def motif_learner_scores(src, train_df, test_chroms: np.ndarray, test_starts: np.ndarray, window: int,
