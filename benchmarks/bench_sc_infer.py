@@ -1,4 +1,4 @@
-"""Per-cell inference benchmark: a naive scFAN-style loop vs `exact` vs `fast`, model throughput, memory per shard.
+"""Per-cell inference benchmark: a naive scFAN-style loop vs `exact`, `fast` and `metacell`, model throughput, memory.
 
 Usage::
 
@@ -8,8 +8,9 @@ With no ``--sim-dir`` the simulator's ``test`` preset is generated. The benchmar
 line (the test profile's settings), ingests the cells and builds neighbours with the CLI, then, on the same data:
 
 (a) naive — per cell, build its pooled track window by window (one fragment fetch per cell and chromosome, as scFAN
-    reads one bigWig per cell) and predict its windows — vs ``exact`` vs ``fast``: (cell, window) pairs per second,
-    Spearman ρ per feature of fast against exact, and the ARI between k-means clusters of the two matrices;
+    reads one bigWig per cell) and predict its windows — vs ``exact`` vs ``fast`` vs ``metacell``: (cell, window)
+    pairs per second, Spearman ρ per feature of each mode against exact, and the ARI between the clusters of the
+    matrices;
 (b) windows/s of the small and full model on this CPU (forward + reverse complement, as in inference);
 (c) peak RSS of one shard of a fixed number of cells as the data set grows (separate processes);
 (d) per-cell AUROC of binding calls against the simulator's truth for the cell's type.
@@ -86,6 +87,8 @@ class Run:
         self.P = P
         self.sim = sim
         self.models = P.load_models(models, torch.device("cpu"))
+        # what fast and metacell mode run on this CPU (bfloat16 convolutions where it has native bfloat16)
+        self.low = P.load_models(models, torch.device("cpu"), cpu_bf16=P.cpu_has_native_bf16())
         self.adata = P.read_cells_for_inference(cells_path)
         self.fragments = fragments
 
@@ -97,6 +100,7 @@ class Run:
 
         P, a = self.P, self.adata
         cfg = P.PredictConfig(mode=mode, metacell_size=metacell_size)
+        models = self.low if cfg.reduced_precision else self.models
         t0 = time.perf_counter()
         with Genome(self.sim / "genome.fa") as g:
             sizes = dict(g.sizes)
@@ -106,7 +110,7 @@ class Run:
             bw = open_bigwig(self.sim / "mappability.bw")
             tot = 2.0 * a.obs["n_fragments"].to_numpy(np.float64)
             with PooledTracks(self.fragments, list(a.obs_names), units.pooling, tot, sum(sizes.values())) as tr:
-                out = list(P.iter_cell_predictions(self.models, tr, units, scored, win, g, bw, cfg, None))
+                out = list(P.iter_cell_predictions(models, tr, units, scored, win, g, bw, cfg, None))
             bw.close()
         dt = time.perf_counter() - t0
         return (np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]),
@@ -192,11 +196,16 @@ def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
     from scfan.bulk.model import ArchConfig, ScFANet
     from scfan.inference import fuse_for_inference, predict_batches, prepare_for_inference
 
-    rows = ["Median of 5 interleaved repeats, same inputs; both modules give the same probabilities up to float "
-            "rounding (max difference in the last column).", "",
+    from scfan.inference import cpu_has_native_bf16
+
+    rows = ["Median of 5 interleaved repeats, same inputs; the first two modules give the same probabilities up to "
+            "float rounding (max difference in the fifth column); the last, fast mode's (bfloat16 convolutions, "
+            f"float32 dense layers; this CPU has native bfloat16: {cpu_has_native_bf16()}), differs by bfloat16 "
+            "rounding.", "",
             "| model | previous CPU path (folded 1-D convolutions, ReLU then pool) windows/s | "
-            "`prepare_for_inference` (ChannelsLastNet fp32, pool then ReLU) windows/s | ratio | max abs difference |",
-            "|---|---|---|---|---|"]
+            "`prepare_for_inference` (ChannelsLastNet fp32, pool then ReLU) windows/s | ratio | max abs difference | "
+            "fast mode's module (`cpu_bf16=True`) windows/s | × fp32 | max abs difference |",
+            "|---|---|---|---|---|---|---|---|"]
     gen = torch.Generator().manual_seed(0)
     for arch in ("small", "full"):
         torch.manual_seed(0)
@@ -206,7 +215,8 @@ def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
         x[:, :4] = torch.nn.functional.one_hot(torch.randint(0, 4, (k, 1000), generator=gen), 4).permute(0, 2, 1)
         x[:, 4] = (torch.rand(k, 1000, generator=gen) < 0.02) * torch.rand(k, 1000, generator=gen) * 3
         x[:, 5] = 1.0
-        mods = {"old": fuse_for_inference(relu_then_pool(m)), "new": prepare_for_inference(m, "cpu")}
+        mods = {"old": fuse_for_inference(relu_then_pool(m)), "new": prepare_for_inference(m, "cpu"),
+                "bf16": prepare_for_inference(m, "cpu", cpu_bf16=True)}
         rates: dict[str, list[float]] = {name: [] for name in mods}
         probs = {}
         for mod in mods.values():
@@ -217,8 +227,11 @@ def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
                 probs[name] = predict_batches(mod, x, 512)
                 rates[name].append(k / (time.perf_counter() - t0))
         old, new = statistics.median(rates["old"]), statistics.median(rates["new"])
+        low = statistics.median(rates["bf16"])
         diff = float(np.abs(probs["old"] - probs["new"]).max())
-        rows.append(f"| {arch} | {old:,.0f} | {new:,.0f} | {new / old:.2f} | {diff:.1e} |")
+        low_diff = float(np.abs(probs["bf16"] - probs["new"]).max())
+        rows.append(f"| {arch} | {old:,.0f} | {new:,.0f} | {new / old:.2f} | {diff:.1e} | {low:,.0f} | "
+                    f"{low / new:.2f} | {low_diff:.1e} |")
     return rows
 
 
@@ -383,15 +396,22 @@ def main() -> None:
     run.models.models = current
     assert np.array_equal(prev_c, pc), "the two exact runs scored different (cell, window) pairs"
     prev_diff = float(np.abs(prev_p - pp).max())
-    fc, fw, fp, _, t_fast, n_units = run.pairs("fast", cells)
+    fc, fw, fp, _, t_fast, _ = run.pairs("fast", cells)
+    assert np.array_equal(fc, pc) and np.array_equal(fw, pw), "fast mode scored other (cell, window) pairs"
+    fast_diff = float(np.abs(fp - pp).max())
+    mc, mw, mp, _, t_meta, n_units = run.pairs("metacell", cells)
     n_naive, t_naive = run.naive(cells[: args.naive_cells])
-    naive_rate, exact_rate, fast_rate = n_naive / t_naive, len(pc) / t_exact, len(fc) / t_fast
+    naive_rate, exact_rate = n_naive / t_naive, len(pc) / t_exact
+    fast_rate, meta_rate = len(fc) / t_fast, len(mc) / t_meta
     ex = accumulate(run.P, len(cells), pc, pp)
-    fa = accumulate(run.P, len(cells), fc, fp)
     ex_km = pipeline_clusters(ex["mean_prob"])
+    precision = run.P.precision_of(run.low)
     # how much exact mode itself moves when only its neighbour count changes: the scale against which the
     # disagreement of fast with exact is read
-    agree = [("fast", n_units, fast_rate, fa, truth_auroc(sim, run, cells, fc, fw, fp, win)[0])]
+    agree = [(f"fast ({precision})", len(cells), fast_rate, accumulate(run.P, len(cells), fc, fp),
+              truth_auroc(sim, run, cells, fc, fw, fp, win)[0]),
+             (f"metacell ({n_units} metacells of at most 20, {precision})", n_units, meta_rate,
+              accumulate(run.P, len(cells), mc, mp), truth_auroc(sim, run, cells, mc, mw, mp, win)[0])]
     for k_nn in args.stability_k:
         other = Run(sim, models, neighbours_with(work, cells_path, k_nn), fragments)
         oc, ow, op, _, t_o, _ = other.pairs("exact", cells)
@@ -400,14 +420,16 @@ def main() -> None:
     agree_rows = []
     for name, units_n, rate, lay, auc in agree:
         r_top, r_mean = spearman_per_feature(ex, lay, "top_k_freq"), spearman_per_feature(ex, lay, "mean_prob")
+        r_bound = spearman_per_feature(ex, lay, "frac_bound")
         km = pipeline_clusters(lay["mean_prob"])
         agree_rows.append(
             f"| {name} | {units_n} | {rate:,.0f} | {np.nanmin(r_top):.3f} / {np.nanmedian(r_top):.3f} | "
-            f"{np.nanmin(r_mean):.3f} / {np.nanmedian(r_mean):.3f} | {adjusted_rand_score(ex_km, km):.3f} | "
+            f"{np.nanmin(r_mean):.3f} / {np.nanmedian(r_mean):.3f} | "
+            f"{np.nanmin(r_bound):.3f} / {np.nanmedian(r_bound):.3f} | {adjusted_rand_score(ex_km, km):.3f} | "
             f"{adjusted_rand_score(types, km):.3f} | {auc:.3f} |")
     mean_auc, auc_rows = truth_auroc(sim, run, cells, pc, pw, pp, win)
-    agree_rows.insert(0, f"| exact, k = 20 neighbours (the reference) | {len(cells)} | {exact_rate:,.0f} | 1 | 1 | 1 | "
-                         f"{adjusted_rand_score(types, ex_km):.3f} | {mean_auc:.3f} |")
+    agree_rows.insert(0, f"| exact, k = 20 neighbours (the reference, float32) | {len(cells)} | {exact_rate:,.0f} | 1 | "
+                         f"1 | 1 | 1 | {adjusted_rand_score(types, ex_km):.3f} | {mean_auc:.3f} |")
     dc, dw, dp, _, _, _ = run.pairs("exact", cells, units=type_pseudobulk_units(cell_types(sim, run), cells))
     deep_auc, deep_rows = truth_auroc(sim, run, cells, dc, dw, dp, win)
     mem_rows = shard_memory(models, cells_path, fragments, sim, work, args.memory_totals, args.shard_cells)
@@ -418,7 +440,7 @@ def main() -> None:
         f"Machine: {machine()}; no GPU. Run {started} with `{cmd}` on `{sim.name}` "
         f"({n_all} cells, {len(win)} windows, models {', '.join(run.models.names)}, "
         f"{len(run.models.features)} features).", "",
-        "## (a) naive vs exact vs fast (same cells, same models)", "",
+        "## (a) naive vs exact vs fast vs metacell (same cells, same models)", "",
         "| method | cells | (cell, window) pairs | time (s) | pairs/s | speed-up vs naive |",
         "|---|---|---|---|---|---|",
         f"| naive (per cell, per window) | {args.naive_cells} | {n_naive:,} | {t_naive:.1f} | {naive_rate:,.0f} "
@@ -431,8 +453,10 @@ def main() -> None:
         "| exact with the CPU module before ChannelsLastNet (folded 1-D convolutions, ReLU then pool; probabilities "
         f"within {prev_diff:.0e} of exact's) | {len(cells)} | {len(prev_c):,} | {t_prev:.1f} | "
         f"{len(prev_c) / t_prev:,.0f} | {len(prev_c) / t_prev / naive_rate:.1f} |",
-        f"| fast ({n_units} metacells) | {len(cells)} | {len(fc):,} | {t_fast:.1f} | {fast_rate:,.0f} | "
-        f"{fast_rate / naive_rate:.1f} |", "",
+        f"| fast: exact's pairs, {precision} (probabilities within {fast_diff:.2f} of exact's) | {len(cells)} | "
+        f"{len(fc):,} | {t_fast:.1f} | {fast_rate:,.0f} | {fast_rate / naive_rate:.1f} |",
+        f"| metacell ({n_units} metacells, {precision}) | {len(cells)} | {len(mc):,} | {t_meta:.1f} | "
+        f"{meta_rate:,.0f} | {meta_rate / naive_rate:.1f} |", "",
         "Agreement with exact mode on the neighbour graph above (k = 20): Spearman ρ per feature over cells "
         "(min / median over features), the ARI between the clusters of each `mean_prob` matrix (made as `scfan sc "
         "cluster` makes them: z-scored, kNN, Leiden at the silhouette rule's resolution) and those of exact's, and "
@@ -440,8 +464,9 @@ def main() -> None:
         "type, as in (d). The `exact, k = …` rows are exact mode on "
         "the same cells with another neighbour count: how much the reference itself moves when nothing but a "
         "reasonable parameter changes.", "",
-        "| run | pooled tracks | pairs/s | ρ top_k_freq | ρ mean_prob | ARI vs exact | ARI vs truth | AUROC vs truth |",
-        "|---|---|---|---|---|---|---|---|", *agree_rows, "",
+        "| run | pooled tracks | pairs/s | ρ X (top_k_freq) | ρ mean_prob | ρ frac_bound | ARI vs exact | "
+        "ARI vs truth | AUROC vs truth |",
+        "|---|---|---|---|---|---|---|---|---|", *agree_rows, "",
         "## (b) model throughput on this CPU (forward + reverse complement)", "", *thr_rows, "",
         "## (c) peak memory of one shard as the data set grows", "", *mem_rows, "",
         "## (d) per-cell binding calls against the truth of the cell's type (exact)", "",

@@ -58,7 +58,7 @@ def test_metrics_show_sequence_specificity_columns(test_profile_run):
 
 
 def test_activity_matrix_covers_every_cell_and_model(test_profile_run):
-    """SC_INFER: 2 shards of per-cell inference (exact mode in the test profile; SC_TRACKS runs the fast mode)
+    """SC_INFER: 2 shards of per-cell inference (exact mode in the test profile; SC_TRACKS runs the metacell mode)
     gathered into one matrix."""
     import numpy as np
 

@@ -177,16 +177,19 @@ def predict_cmd(
     mappability: Path = typer.Option(..., help="Mappability bigWig (values in [0, 1])."),
     shard: str = typer.Option("1/1", help="Shard i/n of the cells (1-based); every shard count gives the same "
                               "numbers."),
-    mode: str = typer.Option("exact", help="exact (every cell on its own pooled track) or fast (metacells)."),
+    mode: str = typer.Option("exact", help="exact (every cell on its own pooled track, float32 on a CPU), fast "
+                             "(the same with bfloat16 convolutions where the CPU runs them natively) or metacell "
+                             "(one pooled track per metacell, as fast)."),
     min_signal: float = typer.Option(1.0, "--min-signal", help="Score a cell's peak when its pooled count is >= "
                                      "this × the cell's mean pooled count over peaks."),
     bound_threshold: float = typer.Option(0.5, "--bound-threshold", help="Probability counted as bound "
                                           "(layer frac_bound)."),
     top_k: int = typer.Option(2, "--top-k", help="TFs counted per window for X (scFAN: 2)."),
-    metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in fast mode."),
+    metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in metacell mode."),
     batch_size: int = typer.Option(512, "--batch-size", help="Windows moved to the device at once."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 on CUDA, tensor-core layout (ignored on CPU)."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 on CUDA, tensor-core layout (on a CPU the mode "
+                             "sets the precision)."),
     compile_models: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the models on CUDA "
                                         "(with --amp): ~2.4x faster prediction after 1-2 min of compilation; for "
                                         "shards of tens of millions of cell-windows or more."),
@@ -212,9 +215,9 @@ def split_fragments_cmd(
     fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz (bgzip + tabix), for "
                                         "each sample to split (any of the cells file's samples)."),
     shards: int = typer.Option(..., "--shards", help="Number of shards `sc predict --shard i/n` will run."),
-    mode: str = typer.Option("exact", help="The `sc predict --mode` the shards will run (fast mode pools over "
-                             "metacell seeds, which may lie in other shards)."),
-    metacell_size: int = typer.Option(20, "--metacell-size", help="As in `sc predict` (fast mode)."),
+    mode: str = typer.Option("exact", help="The `sc predict --mode` the shards will run (metacell mode pools "
+                             "over metacell seeds, which may lie in other shards; exact and fast share a split)."),
+    metacell_size: int = typer.Option(20, "--metacell-size", help="As in `sc predict` (metacell mode)."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Output folder: shard_<i>_of_<n>/<SAMPLE>.fragments.tsv.gz "
                                  "(+ .tbi)."),
 ) -> None:
@@ -235,9 +238,9 @@ def tracks_cmd(
     fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz, one per sample."),
     genome: Path = typer.Option(..., help="Genome FASTA the models were trained on."),
     mappability: Path = typer.Option(..., help="Mappability bigWig."),
-    mode: str = typer.Option("fast", help="fast (metacells, default) or exact (every cell)."),
+    mode: str = typer.Option("metacell", help="metacell (default), fast or exact, as in `sc predict`."),
     min_signal: float = typer.Option(1.0, "--min-signal", help="As in `sc predict`."),
-    metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in fast mode."),
+    metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in metacell mode."),
     batch_size: int = typer.Option(512, "--batch-size", help="Windows moved to the device at once."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),

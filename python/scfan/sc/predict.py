@@ -11,14 +11,19 @@ insertions in the peak over the cell's neighbourhood) is at least ``min_signal``
 over all peaks (default 1: the peaks more open than the cell's average peak). A relative rule keeps the number of
 scored windows independent of sequencing depth, which a fixed count threshold would not.
 
-Two modes:
+Three modes (``benchmarks/bench_sc_infer.py`` measures the speed and the agreement of each with ``exact``):
 
-- ``exact``: each cell is predicted on its own pooled track (the scFAN computation).
-- ``fast``: cells are grouped into metacells of at most ``metacell_size`` cells that share most neighbours (greedy
-  over the pooling graph, deterministic); each metacell is predicted on its seed cell's pooled track (same depth
-  as any cell's own track; the mean of the members' tracks was denser than what exact mode sees), once per window
-  that any member scores, and every member takes those predictions on its *own* scored windows. The model runs
-  up to ``metacell_size`` × fewer times; ``benchmarks/bench_sc_infer.py`` measures the agreement with ``exact``.
+- ``exact``: each cell is predicted on its own pooled track (the scFAN computation), in float32 on a CPU.
+- ``fast``: the same pairs on the same pooled tracks, with the models' convolutions in bfloat16 (dense layers and
+  outputs in float32; :meth:`~scfan.inference.ChannelsLastNet.convolutions_to`) on a CPU that runs bfloat16
+  natively (AVX512-BF16 or AMX; elsewhere it would be slower than float32, so fast mode runs float32 there and says
+  so). Per-feature Spearman ρ with ``exact`` ≥ 0.98 on every layer-X feature of the benchmark. On CUDA, both
+  modes run in bfloat16 with ``--amp`` (the default), so they differ only in name there.
+- ``metacell``: cells are grouped into metacells of at most ``metacell_size`` cells that share most neighbours
+  (greedy over the pooling graph, deterministic); each metacell is predicted (as in ``fast``) on its seed cell's
+  pooled track (same depth as any cell's own track; the mean of the members' tracks was denser than what exact mode
+  sees), once per window that any member scores, and every member takes those predictions on its *own* scored
+  windows. The model runs up to ``metacell_size`` × fewer times, at a lower agreement with ``exact``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from scfan.errors import InputFileError, ScfanError
 from scfan.inference import (
     ChannelsLastNet,
     WindowSharedNet,
+    cpu_has_native_bf16,
     predict_batches,
     prepare_for_inference,
     resolve_device,
@@ -61,7 +67,7 @@ from scfan.tracks import normalize_track
 
 log = logging.getLogger(__name__)
 
-MODES = ("exact", "fast")
+MODES = ("exact", "fast", "metacell")
 #: the accessibility channel of a per-cell model's inputs, the only one that differs between cells
 ACC_CHANNEL = channel_names(True).index("accessibility")
 
@@ -84,6 +90,11 @@ class PredictConfig:
     #: torch.compile the models on CUDA (with ``amp``): 2.4x the prediction rate after 1-2 minutes of compilation
     compile: bool = False
     num_threads: int | None = None
+
+    @property
+    def reduced_precision(self) -> bool:
+        """Whether the mode runs the convolutions in bfloat16 on a CPU (``fast``, ``metacell``)."""
+        return self.mode != "exact"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -166,9 +177,11 @@ def model_name(arg: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def load_models(args: Sequence[str], device: torch.device, *, half: bool = True, compile: bool = False) -> ModelSet:
+def load_models(args: Sequence[str], device: torch.device, *, half: bool = True, compile: bool = False,
+                cpu_bf16: bool = False) -> ModelSet:
     """Load every model; refuse sequence-only models and models whose inputs differ from the first's. Each is made
-    ready for ``device`` by :func:`~scfan.inference.prepare_for_inference` (``half`` and ``compile`` apply on CUDA)."""
+    ready for ``device`` by :func:`~scfan.inference.prepare_for_inference` (``half`` and ``compile`` apply on CUDA,
+    ``cpu_bf16`` on a CPU)."""
     if not args:
         raise ScfanError("no --model given")
     names, models, specs, paths = [], [], [], []
@@ -187,7 +200,7 @@ def load_models(args: Sequence[str], device: torch.device, *, half: bool = True,
             raise InputFileError(path, f"model window/context {spec.window}/{spec.context} bp differs from "
                                  f"{paths[0]}'s {specs[0].window}/{specs[0].context} bp")
         names.append(name)
-        models.append(prepare_for_inference(model, device, half=half, compile=compile))
+        models.append(prepare_for_inference(model, device, half=half, compile=compile, cpu_bf16=cpu_bf16))
         specs.append(spec)
         paths.append(str(path))
     return ModelSet(names, models, specs, paths)
@@ -266,21 +279,21 @@ def greedy_metacells(pooling: sp.spmatrix, size: int) -> np.ndarray:
 
 @dataclass
 class Units:
-    """What gets a pooled track: one unit per cell (exact) or per metacell (fast)."""
+    """What gets a pooled track: one unit per cell (exact, fast) or per metacell (metacell)."""
 
     pooling: sp.csr_matrix  # units × all cells, rows sum to 1
     of_cell: np.ndarray  # unit of each shard cell
-    members: np.ndarray | None = None  # metacell id of every cell (fast mode)
+    members: np.ndarray | None = None  # metacell id of every cell (metacell mode)
 
 
 def make_units(mode: str, pooling: sp.spmatrix, cells: np.ndarray, metacell_size: int) -> Units:
     P = sp.csr_matrix(pooling, dtype=np.float64)
-    if mode == "exact":
+    if mode != "metacell":
         return Units(sp.csr_matrix(P[cells]), np.arange(len(cells), dtype=np.int64))
     assign = greedy_metacells(P, metacell_size)
     ids, of_cell = np.unique(assign[cells], return_inverse=True)
     # a metacell is predicted on its seed's pooled track (the first cell of the metacell in cell order): the same
-    # depth as any cell's own pooled track, so fast mode sees no denser input than exact mode
+    # depth as any cell's own pooled track, so metacell mode sees no denser input than exact mode
     seed_of = np.full(assign.max() + 1, -1, dtype=np.int64)
     for c in range(len(assign) - 1, -1, -1):
         seed_of[assign[c]] = c
@@ -539,12 +552,38 @@ def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragment
     device = resolve_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    models = load_models(model_args, device, half=cfg.amp, compile=cfg.compile)
+    models = load_models(model_args, device, half=cfg.amp, compile=cfg.compile,
+                         cpu_bf16=device.type == "cpu" and cpu_bf16_for(cfg))
     adata = read_cells_for_inference(cells_path)
     try:
         return _predict_cells(adata, cells_path, models, fragments, genome_fa, mappability, cfg, device, on_batch)
     finally:
         adata.close()
+
+
+def cpu_bf16_for(cfg: PredictConfig) -> bool:
+    """Whether ``cfg``'s mode runs bfloat16 convolutions on this CPU (a warning when it would but cannot)."""
+    if not cfg.reduced_precision:
+        return False
+    if cpu_has_native_bf16():
+        return True
+    log.warning("--mode %s: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where bfloat16 would be slower "
+                "than float32; running float32 (the numbers of --mode exact%s)", cfg.mode,
+                ", on metacells" if cfg.mode == "metacell" else "")
+    return False
+
+
+def precision_of(models: ModelSet) -> str:
+    """What the models compute in: ``float32``, ``bfloat16`` or ``bfloat16 convolutions, float32 dense layers``
+    (CUDA with ``--amp`` is bfloat16 throughout)."""
+    m = models.models[0]
+    conv = next(m.parameters()).dtype
+    if conv == torch.float32:
+        return "float32"
+    dense = m.head[1].weight.dtype if isinstance(m, ChannelsLastNet) else conv
+    if dense != conv:
+        return f"{str(conv).removeprefix('torch.')} convolutions, {str(dense).removeprefix('torch.')} dense layers"
+    return str(conv).removeprefix("torch.")
 
 
 def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, genome_fa, mappability,
@@ -614,6 +653,7 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
         "shard_index": i, "shard_count": n, "n_cells_total": int(adata.n_obs),
         "cell_rows": cells.astype(np.int64),  # rows of the cells file: merge-activity restores its order
         "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
+        "precision": precision_of(models),
         "n_windows": int(len(windows)), "n_peaks": int(adata.n_vars), "package_version": __version__,
         "X": f"frequency of each feature among a window's top {acc.top_k} (per cell, rows sum to 1)",
     }

@@ -163,8 +163,11 @@ def check_split_header(path: str | Path, spec: str, mode: str, metacell_size: in
     if not first.startswith(HEADER_PREFIX):
         return
     fields = dict(f.split("=", 1) for f in first[len(HEADER_PREFIX):].split() if "=" in f)
-    want = {"shard": spec, "mode": mode} | ({"metacell_size": str(metacell_size)} if mode == "fast" else {})
-    bad = [f"{k} {fields.get(k)!r} (expected {v!r})" for k, v in want.items() if fields.get(k) != v]
+    want = {"shard": spec, "mode": mode} | ({"metacell_size": str(metacell_size)} if mode == "metacell" else {})
+    got = dict(fields)
+    if {got.get("mode"), mode} <= {"exact", "fast"}:
+        got["mode"] = mode  # exact and fast pool the same neighbourhoods (every cell's own): one split serves both
+    bad = [f"{k} {fields.get(k)!r} (expected {v!r})" for k, v in want.items() if got.get(k) != v]
     if bad:
         raise InputFileError(path, "split for another shard or mode: " + ", ".join(bad) + "; re-run `scfan sc "
                              "split-fragments` with this shard count and mode, or give the whole fragments file")
@@ -176,7 +179,7 @@ def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path],
     """Write ``outdir/shard_<i>_of_<n>/<sample>.fragments.tsv.gz`` (+ ``.tbi``) for every shard and every sample of
     ``fragments`` (all of the cells file's, or some: the pipeline splits each sample in its own task): the
     fragments of the cells whose insertions that shard's pooled tracks use (in ``mode``: its cells' neighbourhoods,
-    or in fast mode its metacells' seed neighbourhoods), in the input's order (so still sorted), after a header line
+    or in metacell mode its metacells' seed neighbourhoods), in the input's order (so still sorted), after a header line
     naming shard and mode. The folder appears only when every file is written."""
     from scfan._io import atomic_path
     from scfan.sc.fragments import _parse_text, _read_text_chunks, check_fragments_index

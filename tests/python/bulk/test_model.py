@@ -369,6 +369,35 @@ def test_prepare_for_inference_keeps_float32_on_the_cpu():
     np.testing.assert_allclose(predict_batches(ready, x), predict_batches(m, x), atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["small", "full"])
+def test_bfloat16_convolutions_keep_the_dense_layers_in_float32(arch):
+    """``sc predict --mode fast`` on a CPU: ``prepare_for_inference(cpu_bf16=True)`` runs the body and the motif
+    scan in bfloat16 and the rest in float32; the probabilities stay within bfloat16 rounding of float32's, the
+    window-sharing path gives what the module gives, and the batch size changes no number."""
+    from scfan.inference import WindowSharedNet, prepare_for_inference
+
+    m = _live_model(arch, 6, length=600)
+    ref = prepare_for_inference(m, "cpu")
+    low = prepare_for_inference(m, "cpu", cpu_bf16=True)
+    assert {p.dtype for p in low.body.parameters()} == {p.dtype for p in low.motif.conv.parameters()} == {
+        torch.bfloat16}
+    assert {p.dtype for p in low.head.parameters()} == {p.dtype for p in low.motif.out.parameters()} == {
+        torch.float32}
+    xw = _windows(70, 6, 600)
+    rng = np.random.default_rng(2)
+    widx = rng.integers(0, 70, 150)
+    acc = (rng.random((150, 600)) < 0.05) * rng.random((150, 600)) * 4
+    x = xw[torch.as_tensor(widx)].clone()
+    x[:, 4] = torch.as_tensor(acc, dtype=torch.float32)
+    want, got = predict_batches(ref, x), predict_batches(low, x)
+    assert got.dtype == np.float32
+    diff = np.abs(got - want)
+    assert 0 < diff.max() < 0.05 and diff.mean() < 0.01, (diff.max(), diff.mean())
+    np.testing.assert_array_equal(predict_batches(low, x, batch_size=1), got)
+    shared = WindowSharedNet(low, acc_channel=4)
+    np.testing.assert_allclose(shared.predict_pairs(xw, shared.scores_of(xw), widx, acc), got, rtol=0, atol=1e-5)
+
+
 def test_bfloat16_channels_last_net_through_predict_batches():
     """The module ``sc predict`` runs on a GPU (ChannelsLastNet in bfloat16) goes through predict_batches as is
     (inputs cast by the module, not by autocast): batch-size independent, within bfloat16 rounding of float32,

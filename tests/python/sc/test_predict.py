@@ -109,7 +109,7 @@ def _predict(monkeypatch, t, out: Path, *extra: str, models=None, cells=None, fa
     return run_cli(monkeypatch, *args)
 
 
-@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("mode", ["exact", "fast", "metacell"])
 def test_one_shard_equals_three_shards(tiny_sc, tmp_path, monkeypatch, mode):
     assert _predict(monkeypatch, tiny_sc, tmp_path / "one.h5ad", "--mode", mode, "--metacell-size", "3") == 0
     shards = []
@@ -140,6 +140,34 @@ def test_batch_size_does_not_change_numbers(tiny_sc, tmp_path, monkeypatch):
     a, b = ad.read_h5ad(tmp_path / "b1.h5ad"), ad.read_h5ad(tmp_path / "b512.h5ad")
     np.testing.assert_allclose(a.layers["mean_prob"], b.layers["mean_prob"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(a.X, b.X, atol=1e-6)
+
+
+def test_fast_mode_is_exact_mode_with_bfloat16_convolutions(tiny_sc, tmp_path, monkeypatch, capsys):
+    """Fast mode scores the same (cell, window) pairs on the same pooled tracks as exact mode, with the convolutions
+    in bfloat16: close to exact's numbers but not equal to them, batch-size independent; on a CPU without native
+    bfloat16 it says so and runs float32, giving exact's numbers."""
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "exact.h5ad") == 0
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    for b in ("1", "512"):
+        assert _predict(monkeypatch, tiny_sc, tmp_path / f"fast{b}.h5ad", "--mode", "fast", "--batch-size", b) == 0
+    exact, fast = ad.read_h5ad(tmp_path / "exact.h5ad"), ad.read_h5ad(tmp_path / "fast512.h5ad")
+    assert exact.uns["scfan_activity"]["precision"] == "float32"
+    assert fast.uns["scfan_activity"]["precision"] == "bfloat16 convolutions, float32 dense layers"
+    assert "metacell" not in fast.obs
+    np.testing.assert_array_equal(fast.obs["n_scored_windows"], exact.obs["n_scored_windows"])
+    diff = np.abs(fast.layers["mean_prob"] - exact.layers["mean_prob"])
+    assert 0 < diff.max() < 0.02, diff.max()
+    one = ad.read_h5ad(tmp_path / "fast1.h5ad")
+    for layer in ("mean_prob", "frac_bound"):
+        np.testing.assert_array_equal(one.layers[layer], fast.layers[layer])
+    np.testing.assert_array_equal(one.X, fast.X)
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    capsys.readouterr()
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "fallback.h5ad", "--mode", "fast") == 0
+    assert "--mode fast: this CPU has no native bfloat16" in capsys.readouterr().err
+    back = ad.read_h5ad(tmp_path / "fallback.h5ad")
+    assert back.uns["scfan_activity"]["precision"] == "float32"
+    np.testing.assert_array_equal(back.layers["mean_prob"], exact.layers["mean_prob"])
 
 
 def test_cell_without_signal_is_flagged_not_dropped(tiny_sc, tmp_path, monkeypatch):
@@ -457,7 +485,7 @@ def _shard_in_tiled_data(t, tmp_path, monkeypatch, mode: str) -> tuple[list[ad.A
     return results, peaks
 
 
-@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("mode", ["exact", "metacell"])
 def test_a_shard_does_not_depend_on_the_cells_of_other_shards(tiny_sc, tmp_path, monkeypatch, mode):
     """Cells that are no neighbour of the shard's cells change nothing of its predictions (fragments of other
     cells are dropped while the tabix query is parsed, batch by batch)."""
@@ -471,10 +499,10 @@ def test_a_shard_does_not_depend_on_the_cells_of_other_shards(tiny_sc, tmp_path,
 
 def test_memory_of_a_shard_does_not_grow_with_the_data_set(tiny_sc, tmp_path, monkeypatch):
     """The same shard in a data set of 13 and of 13 × 61 cells: the peak of traced memory stays within 25 %; it
-    doubled when every cell's fragments in a chunk were held. Fast mode, whose own arrays are smallest, so that the
-    fragments would dominate (exact mode's input arrays peak above them at this tiny scale). The RSS of whole
+    doubled when every cell's fragments in a chunk were held. Metacell mode, whose own arrays are smallest, so that
+    the fragments would dominate (exact mode's input arrays peak above them at this tiny scale). The RSS of whole
     tasks at up to 50k cells: benchmarks/bench_memory.py."""
-    _, peaks = _shard_in_tiled_data(tiny_sc, tmp_path, monkeypatch, "fast")
+    _, peaks = _shard_in_tiled_data(tiny_sc, tmp_path, monkeypatch, "metacell")
     assert peaks[1] <= 1.25 * peaks[0], f"peak traced memory {peaks[0]:,} B → {peaks[1]:,} B with 61× the cells"
 
 
@@ -510,7 +538,7 @@ def test_neighbourhood_order_keeps_neighbours_together():
         S.check_rank(np.zeros(n, dtype=np.int64), n, "cells_nn.h5ad")
 
 
-@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("mode", ["exact", "metacell"])
 def test_a_shard_on_its_split_fragments_predicts_what_it_does_on_the_whole_file(tiny_sc, tmp_path, monkeypatch,
                                                                                  capsys, mode):
     import gzip
@@ -529,7 +557,7 @@ def test_a_shard_on_its_split_fragments_predicts_what_it_does_on_the_whole_file(
         part = tmp_path / "split" / f"shard_{i}_of_{n}" / "s1.fragments.tsv.gz"
         assert Path(f"{part}.tbi").is_file()
         # a header naming shard and mode, then exactly the fragments of the cells whose insertions the shard's
-        # pooled tracks use (fast mode: its metacells' seeds' neighbourhoods), in the input's order
+        # pooled tracks use (metacell mode: its metacells' seeds' neighbourhoods), in the input's order
         units = P.make_units(mode, pooling, S.shard_cells(a.n_obs, f"{i}/{n}", rank), 3)
         used_rows = S.cells_used(units.pooling, np.arange(units.pooling.shape[0]))
         used = {a.obs_names[c].partition("#")[2] for c in used_rows}
@@ -547,7 +575,10 @@ def test_a_shard_on_its_split_fragments_predicts_what_it_does_on_the_whole_file(
             np.testing.assert_array_equal(w.layers[layer], s.layers[layer])
     # a shard's file given to another shard, or to another mode, would lack fragments: refused
     part = tmp_path / "split" / f"shard_1_of_{n}" / "s1.fragments.tsv.gz"
-    other = "fast" if mode == "exact" else "exact"
+    other = "metacell" if mode == "exact" else "exact"
+    if mode == "exact":  # fast mode pools the same neighbourhoods as exact: an exact split serves it
+        assert _predict(monkeypatch, tiny_sc, tmp_path / "fast1.h5ad", "--mode", "fast", "--shard", f"1/{n}",
+                        fragments=part) == 0
     for extra, expect in ((("--mode", mode, "--shard", f"2/{n}"), f"shard '1/{n}' (expected '2/{n}')"),
                           (("--mode", other, "--shard", f"1/{n}"), f"mode '{mode}' (expected '{other}')")):
         assert _predict(monkeypatch, tiny_sc, tmp_path / "bad.h5ad", *extra, "--metacell-size", "3",
