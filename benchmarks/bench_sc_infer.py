@@ -194,9 +194,7 @@ def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
     import torch
 
     from scfan.bulk.model import ArchConfig, ScFANet
-    from scfan.inference import fuse_for_inference, predict_batches, prepare_for_inference
-
-    from scfan.inference import cpu_has_native_bf16
+    from scfan.inference import cpu_has_native_bf16, fuse_for_inference, predict_batches, prepare_for_inference
 
     rows = ["Median of 5 interleaved repeats, same inputs; the first two modules give the same probabilities up to "
             "float rounding (max difference in the fifth column); the last, fast mode's (bfloat16 convolutions, "
@@ -360,6 +358,8 @@ def main() -> None:
     ap.add_argument("--shard-cells", type=int, default=100)
     ap.add_argument("--stability-k", type=int, nargs="*", default=[15, 30],
                     help="neighbour counts of the exact runs that show the reference's own sensitivity")
+    ap.add_argument("--no-history", action="store_true",
+                    help="skip the two exact runs on the CPU paths of earlier versions (for large presets)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_sc_infer.md")
     args = ap.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -381,21 +381,28 @@ def main() -> None:
     pc, pw, pp, win, t_exact, _ = run.pairs("exact", cells)
     # the same exact run with every pair through the whole network (no motif scores shared between the cells that
     # score a window): what sc predict ran before WindowSharedNet
-    shared = run.P._shared
-    run.P._shared = lambda m: None
-    try:
-        whole_c, _, whole_p, _, t_whole, _ = run.pairs("exact", cells)
-    finally:
-        run.P._shared = shared
-    assert np.array_equal(whole_c, pc), "the two exact runs scored different (cell, window) pairs"
-    whole_diff = float(np.abs(whole_p - pp).max())
-    # the same exact run with the CPU module sc predict used before (folded 1-D convolutions, ReLU then pool)
-    current = run.models.models
-    run.models.models = previous_cpu_modules(models)
-    prev_c, _, prev_p, _, t_prev, _ = run.pairs("exact", cells)
-    run.models.models = current
-    assert np.array_equal(prev_c, pc), "the two exact runs scored different (cell, window) pairs"
-    prev_diff = float(np.abs(prev_p - pp).max())
+    history = []
+    if not args.no_history:
+        shared = run.P._shared
+        run.P._shared = lambda m: None
+        try:
+            whole_c, _, whole_p, _, t_whole, _ = run.pairs("exact", cells)
+        finally:
+            run.P._shared = shared
+        assert np.array_equal(whole_c, pc), "the two exact runs scored different (cell, window) pairs"
+        whole_diff = float(np.abs(whole_p - pp).max())
+        # the same exact run with the CPU module sc predict used before (folded 1-D convolutions, ReLU then pool)
+        current = run.models.models
+        run.models.models = previous_cpu_modules(models)
+        prev_c, _, prev_p, _, t_prev, _ = run.pairs("exact", cells)
+        run.models.models = current
+        assert np.array_equal(prev_c, pc), "the two exact runs scored different (cell, window) pairs"
+        prev_diff = float(np.abs(prev_p - pp).max())
+        history = [
+            ("exact, every pair through the whole network (before `WindowSharedNet`; probabilities within "
+             f"{whole_diff:.0e} of exact's)", len(whole_c), t_whole),
+            ("exact with the CPU module before ChannelsLastNet (folded 1-D convolutions, ReLU then pool; "
+             f"probabilities within {prev_diff:.0e} of exact's)", len(prev_c), t_prev)]
     fc, fw, fp, _, t_fast, _ = run.pairs("fast", cells)
     assert np.array_equal(fc, pc) and np.array_equal(fw, pw), "fast mode scored other (cell, window) pairs"
     fast_diff = float(np.abs(fp - pp).max())
@@ -428,8 +435,8 @@ def main() -> None:
             f"{np.nanmin(r_bound):.3f} / {np.nanmedian(r_bound):.3f} | {adjusted_rand_score(ex_km, km):.3f} | "
             f"{adjusted_rand_score(types, km):.3f} | {auc:.3f} |")
     mean_auc, auc_rows = truth_auroc(sim, run, cells, pc, pw, pp, win)
-    agree_rows.insert(0, f"| exact, k = 20 neighbours (the reference, float32) | {len(cells)} | {exact_rate:,.0f} | 1 | "
-                         f"1 | 1 | 1 | {adjusted_rand_score(types, ex_km):.3f} | {mean_auc:.3f} |")
+    agree_rows.insert(0, f"| exact, k = 20 neighbours (the reference, float32) | {len(cells)} | {exact_rate:,.0f} "
+                         f"| 1 | 1 | 1 | 1 | {adjusted_rand_score(types, ex_km):.3f} | {mean_auc:.3f} |")
     dc, dw, dp, _, _, _ = run.pairs("exact", cells, units=type_pseudobulk_units(cell_types(sim, run), cells))
     deep_auc, deep_rows = truth_auroc(sim, run, cells, dc, dw, dp, win)
     mem_rows = shard_memory(models, cells_path, fragments, sim, work, args.memory_totals, args.shard_cells)
@@ -447,12 +454,8 @@ def main() -> None:
         "| 1.0 |",
         f"| exact | {len(cells)} | {len(pc):,} | {t_exact:.1f} | {exact_rate:,.0f} | "
         f"{exact_rate / naive_rate:.1f} |",
-        f"| exact, every pair through the whole network (before `WindowSharedNet`; probabilities within "
-        f"{whole_diff:.0e} of exact's) | {len(cells)} | {len(whole_c):,} | {t_whole:.1f} | "
-        f"{len(whole_c) / t_whole:,.0f} | {len(whole_c) / t_whole / naive_rate:.1f} |",
-        "| exact with the CPU module before ChannelsLastNet (folded 1-D convolutions, ReLU then pool; probabilities "
-        f"within {prev_diff:.0e} of exact's) | {len(cells)} | {len(prev_c):,} | {t_prev:.1f} | "
-        f"{len(prev_c) / t_prev:,.0f} | {len(prev_c) / t_prev / naive_rate:.1f} |",
+        *(f"| {label} | {len(cells)} | {n:,} | {t:.1f} | {n / t:,.0f} | {n / t / naive_rate:.1f} |"
+          for label, n, t in history),
         f"| fast: exact's pairs, {precision} (probabilities within {fast_diff:.2f} of exact's) | {len(cells)} | "
         f"{len(fc):,} | {t_fast:.1f} | {fast_rate:,.0f} | {fast_rate / naive_rate:.1f} |",
         f"| metacell ({n_units} metacells, {precision}) | {len(cells)} | {len(mc):,} | {t_meta:.1f} | "
