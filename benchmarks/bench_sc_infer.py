@@ -42,12 +42,14 @@ def sh(*args: str) -> None:
     subprocess.run([SCFAN, *args], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
 
 
-def prepare(sim: Path, work: Path, epochs: int) -> tuple[list[str], Path, dict[str, str]]:
-    """Models (NAME=path), cells_nn.h5ad and fragments of ``sim``, built once into ``work``."""
+def prepare(sim: Path, work: Path, epochs: int,
+            given: list[str] | None = None) -> tuple[list[str], Path, dict[str, str]]:
+    """Models (NAME=path; ``given`` ones, or one trained per bulk line), cells_nn.h5ad and fragments of ``sim``,
+    built once into ``work``."""
     manifest = json.loads((sim / "manifest.json").read_text())
     valid, test = ",".join(manifest["valid_chroms"]), ",".join(manifest["test_chroms"])
-    models = []
-    for line in manifest["lines"]:
+    models = list(given or [])
+    for line in [] if given else manifest["lines"]:
         d = work / "bulk" / line
         if not (d / "train" / "model.pt").is_file():
             sh("bulk", "prepare", "--samplesheet", str(sim / "bulk_samplesheet.csv"), "--line", line, "--genome",
@@ -358,6 +360,8 @@ def main() -> None:
     ap.add_argument("--shard-cells", type=int, default=100)
     ap.add_argument("--stability-k", type=int, nargs="*", default=[15, 30],
                     help="neighbour counts of the exact runs that show the reference's own sensitivity")
+    ap.add_argument("--models", nargs="+", default=None, metavar="NAME=PATH",
+                    help="trained models to use instead of training one small model per bulk line")
     ap.add_argument("--no-history", action="store_true",
                     help="skip the two exact runs on the CPU paths of earlier versions (for large presets)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_sc_infer.md")
@@ -370,7 +374,7 @@ def main() -> None:
         sim = work / "sim_test"
         if not (sim / "manifest.json").is_file():
             sh("simulate", "--preset", "test", "--seed", "7", "--outdir", str(sim))
-    models, cells_path, fragments = prepare(sim, work, args.epochs)
+    models, cells_path, fragments = prepare(sim, work, args.epochs, args.models)
     run = Run(sim, models, cells_path, fragments)
     from sklearn.metrics import adjusted_rand_score
 
