@@ -26,7 +26,7 @@ def run(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
-    steps = ["simulate", "bulk", "sc", "infer", "memory", "analysis", "neighbors", "startup"]
+    steps = ["simulate", "bulk", "sc", "infer", "shift", "memory", "analysis", "neighbors", "startup"]
     ap.add_argument("--only", nargs="+", choices=steps, default=steps)
     args = ap.parse_args()
     py = sys.executable
@@ -49,6 +49,10 @@ def main() -> None:
         run([py, str(HERE / "bench_sc_infer.py"), "--workdir", str(out / "sc_infer"),
              *(["--cells", "40", "--naive-cells", "4", "--memory-totals", "100", "200"] if args.quick else
                ["--sim-dir", str(sim), "--memory-totals", "1000", "2000", "4000", "6000", "--shard-cells", "500"])])
+    if "shift" in args.only:  # the test preset (its 400 cells, all scored): the domain-shift remedy's table
+        run([py, str(HERE / "bench_domain_shift.py"), "--workdir", str(out / "domain_shift"),
+             *(["--cells", "100", "--k", "20", "--epochs", "4", "--out", str(out / "bench_domain_shift_quick.md")]
+               if args.quick else [])])
     if "memory" in args.only:
         run([py, str(HERE / "bench_memory.py"), "--workdir", str(out / "memory"),
              *(["--totals", "1000", "4000", "--out", str(out / "bench_memory_quick.md")] if args.quick else [])])

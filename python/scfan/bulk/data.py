@@ -12,7 +12,7 @@ import torch
 
 from scfan.bulk.inputs import FlatGenome, codes_to_onehot, gather, load_genome_codes, load_track, mean_per_base
 from scfan.bulk.model import encode_inputs
-from scfan.errors import InputFileError
+from scfan.errors import InputFileError, ScfanError
 from scfan.genome import Genome, check_chrom_names
 from scfan.tracks import TrackNorm
 
@@ -31,6 +31,7 @@ class InputSource:
     accessibility: np.ndarray | None = None  # already normalised
     mappability: np.ndarray | None = None
     track_norm: TrackNorm | None = None
+    atac_path: str | None = None  # where ``accessibility`` came from, for error messages
 
     @classmethod
     def load(cls, genome_fa: str | Path, atac: str | Path | None, mappability: str | Path | None,
@@ -56,18 +57,26 @@ class InputSource:
                      atac, mean, track_norm.mean_per_base)
         acc = own.apply(raw)
         mapp = load_track(mappability, layout)
-        return cls(layout, codes, acc, mapp, own)
+        return cls(layout, codes, acc, mapp, own, str(atac))
 
     @property
     def uses_tracks(self) -> bool:
         return self.accessibility is not None
 
     def batch(self, chroms: np.ndarray, context_starts: np.ndarray, length: int,
-              reverse: np.ndarray | None = None) -> torch.Tensor:
-        """Encoded inputs ``(N, C, length)`` for contexts starting at ``context_starts``; optional per-row RC."""
+              reverse: np.ndarray | None = None, keep: np.ndarray | None = None,
+              rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Encoded inputs ``(N, C, length)`` for contexts starting at ``context_starts``; optional per-row RC.
+
+        ``keep`` (one fraction in (0, 1] per row, with ``rng``) thins each row's accessibility to that fraction of its
+        insertions (:func:`thin_accessibility`)."""
         flat = self.layout.flat_starts(chroms, context_starts)
         onehot = codes_to_onehot(gather(self.codes, flat, length))
         acc = gather(self.accessibility, flat, length) if self.uses_tracks else None
+        if keep is not None and acc is not None:
+            if rng is None or self.track_norm is None:
+                raise ValueError("thinning needs an rng and the track's normalisation")
+            acc = thin_accessibility(acc, self.track_norm.mean_per_base, keep, rng)
         mapp = gather(self.mappability, flat, length) if self.uses_tracks else None
         x = encode_inputs(onehot, acc, mapp)
         if reverse is not None and reverse.any():
@@ -76,6 +85,40 @@ class InputSource:
             r = torch.from_numpy(np.asarray(reverse, dtype=bool))
             x[r] = reverse_complement_inputs(x[r])
         return x
+
+
+def thin_accessibility(acc: np.ndarray, mean_per_base: float, keep: np.ndarray,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Normalised accessibility rows (``log1p(x / mean)``) as if each row's library had kept only a ``keep[i]``
+    share of its insertions: every insertion survives independently (binomial thinning of the counts), and the
+    thinned counts are normalised by the thinned library's mean (``keep[i] × mean``), as a pooled neighbourhood's
+    track is by its own (docs/single_cell.md). The expected normalised signal is unchanged; its noise grows as the
+    depth falls, which is what a sparse neighbourhood looks like to a model trained on bulk."""
+    keep = np.asarray(keep, dtype=np.float64)
+    if keep.shape != (acc.shape[0],) or not np.all((keep > 0) & (keep <= 1)):
+        raise ValueError("keep: one fraction in (0, 1] per row")
+    counts = np.rint(np.expm1(acc.astype(np.float64)) * mean_per_base).astype(np.int64)
+    thinned = rng.binomial(counts, keep[:, None])
+    return np.log1p(thinned / (keep[:, None] * mean_per_base)).astype(np.float32)
+
+
+def check_insertion_counts(src: InputSource, sample: int = 1_000_000) -> None:
+    """Thinning draws from counts: refuse an ATAC track whose values are not whole numbers of insertions (a CPM or
+    fold-change bigWig)."""
+    if not src.uses_tracks or src.track_norm is None:
+        raise ScfanError("thinning the ATAC track (--thin-min-keep) needs --atac: a sequence-only model has none")
+    acc = src.accessibility
+    nz = np.flatnonzero(acc)
+    pick = nz[:: max(1, len(nz) // sample)]
+    vals = np.expm1(acc[pick].astype(np.float64)) * src.track_norm.mean_per_base
+    off = np.abs(vals - np.rint(vals)) > 1e-3 * np.maximum(1.0, np.abs(vals))
+    if off.any():
+        k = int(np.flatnonzero(off)[0])
+        chrom, pos = src.layout.locate(int(pick[k]))
+        raise InputFileError(src.atac_path or "the ATAC track",
+                             f"value {vals[k]:g} is not a whole number; thinning the ATAC track (--thin-min-keep) "
+                             "needs Tn5 insertion counts per base, not a scaled signal (give the BAM or a count "
+                             "bigWig, or --thin-min-keep 1 to train without thinning)", record=f"{chrom}:{pos}")
 
 
 def positive_mask(labels: np.ndarray) -> np.ndarray:

@@ -67,6 +67,13 @@ class FlatGenome:
             out[chroms == chrom] += self.offsets[str(chrom)]
         return out
 
+    def locate(self, flat: int) -> tuple[str, int]:
+        """The (chromosome, 0-based position) of a flat position."""
+        for chrom, off in self.offsets.items():
+            if off <= flat < off + self.sizes[chrom]:
+                return chrom, flat - off
+        raise IndexError(f"flat position {flat} is outside the genome ({self.total} bp)")
+
 
 def load_genome_codes(genome: Genome, chroms: Sequence[str] | None = None) -> tuple[FlatGenome, np.ndarray]:
     """Read the chosen chromosomes of an opened genome once into a flat code array."""

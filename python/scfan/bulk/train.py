@@ -27,6 +27,7 @@ from scfan import __version__
 from scfan._io import atomic_path, write_json, write_text
 from scfan.bulk.data import (
     InputSource,
+    check_insertion_counts,
     context_starts,
     jittered_context_starts,
     negative_pool,
@@ -244,6 +245,14 @@ class WeightAverage:
         self.steps += 1
 
 
+def thin_shares(rng: np.random.Generator, n: int, min_keep: float | None) -> np.ndarray | None:
+    """Per training window, the share of the ATAC insertions kept: log-uniform in [``min_keep``, 1] (None: off;
+    draws nothing from ``rng`` then, so training without thinning is unchanged)."""
+    if min_keep is None or min_keep >= 1:
+        return None
+    return np.exp(rng.uniform(np.log(min_keep), 0.0, n))
+
+
 def _run_epoch(model: nn.Module, src: InputSource, chroms, starts, labels, idx: np.ndarray, spec: ModelSpec,
                cfg: TrainConfig, rng: np.random.Generator, opt, scaler, device, train: bool,
                desc: str = "", average: WeightAverage | None = None) -> float:
@@ -263,9 +272,10 @@ def _run_epoch(model: nn.Module, src: InputSource, chroms, starts, labels, idx: 
             cs = jittered_context_starts(chroms[bi], starts[bi], spec.window, spec.context, cfg.jitter, src.layout,
                                          rng)
             rev = rng.random(len(bi)) < 0.5 if cfg.rc_augment else None
+            keep = thin_shares(rng, len(bi), cfg.thin_min_keep) if src.uses_tracks else None
         else:
-            cs, rev = context_starts(starts[bi], spec.window, spec.context), None
-        x = src.batch(chroms[bi], cs, spec.context, rev).to(device, non_blocking=True)
+            cs, rev, keep = context_starts(starts[bi], spec.window, spec.context), None, None
+        x = src.batch(chroms[bi], cs, spec.context, rev, keep, rng).to(device, non_blocking=True)
         y = torch.from_numpy(labels[bi]).to(device, non_blocking=True)
         with torch.set_grad_enabled(train), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             logits = model(x)
@@ -332,6 +342,8 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
                      channels=channel_names(src.uses_tracks), window=int(meta["window"]),
                      context=int(meta["context"]), track_norm=src.track_norm, train_config=asdict(cfg),
                      motifs=meta.get("motifs", {}))
+    if src.uses_tracks and thin_shares(np.random.default_rng(0), 1, cfg.thin_min_keep) is not None:
+        check_insertion_counts(src)
     tr_chroms, tr_starts, tr_labels = train
     va_chroms, va_starts, va_labels = valid
     tr_pos = positive_mask(tr_labels)

@@ -98,6 +98,10 @@ def train_cmd(
     motif_init: bool = typer.Option(TrainConfig.motif_init, "--motif-init/--no-motif-init", help="Seed first-layer "
                                     "filters with the TFs' JASPAR matrices."),
     jitter: int = typer.Option(TrainConfig.jitter, "--jitter", help="Random shift of the input (± bp)."),
+    thin_min_keep: float = typer.Option(TrainConfig.thin_min_keep, "--thin-min-keep", help="Train on the ATAC "
+                                        "track thinned per window to a share of its insertions drawn log-uniform "
+                                        "in [this, 1]: the depth of a pooled single-cell neighbourhood (needs "
+                                        "insertion counts; 1 = off; docs/single_cell.md)."),
     max_train_windows: int = typer.Option(TrainConfig.max_train_windows, "--max-train-windows",
                                           help="Cap on training windows per epoch."),
     max_valid_windows: int = typer.Option(TrainConfig.max_valid_windows, "--max-valid-windows",
@@ -121,7 +125,8 @@ def train_cmd(
                       motif_lr_mult=motif_lr_mult, neg_ratio=neg_ratio, sampler=sampler, hard_frac=hard_frac,
                       open_quantile=open_quantile,
                       motif_init=motif_init,
-                      jitter=jitter, max_train_windows=max_train_windows, max_valid_windows=max_valid_windows,
+                      jitter=jitter, thin_min_keep=thin_min_keep, max_train_windows=max_train_windows,
+                      max_valid_windows=max_valid_windows,
                       seed=seed, device=device, amp=amp, num_threads=threads)
     df, meta = read_windows(windows)
     src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability)

@@ -302,6 +302,44 @@ def make_units(mode: str, pooling: sp.spmatrix, cells: np.ndarray, metacell_size
     return Units(unit_pool, of_cell.astype(np.int64), assign)
 
 
+def pooled_depth(pooling: sp.csr_matrix, totals: np.ndarray, genome_size: float) -> np.ndarray:
+    """Per row of ``pooling``: the effective insertions per base of its pooled track — the pooled mean per base over
+    Σ w² (a weighted mean of Poisson counts is as noisy as one library of that depth). Over a bulk library's mean
+    per base it is the share of the bulk's insertions the pooled track carries, the quantity training with
+    ``--thin-min-keep`` covers (docs/single_cell.md, *Bulk → cell domain shift*)."""
+    P = sp.csr_matrix(pooling, dtype=np.float64)
+    w2 = np.asarray(P.multiply(P).sum(axis=1)).ravel()
+    mean = (P @ np.asarray(totals, dtype=np.float64)) / float(genome_size)
+    return np.divide(mean, w2, out=np.zeros_like(mean), where=w2 > 0)
+
+
+#: a model trained without thinning loses per-cell AUROC below about this share of its bulk depth
+#: (bench_domain_shift.md: none at 0.62, 0.027 at 0.15, 0.11 at 0.03)
+PLAIN_MODEL_MIN_SHARE = 0.25
+
+
+def check_depth_shift(models: ModelSet, depth: np.ndarray) -> dict[str, float]:
+    """Median share of each model's bulk depth carried by the pooled tracks; warns where it is below the depth the
+    model was trained down to (its ``thin_min_keep``; :data:`PLAIN_MODEL_MIN_SHARE` for a model trained without)."""
+    out = {}
+    med = float(np.median(depth)) if len(depth) else 0.0
+    for name, spec in zip(models.names, models.specs, strict=True):
+        if spec.track_norm is None:
+            continue
+        share = med / spec.track_norm.mean_per_base
+        out[name] = share
+        keep = (spec.train_config or {}).get("thin_min_keep")
+        floor = PLAIN_MODEL_MIN_SHARE if keep is None or keep >= 1 else float(keep)
+        if len(depth) and share < floor:
+            how = (f"trained down to {floor:g} of it (--thin-min-keep)" if keep is not None and keep < 1 else
+                   "trained on the bulk alone (no --thin-min-keep)")
+            log.warning("model %s: the pooled tracks carry a median %.3g of its bulk library's insertions, and it "
+                        "was %s: expect lower probabilities and weaker calls (docs/single_cell.md, Bulk → cell "
+                        "domain shift); retrain with a lower --thin-min-keep or pool more neighbours (--knn)",
+                        name, share, how)
+    return out
+
+
 class ActivityAccumulator:
     """Per-cell running sums: top-k counts, probability sums, bound counts and windows scored (float64)."""
 
@@ -622,6 +660,8 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
                      "scored; %d model(s), %d features, device %s", cfg.shard, len(cells), adata.n_obs,
                      units.pooling.shape[0], cfg.mode, len(windows), adata.n_vars, scored.nnz, len(models.names),
                      len(models.features), device)
+            depth = pooled_depth(units.pooling, totals, sum(sizes.values()))[units.of_cell]
+            depth_share = check_depth_shift(models, depth)
             with PooledTracks(fragments, list(adata.obs_names), units.pooling, totals, sum(sizes.values())) as tr:
                 batches = iter_cell_predictions(models, tr, units, scored, windows, genome, bw, cfg, device)
                 for p_cell, _p_win, probs in tqdm(batches, desc=f"predict shard {cfg.shard}", unit="chunk",
@@ -636,6 +676,7 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
     obs = adata.obs.iloc[cells].copy()
     obs["n_scored_windows"] = acc.n_scored
     obs["no_scored_windows"] = acc.n_scored == 0
+    obs["pooled_depth"] = depth
     if units.members is not None:
         obs["metacell"] = units.members[cells]
     n_empty = int((acc.n_scored == 0).sum())
@@ -654,6 +695,10 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
         "cell_rows": cells.astype(np.int64),  # rows of the cells file: merge-activity restores its order
         "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
         "precision": precision_of(models),
+        "pooled_depth": "effective Tn5 insertions per base of each cell's pooled track (mean / sum of squared weights)",
+        "bulk_depth": {n: float(sp_.track_norm.mean_per_base) for n, sp_ in zip(models.names, models.specs, strict=True)
+                       if sp_.track_norm is not None},
+        "median_depth_share": {k: float(v) for k, v in depth_share.items()},
         "n_windows": int(len(windows)), "n_peaks": int(adata.n_vars), "package_version": __version__,
         "X": f"frequency of each feature among a window's top {acc.top_k} (per cell, rows sum to 1)",
     }
@@ -701,6 +746,9 @@ def merge_activity(paths: Sequence[str | Path]) -> ad.AnnData:
     info = dict(parts[1].uns["scfan_activity"])
     info.pop("shard_index")
     info.pop("cell_rows", None)
+    if "pooled_depth" in merged.obs and isinstance(info.get("bulk_depth"), dict):  # over every shard's cells
+        med = float(np.median(merged.obs["pooled_depth"].to_numpy()))
+        info["median_depth_share"] = {k: med / float(v) for k, v in info["bulk_depth"].items()}
     merged.uns["scfan_activity"] = info
     merged.obs["no_scored_windows"] = merged.obs["no_scored_windows"].astype(bool)
     return merged

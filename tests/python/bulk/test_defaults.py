@@ -25,6 +25,7 @@ TRAIN_PARAMS = {
     "hard_frac": ("hard_frac", "--hard-frac"),
     "jitter": ("jitter", "--jitter"),
     "max_train_windows": ("max_train_windows", "--max-train-windows"),
+    "thin_min_keep": ("thin_min_keep", "--thin-min-keep"),
     "seed": ("seed", "--seed"),
 }
 

@@ -127,6 +127,10 @@ def test_one_shard_equals_three_shards(tiny_sc, tmp_path, monkeypatch, mode):
     for layer in ("mean_prob", "frac_bound"):
         np.testing.assert_array_equal(one.layers[layer], merged.layers[layer])
     np.testing.assert_array_equal(one.obs["n_scored_windows"], merged.obs["n_scored_windows"])
+    np.testing.assert_array_equal(one.obs["pooled_depth"], merged.obs["pooled_depth"])
+    for name in ("lineA", "lineB"):  # over all cells, not the first shard's
+        assert merged.uns["scfan_activity"]["median_depth_share"][name] == pytest.approx(
+            one.uns["scfan_activity"]["median_depth_share"][name], rel=1e-12)
     scored = one.obs["n_scored_windows"].to_numpy() > 0
     assert scored.sum() >= 12
     # X: each scored window adds its top-2 features, so a cell's row sums to 1
@@ -179,6 +183,47 @@ def test_cell_without_signal_is_flagged_not_dropped(tiny_sc, tmp_path, monkeypat
     assert a.obs["no_scored_windows"].sum() == 1
     i = list(a.obs_names).index(tiny_sc["empty"])
     assert np.all(np.asarray(a.X)[i] == 0)
+
+
+def test_pooled_depth_is_each_cells_effective_insertions_per_base(tiny_sc, tmp_path, monkeypatch):
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "a.h5ad") == 0
+    a = ad.read_h5ad(tmp_path / "a.h5ad")
+    cells = ad.read_h5ad(tiny_sc["cells"])
+    genome = float(sum(CHROM_SIZES.values()))
+    totals = 2.0 * cells.obs["n_fragments"].to_numpy(dtype=np.float64)
+    pool = sp.csr_matrix(cells.obsp["pooling"])
+    for i in range(cells.n_obs):  # cell by cell: the weighted insertions per base over the sum of squared weights
+        row = pool.getrow(i)
+        w, j = row.data.astype(np.float64), row.indices
+        expect = float(np.sum(w * totals[j]) / genome / np.sum(w**2))
+        assert a.obs["pooled_depth"].iloc[i] == pytest.approx(expect, rel=1e-9)
+    e = list(a.obs_names).index(tiny_sc["empty"])  # pools only itself: its own insertions per base
+    assert a.obs["pooled_depth"].iloc[e] == pytest.approx(totals[e] / genome, rel=1e-9)
+    info = a.uns["scfan_activity"]
+    assert info["bulk_depth"] == {"lineA": pytest.approx(0.05), "lineB": pytest.approx(0.05)}
+    assert info["median_depth_share"]["lineA"] == pytest.approx(np.median(a.obs["pooled_depth"]) / 0.05)
+
+
+class _Models:
+    def __init__(self, keeps):
+        self.names = [f"m{i}" for i in range(len(keeps))]
+        self.specs = [ModelSpec(arch=ArchConfig.preset("small"), tf_names=("TF1",), channels=channel_names(True),
+                                window=200, context=1000, track_norm=TrackNorm(0.1),
+                                train_config={} if k is None else {"thin_min_keep": k}) for k in keeps]
+
+
+def test_depth_below_what_a_model_was_trained_on_warns(caplog):
+    depth = np.array([0.002, 0.003, 0.004])  # median 0.003 insertions per base: 3 % of a bulk of 0.1
+    with caplog.at_level("WARNING", logger="scfan.sc.predict"):
+        share = P.check_depth_shift(_Models([None, 1.0, 0.01, 0.05]), depth)
+    assert share == {f"m{i}": pytest.approx(0.03) for i in range(4)}
+    warned = sorted(r.getMessage().split()[1].rstrip(":") for r in caplog.records)
+    assert warned == ["m0", "m1", "m3"]  # bulk alone (no field, or 1 = off), or thinned only down to 5 %
+    assert all("0.03" in r.getMessage() and "--thin-min-keep" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scfan.sc.predict"):
+        P.check_depth_shift(_Models([None]), depth * 100)  # 3x the bulk: nothing to say
+    assert not caplog.records
 
 
 def test_predictions_follow_the_pooled_track(tiny_sc):
