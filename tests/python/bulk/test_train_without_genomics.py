@@ -40,7 +40,8 @@ SCRIPT = textwrap.dedent('''
     rng = np.random.default_rng(0)
     layout = FlatGenome.from_sizes({"chr1": 20000, "chr2": 8000})
     src = InputSource(layout, rng.integers(0, 4, layout.total).astype(np.uint8),
-                      rng.random(layout.total).astype(np.float32), np.ones(layout.total, np.float32),
+                      np.log1p(rng.poisson(1.0, layout.total)).astype(np.float32),  # insertion counts, mean 1
+                      np.ones(layout.total, np.float32),
                       TrackNorm(mean_per_base=1.0))
 
     def split(chrom, n):
