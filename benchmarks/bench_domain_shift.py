@@ -33,9 +33,10 @@ from bench_sc import machine  # noqa: E402
 from bench_sc_infer import (  # noqa: E402  (a sibling script, imported from its folder)
     Run,
     cell_types,
+    default_sim,
     neighbours_with,
     prepare,
-    sh,
+    train_line,
     truth_auroc,
     type_pseudobulk_units,
 )
@@ -46,23 +47,11 @@ from scfan.bulk.train_config import TrainConfig  # noqa: E402
 def train_set(sim: Path, work: Path, epochs: int, min_keep: float) -> list[str]:
     """One small model per bulk line, as bench_sc_infer's ``prepare`` trains them, with ``--thin-min-keep
     min_keep`` (1: the plain model, trained on the bulk alone)."""
-    manifest = json.loads((sim / "manifest.json").read_text())
-    valid, test = ",".join(manifest["valid_chroms"]), ",".join(manifest["test_chroms"])
+    lines = json.loads((sim / "manifest.json").read_text())["lines"]
     models = []
-    for line in manifest["lines"]:
-        d = work / "bulk" / line
-        if not (d / "prepare" / "windows.parquet").is_file():
-            sh("bulk", "prepare", "--samplesheet", str(sim / "bulk_samplesheet.csv"), "--line", line, "--genome",
-               str(sim / "genome.fa"), "--mappability", str(sim / "mappability.bw"), "--blacklist",
-               str(sim / "blacklist.bed"), "--valid-chroms", valid, "--test-chroms", test, "--outdir",
-               str(d / "prepare"))
-        t = work / f"bulk_keep{min_keep:g}" / line / "train"
-        if not (t / "model.pt").is_file():
-            sh("bulk", "train", "--windows", str(d / "prepare" / "windows.parquet"), "--genome",
-               str(sim / "genome.fa"), "--atac", str(sim / "bulk" / line / "atac.bw"), "--mappability",
-               str(sim / "mappability.bw"), "--arch", "small", "--epochs", str(epochs), "--max-train-windows",
-               "6000", "--seed", "7", "--thin-min-keep", f"{min_keep:g}", "--outdir", str(t))
-        models.append(f"{line}={t / 'model.pt'}")
+    for line in lines:
+        out = work / f"bulk_keep{min_keep:g}" / line / "train"
+        models.append(f"{line}={train_line(sim, work, line, epochs, out, '--thin-min-keep', f'{min_keep:g}')}")
     return models
 
 
@@ -127,11 +116,7 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M")
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    sim = args.sim_dir
-    if sim is None:
-        sim = work / "sim_test"
-        if not (sim / "manifest.json").is_file():
-            sh("simulate", "--preset", "test", "--seed", "7", "--outdir", str(sim))
+    sim = default_sim(work, args.sim_dir)
     plain = train_set(sim, work, args.epochs, 1.0)
     thinned = train_set(sim, work, args.epochs, args.thin_min_keep)
     _, cells_path, fragments = prepare(sim, work, args.epochs, plain)

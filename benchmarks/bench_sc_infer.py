@@ -42,25 +42,42 @@ def sh(*args: str) -> None:
     subprocess.run([SCFAN, *args], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
 
 
+def default_sim(work: Path, sim: Path | None) -> Path:
+    """``sim``, or the test preset (seed 7) simulated once into ``work``."""
+    if sim is not None:
+        return sim
+    sim = work / "sim_test"
+    if not (sim / "manifest.json").is_file():
+        sh("simulate", "--preset", "test", "--seed", "7", "--outdir", str(sim))
+    return sim
+
+
+def train_line(sim: Path, work: Path, line: str, epochs: int, out: Path, *extra: str) -> Path:
+    """One small model for a bulk line of ``sim`` (windows prepared once into ``work/bulk/<line>``), in ``out``;
+    ``extra``: more `bulk train` options. Returns its model file."""
+    manifest = json.loads((sim / "manifest.json").read_text())
+    d = work / "bulk" / line
+    if not (d / "prepare" / "windows.parquet").is_file():
+        sh("bulk", "prepare", "--samplesheet", str(sim / "bulk_samplesheet.csv"), "--line", line, "--genome",
+           str(sim / "genome.fa"), "--mappability", str(sim / "mappability.bw"), "--blacklist",
+           str(sim / "blacklist.bed"), "--valid-chroms", ",".join(manifest["valid_chroms"]), "--test-chroms",
+           ",".join(manifest["test_chroms"]), "--outdir", str(d / "prepare"))
+    if not (out / "model.pt").is_file():
+        sh("bulk", "train", "--windows", str(d / "prepare" / "windows.parquet"), "--genome",
+           str(sim / "genome.fa"), "--atac", str(sim / "bulk" / line / "atac.bw"), "--mappability",
+           str(sim / "mappability.bw"), "--arch", "small", "--epochs", str(epochs), "--max-train-windows",
+           "6000", "--seed", "7", *extra, "--outdir", str(out))
+    return out / "model.pt"
+
+
 def prepare(sim: Path, work: Path, epochs: int,
             given: list[str] | None = None) -> tuple[list[str], Path, dict[str, str]]:
     """Models (NAME=path; ``given`` ones, or one trained per bulk line), cells_nn.h5ad and fragments of ``sim``,
     built once into ``work``."""
     manifest = json.loads((sim / "manifest.json").read_text())
-    valid, test = ",".join(manifest["valid_chroms"]), ",".join(manifest["test_chroms"])
     models = list(given or [])
     for line in [] if given else manifest["lines"]:
-        d = work / "bulk" / line
-        if not (d / "train" / "model.pt").is_file():
-            sh("bulk", "prepare", "--samplesheet", str(sim / "bulk_samplesheet.csv"), "--line", line, "--genome",
-               str(sim / "genome.fa"), "--mappability", str(sim / "mappability.bw"), "--blacklist",
-               str(sim / "blacklist.bed"), "--valid-chroms", valid, "--test-chroms", test, "--outdir",
-               str(d / "prepare"))
-            sh("bulk", "train", "--windows", str(d / "prepare" / "windows.parquet"), "--genome",
-               str(sim / "genome.fa"), "--atac", str(sim / "bulk" / line / "atac.bw"), "--mappability",
-               str(sim / "mappability.bw"), "--arch", "small", "--epochs", str(epochs), "--max-train-windows",
-               "6000", "--seed", "7", "--outdir", str(d / "train"))
-        models.append(f"{line}={d / 'train' / 'model.pt'}")
+        models.append(f"{line}={train_line(sim, work, line, epochs, work / 'bulk' / line / 'train')}")
     samples = manifest["samples"]
     fragments = {s: str(sim / "sc" / s / "fragments.tsv.gz") for s in samples}
     cells = work / "cells_nn.h5ad"
@@ -369,11 +386,7 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M")
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    sim = args.sim_dir
-    if sim is None:
-        sim = work / "sim_test"
-        if not (sim / "manifest.json").is_file():
-            sh("simulate", "--preset", "test", "--seed", "7", "--outdir", str(sim))
+    sim = default_sim(work, args.sim_dir)
     models, cells_path, fragments = prepare(sim, work, args.epochs, args.models)
     run = Run(sim, models, cells_path, fragments)
     from sklearn.metrics import adjusted_rand_score
