@@ -5,7 +5,12 @@ Kept free of file formats and genomics readers (only torch + numpy), so GPU benc
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,8 +18,12 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from scfan.bulk.data import InputSource
     from scfan.bulk.model import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,7 +121,9 @@ def predict_batches(model: nn.Module, inputs: torch.Tensor | np.ndarray, batch_s
             xc = ahead.result()
             ahead = pool.submit(host_chunk, starts[k + 1]) if k + 1 < len(starts) else None
             xc = xc.to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and cuda and not half):
+            # a module checked to need float32 (:class:`Float32Only`) never runs under autocast
+            autocast = amp and cuda and not half and not getattr(model, "float32_only", False)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                 for j in range(0, xc.shape[0], block):
                     xb = xc[j : j + block]
                     p = torch.sigmoid(model(xb).float())
@@ -395,3 +406,197 @@ def prepare_for_inference(model: nn.Module, device: str | torch.device, *, half:
     if compile:
         net = torch.compile(net, mode="max-autotune-no-cudagraphs")
     return net
+
+
+# --- the runtime check of every fast path ------------------------------------------------------------------------
+# A reduced-precision or re-laid-out module is trusted only after it has given the reference's numbers on this
+# machine: oneDNN's bfloat16 convolutions on Intel AMX CPUs returned probabilities off by up to 0.69 (issue 33),
+# where the same code on AMD EPYC is right.
+
+#: largest |Δ probability| on the probe for a float32 path (BatchNorm folding, channels-last layout, cuDNN's TF32:
+#: float rounding only)
+FLOAT32_TOLERANCE = 2e-3
+#: largest |Δ probability| on the probe for a path with bfloat16 convolutions: bfloat16 rounding moves probabilities
+#: by up to a few 1e-2 (tests/python/bulk/test_model.py), a wrong kernel by tenths
+BFLOAT16_TOLERANCE = 0.05
+#: windows in the probe batch (each scored on both strands): one at each of eight accessibility levels; the
+#: reference kernels are slow (the full model: ~20 ms a window on two cores), so the probe stays small
+PROBE_WINDOWS = 8
+
+
+@contextlib.contextmanager
+def onednn_off():
+    """PyTorch's own CPU kernels instead of oneDNN's, without the notice torch gives for a TF32 setting that only
+    Intel GPUs have."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
+class Float32Only(nn.Module):
+    """The trained network itself, in float32 with oneDNN off on a CPU (PyTorch's own convolution kernels): the
+    reference every fast path is checked against, and the last fallback. Never run under autocast."""
+
+    float32_only = True
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.float().eval()
+        self.head = getattr(model, "head", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            with onednn_off():
+                return self.model(x.float())
+        return self.model(x.float())
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    """What a model was asked to run in, what it runs in after the probe, and the evidence."""
+
+    asked: str
+    ran: str
+    #: largest |Δ probability| of the path that ran, against the reference, on the probe
+    max_abs_diff: float
+    tolerance: float
+    device: str
+    cpu: str
+    #: paths refused on this machine, with their |Δ probability|
+    refused: tuple[tuple[str, float], ...] = ()
+    seconds: float = 0.0
+    precision: str = "float32"
+
+    def as_dict(self) -> dict:
+        return {"asked": self.asked, "ran": self.ran, "max_abs_diff": float(self.max_abs_diff),
+                "tolerance": float(self.tolerance), "device": self.device, "cpu": self.cpu,
+                "refused": [f"{name} (max |Δp| {d:.3g})" for name, d in self.refused],
+                "seconds": round(float(self.seconds), 3), "precision": self.precision}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    precision: str
+    tolerance: float
+    build: Callable[[], nn.Module] = field(repr=False)
+
+
+def cpu_description() -> str:
+    """CPU model and the flags that decide its fast paths (``lscpu``'s names), e.g.
+    ``Intel(R) Xeon(R) Platinum 8480+ (avx2 avx512f avx512_bf16 amx_bf16)``."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
+    shown = [f for f in wanted if f in flags]
+    return f"{model} ({' '.join(shown) if shown else 'no avx2/avx512/amx flags'})"
+
+
+def probe_inputs(n_channels: int, length: int, n: int = PROBE_WINDOWS, seed: int = 0) -> torch.Tensor:
+    """A fixed probe batch ``(n, C, L)``: random DNA, and (6 channels) accessibility from none to eight times a
+    genome's mean in stretches of 25 bp, mappability 1 with a few unmappable stretches — so the probe reaches
+    the probabilities a model gives, low to high."""
+    rng = np.random.default_rng(seed)
+    onehot = np.zeros((n, 4, length), dtype=np.float32)
+    onehot[np.arange(n)[:, None], rng.integers(0, 4, (n, length)), np.arange(length)[None, :]] = 1
+    if n_channels == 4:
+        return torch.from_numpy(onehot)
+    if n_channels != 6:
+        raise ValueError(f"probe_inputs: {n_channels} input channels; expected 4 or 6")
+    blocks = -(-length // 25)
+    level = np.array([0, 0.25, 0.5, 1, 2, 4, 8, 16], dtype=np.float32)[np.arange(n) % 8]
+    acc = rng.gamma(0.5, 2.0, (n, blocks)).astype(np.float32).repeat(25, axis=1)[:, :length] * level[:, None]
+    mapp = np.ones((n, length), dtype=np.float32)
+    for i in range(0, n, 5):
+        a = int(rng.integers(0, length))
+        mapp[i, a : a + int(rng.integers(10, 100))] = 0
+    return encode_inputs(onehot, acc, mapp)
+
+
+def _in_channels(model: nn.Module) -> int:
+    conv = next(m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d)))
+    return int(conv.in_channels)
+
+
+def _candidates(model: nn.Module, device: torch.device, *, half: bool, compile: bool,
+                cpu_bf16: bool) -> list[_Candidate]:
+    """The paths :func:`prepare_for_inference` would take, fastest first, each with its tolerance."""
+    cands: list[_Candidate] = []
+    if device.type == "cuda":
+        if half:
+            name = "bfloat16 (channels-last, tensor cores" + (", torch.compile)" if compile else ")")
+            cands.append(_Candidate(name, "bfloat16", BFLOAT16_TOLERANCE,
+                                    lambda: prepare_for_inference(model, device, half=True, compile=compile)))
+        cands.append(_Candidate("float32 (BatchNorm folded)", "float32", FLOAT32_TOLERANCE,
+                                lambda: _float32_only(fuse_for_inference(model).to(device))))
+        return cands
+    if cpu_bf16:
+        cands.append(_Candidate("bfloat16 convolutions, float32 dense layers (oneDNN, channels-last)",
+                                "bfloat16 convolutions, float32 dense layers", BFLOAT16_TOLERANCE,
+                                lambda: prepare_for_inference(model, device, cpu_bf16=True)))
+    cands.append(_Candidate("float32 (oneDNN, channels-last)", "float32", FLOAT32_TOLERANCE,
+                            lambda: prepare_for_inference(model, device)))
+    return cands
+
+
+def _float32_only(m: nn.Module) -> nn.Module:
+    m.float32_only = True  # predict_batches runs it without autocast
+    return m
+
+
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def checked_for_inference(model: nn.Module, device: str | torch.device, length: int, *, half: bool = True,
+                          compile: bool = False, cpu_bf16: bool = False, probe: torch.Tensor | None = None,
+                          label: str = "model") -> tuple[nn.Module, PathCheck]:
+    """:func:`prepare_for_inference`, trusted only after a probe: the fastest path asked for is run on a probe batch
+    (:func:`probe_inputs` of ``length`` bp, the model's context; both strands) beside the reference (:class:`Float32Only`, on the CPU); past its tolerance
+    (:data:`BFLOAT16_TOLERANCE`, :data:`FLOAT32_TOLERANCE`) the next path is tried, down to the reference itself.
+    A refused path gives one warning line per process naming the CPU flags and the difference.
+    Returns the module to run and the :class:`PathCheck` to record with the outputs."""
+    t0 = time.perf_counter()
+    dev = torch.device(device)
+    model = model.eval()
+    ref_model = copy_module(model).float().cpu().eval()
+    x = probe if probe is not None else probe_inputs(_in_channels(model), length)
+    ref = predict_batches(Float32Only(ref_model), x, device="cpu", block=max(1, len(x)))
+    cpu = cpu_description()
+    refused: list[tuple[str, float]] = []
+    cands = _candidates(model, dev, half=half, compile=compile, cpu_bf16=cpu_bf16)
+    asked = cands[0].name
+    for cand in cands:
+        module = cand.build()
+        got = predict_batches(module, x, device=dev, amp=False)
+        diff = float(np.abs(got - ref).max()) if len(ref) else 0.0
+        if np.isfinite(diff) and diff <= cand.tolerance:
+            check = PathCheck(asked, cand.name, diff, cand.tolerance, str(dev), cpu, tuple(refused),
+                              time.perf_counter() - t0, cand.precision)
+            return module, check
+        refused.append((cand.name, diff))
+        key = (cand.name, str(dev), cpu)
+        if key not in _WARNED:
+            _WARNED.add(key)
+            log.warning("%s: %s gives probabilities off by %.3g (tolerance %.3g) on this machine (%s; %s): not "
+                        "used, falling back to the next path", label, cand.name, diff, cand.tolerance, dev, cpu)
+    # the reference itself: PyTorch's own float32 kernels (oneDNN off on a CPU)
+    module = Float32Only(copy_module(model).to(dev))
+    got = predict_batches(module, x, device=dev, amp=False)
+    diff = float(np.abs(got - ref).max()) if len(ref) else 0.0
+    name = "float32 (reference kernels, oneDNN off)" if dev.type == "cpu" else "float32 (unfused network)"
+    log.warning("%s: running %s on %s (%s)", label, name, dev, cpu)
+    return module, PathCheck(asked, name, diff, FLOAT32_TOLERANCE, str(dev), cpu, tuple(refused),
+                             time.perf_counter() - t0, "float32")

@@ -269,6 +269,29 @@ def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _numerics_table(activity) -> pd.DataFrame:
+    """Per model: the path asked for, the path that ran and the probe's difference (``uns['scfan_activity']``)."""
+    if activity is None:
+        return pd.DataFrame()
+    import anndata as ad
+
+    info = ad.read_h5ad(activity, backed="r").uns.get("scfan_activity", {})
+    checks = info.get("fast_path_check", {}) if isinstance(info, dict) else {}
+    rows = []
+    for name, c in checks.items():
+        refused = c.get("refused", [])
+        refused = [str(r) for r in (refused.tolist() if hasattr(refused, "tolist") else refused)]
+        rows.append({"model": name, "asked": c.get("asked"), "ran": c.get("ran"),
+                     "max |Δp| on the probe": f"{float(c.get('max_abs_diff', float('nan'))):.2g}",
+                     "tolerance": c.get("tolerance"), "device": c.get("device"), "CPU": c.get("cpu"),
+                     "refused on this machine": "; ".join(refused) or "none"})
+    by_shard = info.get("precision_by_shard", {}) if isinstance(info, dict) else {}
+    if rows and len(set(map(str, by_shard.values()))) > 1:
+        rows.append({"model": "all", "asked": "", "ran": "mixed: " + ", ".join(
+            f"shard {k}: {v}" for k, v in by_shard.items())})
+    return pd.DataFrame(rows)
+
+
 def _versions(paths: list[Path]) -> pd.DataFrame:
     import yaml
 
@@ -372,6 +395,7 @@ def build_report(inp: ReportInputs) -> str:
 
         obs = None
         body = ""
+        numerics = _numerics_table(inp.activity)
         if inp.cells is not None:
             obs = ad.read_h5ad(inp.cells, backed="r").obs.copy()
             per = obs.groupby("sample", observed=True).agg(
@@ -427,6 +451,10 @@ def build_report(inp: ReportInputs) -> str:
 
     # --- versions and parameters
     body = ""
+    if inp.activity is not None and not numerics.empty:
+        body += ("<h3>Numerics of per-cell inference</h3><p class='note'>What each model ran in, after a probe on the "
+                 "machine that ran it against PyTorch's float32 reference kernels (fast paths past their tolerance "
+                 "are refused and named).</p>" + _table(numerics))
     if inp.versions:
         v = _versions(inp.versions)
         body += "<h3>Software</h3>" + (_table(v) if not v.empty else "<p>none recorded</p>")

@@ -46,10 +46,11 @@ from scfan.bulk.model import ModelSpec, channel_names, load_model
 from scfan.errors import InputFileError, ScfanError
 from scfan.inference import (
     ChannelsLastNet,
+    PathCheck,
     WindowSharedNet,
+    checked_for_inference,
     cpu_has_native_bf16,
     predict_batches,
-    prepare_for_inference,
     resolve_device,
 )
 from scfan.intervals import parse_region_id
@@ -114,6 +115,8 @@ class ModelSet:
     models: list[torch.nn.Module]
     specs: list[ModelSpec]
     paths: list[str] = field(default_factory=list)
+    #: per model, the runtime check of the path it runs (:func:`~scfan.inference.checked_for_inference`)
+    checks: list[PathCheck] = field(default_factory=list)
 
     @property
     def window(self) -> int:
@@ -180,11 +183,11 @@ def model_name(arg: str) -> tuple[str, Path]:
 def load_models(args: Sequence[str], device: torch.device, *, half: bool = True, compile: bool = False,
                 cpu_bf16: bool = False) -> ModelSet:
     """Load every model; refuse sequence-only models and models whose inputs differ from the first's. Each is made
-    ready for ``device`` by :func:`~scfan.inference.prepare_for_inference` (``half`` and ``compile`` apply on CUDA,
-    ``cpu_bf16`` on a CPU)."""
+    ready for ``device`` by :func:`~scfan.inference.checked_for_inference` (``half`` and ``compile`` apply on CUDA,
+    ``cpu_bf16`` on a CPU): a fast path runs only where a probe on this machine gave the reference's numbers."""
     if not args:
         raise ScfanError("no --model given")
-    names, models, specs, paths = [], [], [], []
+    names, models, specs, paths, checks = [], [], [], [], []
     want = channel_names(True)
     for arg in args:
         name, path = model_name(arg)
@@ -200,10 +203,15 @@ def load_models(args: Sequence[str], device: torch.device, *, half: bool = True,
             raise InputFileError(path, f"model window/context {spec.window}/{spec.context} bp differs from "
                                  f"{paths[0]}'s {specs[0].window}/{specs[0].context} bp")
         names.append(name)
-        models.append(prepare_for_inference(model, device, half=half, compile=compile, cpu_bf16=cpu_bf16))
+        ready, check = checked_for_inference(model, device, spec.context, half=half, compile=compile,
+                                             cpu_bf16=cpu_bf16, label=f"--model {name}")
+        log.info("--model %s runs %s on %s (probe: max |Δp| %.2g against float32 reference kernels, %.2f s)",
+                 name, check.ran, device, check.max_abs_diff, check.seconds)
+        models.append(ready)
+        checks.append(check)
         specs.append(spec)
         paths.append(str(path))
-    return ModelSet(names, models, specs, paths)
+    return ModelSet(names, models, specs, paths, checks)
 
 
 def peak_windows(var_names: Sequence[str], sizes: dict[str, int], window: int, context: int,
@@ -612,16 +620,21 @@ def cpu_bf16_for(cfg: PredictConfig) -> bool:
 
 
 def precision_of(models: ModelSet) -> str:
-    """What the models compute in: ``float32``, ``bfloat16`` or ``bfloat16 convolutions, float32 dense layers``
-    (CUDA with ``--amp`` is bfloat16 throughout)."""
-    m = models.models[0]
-    conv = next(m.parameters()).dtype
-    if conv == torch.float32:
-        return "float32"
-    dense = m.head[1].weight.dtype if isinstance(m, ChannelsLastNet) else conv
-    if dense != conv:
-        return f"{str(conv).removeprefix('torch.')} convolutions, {str(dense).removeprefix('torch.')} dense layers"
-    return str(conv).removeprefix("torch.")
+    """What the models compute in after their runtime check: ``float32``, ``bfloat16`` or ``bfloat16 convolutions,
+    float32 dense layers``; ``name: precision; …`` where models differ."""
+    if not models.checks:  # built by hand (tests, benchmarks): read the module
+        m = models.models[0]
+        conv = next(m.parameters()).dtype
+        if conv == torch.float32:
+            return "float32"
+        dense = m.head[1].weight.dtype if isinstance(m, ChannelsLastNet) else conv
+        if dense != conv:
+            return f"{str(conv).removeprefix('torch.')} convolutions, {str(dense).removeprefix('torch.')} dense layers"
+        return str(conv).removeprefix("torch.")
+    kinds = {c.precision for c in models.checks}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "; ".join(f"{n}: {c.precision}" for n, c in zip(models.names, models.checks, strict=True))
 
 
 def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, genome_fa, mappability,
@@ -695,6 +708,7 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
         "cell_rows": cells.astype(np.int64),  # rows of the cells file: merge-activity restores its order
         "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
         "precision": precision_of(models),
+        "fast_path_check": {n: c.as_dict() for n, c in zip(models.names, models.checks, strict=True)},
         "pooled_depth": "effective Tn5 insertions per base of each cell's pooled track (mean / sum of squared weights)",
         "bulk_depth": {n: float(sp_.track_norm.mean_per_base) for n, sp_ in zip(models.names, models.specs, strict=True)
                        if sp_.track_norm is not None},
@@ -744,6 +758,14 @@ def merge_activity(paths: Sequence[str | Path]) -> ad.AnnData:
         raise ScfanError(f"the shards hold {merged.n_obs} cells ({merged.obs_names.nunique()} distinct); "
                          f"expected each of the {ref[3]} cells once")
     info = dict(parts[1].uns["scfan_activity"])
+    # shards may run on machines whose CPUs took different paths (a Slurm partition of mixed nodes)
+    by_shard = {str(i): str(parts[i].uns["scfan_activity"].get("precision", "unknown")) for i in sorted(parts)}
+    if len(set(by_shard.values())) > 1:
+        log.warning("the shards ran in different precisions (%s): their cells differ by up to the bfloat16 "
+                    "tolerance; rerun with --mode exact for float32 everywhere",
+                    ", ".join(f"shard {i}: {v}" for i, v in by_shard.items()))
+        info["precision"] = "mixed"
+    info["precision_by_shard"] = by_shard
     info.pop("shard_index")
     info.pop("cell_rows", None)
     if "pooled_depth" in merged.obs and isinstance(info.get("bulk_depth"), dict):  # over every shard's cells

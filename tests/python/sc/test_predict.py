@@ -148,19 +148,30 @@ def test_batch_size_does_not_change_numbers(tiny_sc, tmp_path, monkeypatch):
 
 def test_fast_mode_is_exact_mode_with_bfloat16_convolutions(tiny_sc, tmp_path, monkeypatch, capsys):
     """Fast mode scores the same (cell, window) pairs on the same pooled tracks as exact mode, with the convolutions
-    in bfloat16: close to exact's numbers but not equal to them, batch-size independent; on a CPU without native
-    bfloat16 it says so and runs float32, giving exact's numbers."""
+    in bfloat16 wherever this CPU's bfloat16 convolutions pass the runtime check: then close to exact's numbers but
+    not equal to them, batch-size independent; where they fail it (Intel AMX), float32 runs, said and recorded. On a
+    CPU without native bfloat16 it says so and runs float32, giving exact's numbers."""
+    from scfan.inference import BFLOAT16_TOLERANCE
+
     assert _predict(monkeypatch, tiny_sc, tmp_path / "exact.h5ad") == 0
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
     for b in ("1", "512"):
         assert _predict(monkeypatch, tiny_sc, tmp_path / f"fast{b}.h5ad", "--mode", "fast", "--batch-size", b) == 0
     exact, fast = ad.read_h5ad(tmp_path / "exact.h5ad"), ad.read_h5ad(tmp_path / "fast512.h5ad")
     assert exact.uns["scfan_activity"]["precision"] == "float32"
-    assert fast.uns["scfan_activity"]["precision"] == "bfloat16 convolutions, float32 dense layers"
+    checks = fast.uns["scfan_activity"]["fast_path_check"]
+    assert set(checks) == {"lineA", "lineB"}
+    assert all(c["asked"].startswith("bfloat16 convolutions") for c in checks.values())
     assert "metacell" not in fast.obs
     np.testing.assert_array_equal(fast.obs["n_scored_windows"], exact.obs["n_scored_windows"])
     diff = np.abs(fast.layers["mean_prob"] - exact.layers["mean_prob"])
-    assert 0 < diff.max() < 0.02, diff.max()
+    if fast.uns["scfan_activity"]["precision"] == "bfloat16 convolutions, float32 dense layers":
+        assert all(c["max_abs_diff"] <= BFLOAT16_TOLERANCE and len(c["refused"]) == 0 for c in checks.values())
+        assert 0 < diff.max() < 0.02, diff.max()
+    else:  # this CPU's bfloat16 convolutions failed the probe: float32, recorded per model
+        assert fast.uns["scfan_activity"]["precision"] == "float32"
+        assert all(c["ran"].startswith("float32") and len(c["refused"]) == 1 for c in checks.values())
+        assert diff.max() < 1e-5
     one = ad.read_h5ad(tmp_path / "fast1.h5ad")
     for layer in ("mean_prob", "frac_bound"):
         np.testing.assert_array_equal(one.layers[layer], fast.layers[layer])
@@ -172,6 +183,59 @@ def test_fast_mode_is_exact_mode_with_bfloat16_convolutions(tiny_sc, tmp_path, m
     back = ad.read_h5ad(tmp_path / "fallback.h5ad")
     assert back.uns["scfan_activity"]["precision"] == "float32"
     np.testing.assert_array_equal(back.layers["mean_prob"], exact.layers["mean_prob"])
+
+
+@pytest.mark.parametrize("mode", ["fast", "metacell"])
+def test_wrong_bfloat16_kernels_never_reach_the_activity(tiny_sc, tmp_path, monkeypatch, capsys, mode):
+    """The Intel AMX case, forced: a CPU that claims native bfloat16 and whose bfloat16 convolutions return wrong
+    numbers (a stand-in convolution). Fast and metacell mode take the float32 path after the probe, say so in one
+    warning line (per process, not per model) with the CPU flags, record it per model in ``uns`` and give float32's
+    numbers."""
+    import torch
+
+    from scfan.inference import cpu_description
+
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "f32.h5ad", "--mode", mode) == 0  # float32 on any CPU
+    real = torch.nn.Conv2d.forward
+    monkeypatch.setattr(torch.nn.Conv2d, "forward",
+                        lambda self, x: -2 * real(self, x).roll(1, dims=1) if x.dtype == torch.bfloat16 else real(self, x))
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("scfan.inference._WARNED", set())
+    capsys.readouterr()
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "amx.h5ad", "--mode", mode) == 0
+    err = capsys.readouterr().err
+    refusals = [ln for ln in err.splitlines() if "gives probabilities off by" in ln]
+    assert len(refusals) == 1 and cpu_description() in refusals[0], err
+    got, want = ad.read_h5ad(tmp_path / "amx.h5ad"), ad.read_h5ad(tmp_path / "f32.h5ad")
+    info = got.uns["scfan_activity"]
+    assert info["precision"] == "float32"
+    for c in info["fast_path_check"].values():
+        assert c["asked"].startswith("bfloat16") and c["ran"] == "float32 (oneDNN, channels-last)"
+        assert len(c["refused"]) == 1 and c["refused"][0].startswith("bfloat16")
+    for layer in ("mean_prob", "frac_bound"):
+        np.testing.assert_array_equal(got.layers[layer], want.layers[layer])
+    np.testing.assert_array_equal(got.X, want.X)
+
+
+def test_merge_says_when_shards_ran_in_different_precisions(tiny_sc, tmp_path, monkeypatch, capsys):
+    """Shards on nodes whose CPUs took different paths: the merged file says ``mixed`` and which shard ran what."""
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "s1.h5ad", "--mode", "fast", "--shard", "1/2") == 0
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "s2.h5ad", "--mode", "fast", "--shard", "2/2") == 0
+    s2 = ad.read_h5ad(tmp_path / "s2.h5ad").uns["scfan_activity"]["precision"]
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "sc", "merge-activity", str(tmp_path / "s1.h5ad"), str(tmp_path / "s2.h5ad"),
+                   "--out", str(tmp_path / "merged.h5ad")) == 0
+    err = capsys.readouterr().err
+    info = ad.read_h5ad(tmp_path / "merged.h5ad").uns["scfan_activity"]
+    assert dict(info["precision_by_shard"]) == {"1": "float32", "2": s2}
+    if s2 == "float32":  # bfloat16 refused on this CPU: both shards ran float32
+        assert info["precision"] == "float32" and "different precisions" not in err
+    else:
+        assert info["precision"] == "mixed"
+        assert "shard 1: float32, shard 2: bfloat16 convolutions" in err
 
 
 def test_cell_without_signal_is_flagged_not_dropped(tiny_sc, tmp_path, monkeypatch):
