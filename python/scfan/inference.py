@@ -563,11 +563,12 @@ _WARNED: set[tuple[str, str, str]] = set()
 def checked_for_inference(model: nn.Module, device: str | torch.device, length: int, *, half: bool = True,
                           compile: bool = False, cpu_bf16: bool = False, probe: torch.Tensor | None = None,
                           label: str = "model") -> tuple[nn.Module, PathCheck]:
-    """:func:`prepare_for_inference`, trusted only after a probe: the fastest path asked for is run on a probe batch
-    (:func:`probe_inputs` of ``length`` bp, the model's context; both strands) beside the reference (:class:`Float32Only`, on the CPU); past its tolerance
-    (:data:`BFLOAT16_TOLERANCE`, :data:`FLOAT32_TOLERANCE`) the next path is tried, down to the reference itself.
-    A refused path gives one warning line per process naming the CPU flags and the difference.
-    Returns the module to run and the :class:`PathCheck` to record with the outputs."""
+    """:func:`prepare_for_inference`, trusted only after a probe: the fastest path asked for runs on a probe batch
+    (:func:`probe_inputs` of ``length`` bp, the model's context; both strands) beside the reference
+    (:class:`Float32Only`, on the CPU); past its tolerance (:data:`BFLOAT16_TOLERANCE`, :data:`FLOAT32_TOLERANCE`)
+    the next path is tried, down to the reference itself. A refused path gives one warning line per process naming
+    the CPU flags and the difference. Returns the module to run and the :class:`PathCheck` to record with the
+    outputs."""
     t0 = time.perf_counter()
     dev = torch.device(device)
     model = model.eval()

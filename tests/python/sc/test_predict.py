@@ -198,8 +198,10 @@ def test_wrong_bfloat16_kernels_never_reach_the_activity(tiny_sc, tmp_path, monk
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
     assert _predict(monkeypatch, tiny_sc, tmp_path / "f32.h5ad", "--mode", mode) == 0  # float32 on any CPU
     real = torch.nn.Conv2d.forward
-    monkeypatch.setattr(torch.nn.Conv2d, "forward",
-                        lambda self, x: -2 * real(self, x).roll(1, dims=1) if x.dtype == torch.bfloat16 else real(self, x))
+    def wrong_in_bf16(self, x):
+        return -2 * real(self, x).roll(1, dims=1) if x.dtype == torch.bfloat16 else real(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", wrong_in_bf16)
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr("scfan.inference._WARNED", set())
     capsys.readouterr()
