@@ -29,7 +29,9 @@ WORKER = HERE / "sc_bench_workers.py"
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    from scfan.inference import cpu_description  # the model name and the flags that pick fast paths
+
+    cpu = cpu_description()
     mem = next((int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal")), 0) / 2**20
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, " \
            f"Python {platform.python_version()}"

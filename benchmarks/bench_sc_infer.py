@@ -206,23 +206,48 @@ def previous_cpu_modules(models: list[str]) -> list:
 def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
     """Windows/s of the small and full model on this CPU, forward + RC averaged (``predict_batches``), for the module
     ``sc predict`` runs (:func:`~scfan.inference.prepare_for_inference`: ChannelsLastNet, float32) beside the CPU path
-    it replaced (BatchNorm folded into 1-D convolutions, scFAN's ReLU-then-pool order), interleaved ``reps`` times,
-    median; inputs like a pooled cell's (one-hot DNA, sparse accessibility, mappability 1)."""
+    it replaced (BatchNorm folded into 1-D convolutions, scFAN's ReLU-then-pool order), fast mode's bfloat16 module
+    with oneDNN's kernels and with PyTorch's own (oneDNN off: the fallback issue 33 asks to measure), interleaved
+    ``reps`` times, median; inputs like a pooled cell's (one-hot DNA, sparse accessibility, mappability 1). Then the
+    runtime check of each path (:func:`~scfan.inference.checked_for_inference`): its verdict and its cost."""
     import statistics
 
     import torch
 
     from scfan.bulk.model import ArchConfig, ScFANet
-    from scfan.inference import cpu_has_native_bf16, fuse_for_inference, predict_batches, prepare_for_inference
+    from scfan.inference import (
+        checked_for_inference,
+        cpu_has_native_bf16,
+        fuse_for_inference,
+        onednn_off,
+        predict_batches,
+        prepare_for_inference,
+    )
+
+    class OneDnnOff(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+            self.head = m.head
+
+        def forward(self, x):
+            with onednn_off():
+                return self.m(x)
 
     rows = ["Median of 5 interleaved repeats, same inputs; the first two modules give the same probabilities up to "
-            "float rounding (max difference in the fifth column); the last, fast mode's (bfloat16 convolutions, "
-            f"float32 dense layers; this CPU has native bfloat16: {cpu_has_native_bf16()}), differs by bfloat16 "
-            "rounding.", "",
+            "float rounding (max difference in the fifth column); the bfloat16 modules (fast mode's: bfloat16 "
+            f"convolutions, float32 dense layers; this CPU has native bfloat16: {cpu_has_native_bf16()}) differ by "
+            "bfloat16 rounding where the kernels are right. `oneDNN off`: the same bfloat16 module on PyTorch's own "
+            "kernels.", "",
             "| model | previous CPU path (folded 1-D convolutions, ReLU then pool) windows/s | "
             "`prepare_for_inference` (ChannelsLastNet fp32, pool then ReLU) windows/s | ratio | max abs difference | "
-            "fast mode's module (`cpu_bf16=True`) windows/s | × fp32 | max abs difference |",
-            "|---|---|---|---|---|---|---|---|"]
+            "fast mode's module (`cpu_bf16=True`) windows/s | × fp32 | max abs difference | "
+            "bfloat16, oneDNN off windows/s | × fp32 | max abs difference |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    checks = ["", "Runtime check (`checked_for_inference`, 8 probe windows × 2 strands against float32 with oneDNN "
+              "off), once per model and process:", "",
+              "| model | asked | ran | max abs difference on the probe | tolerance | refused | seconds |",
+              "|---|---|---|---|---|---|---|"]
     gen = torch.Generator().manual_seed(0)
     for arch in ("small", "full"):
         torch.manual_seed(0)
@@ -233,7 +258,8 @@ def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
         x[:, 4] = (torch.rand(k, 1000, generator=gen) < 0.02) * torch.rand(k, 1000, generator=gen) * 3
         x[:, 5] = 1.0
         mods = {"old": fuse_for_inference(relu_then_pool(m)), "new": prepare_for_inference(m, "cpu"),
-                "bf16": prepare_for_inference(m, "cpu", cpu_bf16=True)}
+                "bf16": prepare_for_inference(m, "cpu", cpu_bf16=True),
+                "bf16_ref": OneDnnOff(prepare_for_inference(m, "cpu", cpu_bf16=True))}
         rates: dict[str, list[float]] = {name: [] for name in mods}
         probs = {}
         for mod in mods.values():
@@ -243,13 +269,17 @@ def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
                 t0 = time.perf_counter()
                 probs[name] = predict_batches(mod, x, 512)
                 rates[name].append(k / (time.perf_counter() - t0))
-        old, new = statistics.median(rates["old"]), statistics.median(rates["new"])
-        low = statistics.median(rates["bf16"])
-        diff = float(np.abs(probs["old"] - probs["new"]).max())
-        low_diff = float(np.abs(probs["bf16"] - probs["new"]).max())
-        rows.append(f"| {arch} | {old:,.0f} | {new:,.0f} | {new / old:.2f} | {diff:.1e} | {low:,.0f} | "
-                    f"{low / new:.2f} | {low_diff:.1e} |")
-    return rows
+        med = {name: statistics.median(r) for name, r in rates.items()}
+        diff = {name: float(np.abs(probs[name] - probs["new"]).max()) for name in mods}
+        new = med["new"]
+        rows.append(f"| {arch} | {med['old']:,.0f} | {new:,.0f} | {new / med['old']:.2f} | {diff['old']:.1e} | "
+                    f"{med['bf16']:,.0f} | {med['bf16'] / new:.2f} | {diff['bf16']:.1e} | "
+                    f"{med['bf16_ref']:,.0f} | {med['bf16_ref'] / new:.2f} | {diff['bf16_ref']:.1e} |")
+        for bf16 in (False, True):
+            _, c = checked_for_inference(m, "cpu", 1000, cpu_bf16=bf16)
+            checks.append(f"| {arch} | {c.asked} | {c.ran} | {c.max_abs_diff:.1e} | {c.tolerance:g} | "
+                          f"{'; '.join(f'{n} ({d:.2g})' for n, d in c.refused) or 'none'} | {c.seconds:.2f} |")
+    return rows + checks
 
 
 def shard_memory(models: list[str], cells: Path, fragments: dict[str, str], sim: Path, work: Path,

@@ -74,6 +74,55 @@ def test_per_cluster_tracks_load_as_bigwig(test_profile_run):
     bw.close()
 
 
+#: per-cluster tracks of the default ``--tracks_mode`` against exact mode's, window by window, on the test preset
+#: (see docs/analysis.md, *Per-cluster tracks*): the largest and the mean absolute difference of a cluster's mean
+#: binding probability
+TRACKS_MAX_DIFF = 0.05
+TRACKS_MEAN_DIFF = 0.01
+
+
+def _track_values(path) -> dict:
+    bw = pyBigWig.open(str(path))
+    try:
+        return {(c, s, e): v for c in bw.chroms() for s, e, v in (bw.intervals(c) or [])}
+    finally:
+        bw.close()
+
+
+def test_default_tracks_are_within_tolerance_of_exact_tracks(test_profile_run, tmp_path):
+    """The tracks a default run writes (``--tracks_mode``) against ``sc tracks --mode exact`` on the same cells,
+    clusters, models and fragments: the same windows, each cluster's mean probability within the stated tolerance —
+    on any CPU (a CPU whose bfloat16 convolutions are wrong falls back to float32 after the runtime check)."""
+    import subprocess
+    import sys
+
+    out = test_profile_run.outdir
+    params = json.loads((out / "pipeline_info" / "params.json").read_text())
+    samples = pd.read_csv(out / "simulate" / "sc_samplesheet.csv")
+    cmd = [sys.executable, "-m", "scfan", "sc", "tracks", "--cells", str(out / "sc" / "cells.h5ad"),
+           "--clusters", str(out / "analysis" / "chromatin" / "clusters.tsv"), "--genome",
+           str(out / "simulate" / "genome.fa"), "--mappability", str(out / "simulate" / "mappability.bw"),
+           "--mode", "exact", "--min-signal", str(params.get("min_signal", 1.0)), "--device", "cpu",
+           "--threads", "2", "--out-dir", str(tmp_path / "exact")]
+    for line in ("lineA", "lineB"):
+        cmd += ["--model", f"{line}={out / 'bulk' / line / 'train' / 'model.pt'}"]
+    for sample in samples["sample"]:
+        cmd += ["--fragments", f"{sample}={out / 'simulate' / 'sc' / sample / 'fragments.tsv.gz'}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    default = out / "analysis" / "tracks"
+    bws = sorted(default.glob("*/*.bw"))
+    assert bws
+    diffs = []
+    for bw in bws:
+        got, want = _track_values(bw), _track_values(tmp_path / "exact" / bw.relative_to(default))
+        assert got.keys() == want.keys(), bw  # the same windows carry a value
+        diffs += [abs(got[k] - want[k]) for k in want]
+    print(f"default ({params.get('tracks_mode')}) vs exact tracks: {len(diffs)} values, max |diff| "
+          f"{max(diffs):.4f}, mean {sum(diffs) / len(diffs):.5f}")
+    assert max(diffs) <= TRACKS_MAX_DIFF and sum(diffs) / len(diffs) <= TRACKS_MEAN_DIFF
+
+
 def test_report_opens_in_headless_chromium(test_profile_run, tmp_path):
     """file:// load, every image decodes (naturalWidth > 0), no console error; screenshot kept for a look."""
     from selenium import webdriver
