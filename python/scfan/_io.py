@@ -89,11 +89,19 @@ def is_bgzf(path: str | os.PathLike) -> bool:
     return len(head) == 18 and head[:2] == b"\x1f\x8b" and bool(head[3] & 4) and head[12:14] == b"BC"
 
 
+#: The UTF-8 byte-order mark (U+FEFF) that Excel and Windows Notepad write at the start of a "UTF-8" file.
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def read_utf8(path: str | os.PathLike) -> str:
-    """The whole (small) text file, refusing bytes that are not UTF-8 with the line they are on."""
+    """The whole (small) text file, refusing bytes that are not UTF-8 with the line they are on.
+
+    A leading UTF-8 byte-order mark (as Excel's "CSV UTF-8" writes) is dropped: it is an encoding signature, not
+    text, and left in place it would become part of the first header name or JSON token.
+    """
     from scfan.errors import InputFileError
 
-    data = Path(path).read_bytes()
+    data = Path(path).read_bytes().removeprefix(UTF8_BOM)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise InputFileError(path, "a NUL byte; expected a plain-text file", line=data.count(b"\n", 0, nul) + 1)

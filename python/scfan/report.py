@@ -269,6 +269,30 @@ def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _resolution_details(an) -> str:
+    """How the Leiden resolution was chosen, and every resolution of the grid with its clusters and score."""
+    s = an.summary
+    scan = s.get("resolution_scan") or []
+    if not scan:
+        return ""
+    rows = []
+    for r in scan:
+        row = {"resolution": r.get("resolution"), "clusters": r.get("n_clusters"),
+               "silhouette": "–" if not np.isfinite(float(r.get("silhouette", float("nan")))) else
+               f"{float(r['silhouette']):.3f}"}
+        if "smallest_cluster" in r:
+            row["smallest / median cluster (cells)"] = f"{r['smallest_cluster']} / {r['median_cluster_size']:g}"
+        if r.get("ari") is not None:
+            row["ARI vs labels (not used to choose)"] = f"{float(r['ari']):.3f}"
+        row["chosen"] = "✔" if r.get("chosen", r.get("resolution") == s.get("resolution")) else ""
+        rows.append(row)
+    rule = s.get("resolution_rule") or "highest mean silhouette width"
+    return (f"<details><summary>How the resolution was chosen ({html.escape(str(rule))}); the alternatives"
+            f"</summary>{_table(pd.DataFrame(rows))}<p class='note'>Fix the resolution with "
+            f"<code>--cluster_resolution</code> where the populations are many or nested (the silhouette favours "
+            f"coarse partitions: benchmarks/results/bench_resolution.md).</p></details>")
+
+
 def _numerics_table(activity) -> pd.DataFrame:
     """Per model: the path asked for, the path that ran and the probe's difference (``uns['scfan_activity']``)."""
     if activity is None:
@@ -362,6 +386,7 @@ def build_report(inp: ReportInputs) -> str:
              f'Wilcoxon rank-sum of {html.escape(Path(s["diff_source"]).name)} in the cluster vs all other cells, '
              f'Benjamini–Hochberg; listed when higher in the cluster with padj &lt; {DRIVER_PADJ}.</p>')
     body += _table(ans) + f'<div class="row">{"".join(figs)}</div>'
+    body += _resolution_details(primary)
     sections.append(("answer", "Cell populations and the TFs that drive them", body))
 
     # --- heatmap

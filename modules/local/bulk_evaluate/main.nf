@@ -27,6 +27,7 @@ process BULK_EVALUATE {
         --genome ${fasta} \\
         --atac ${atac} \\
         --mappability ${mappability} \\
+        --threads ${task.cpus} \\
         ${args} \\
         --outdir evaluate
     scfan versions --process "${task.process}" > versions.yml

@@ -35,6 +35,7 @@ process BULK_PREPARE {
         --genome ${fasta} \\
         --mappability ${mappability} \\
         ${bl} \\
+        --threads ${task.cpus} \\
         ${args} \\
         --outdir prepare
     scfan versions --process "${task.process}" > versions.yml

@@ -29,7 +29,7 @@ process SIMULATE {
     script:
     def args = task.ext.args ?: ''
     """
-    scfan simulate --preset ${preset} --seed ${seed} --outdir simulate ${args}
+    scfan simulate --preset ${preset} --seed ${seed} --outdir simulate --threads ${task.cpus} ${args}
     scfan versions --process "${task.process}" > versions.yml
     """
 

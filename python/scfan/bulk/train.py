@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -43,6 +42,7 @@ from scfan.bulk.train_config import TrainConfig
 from scfan.errors import ScfanError
 from scfan.inference import resolve_device
 from scfan.logging_utils import progress_enabled
+from scfan.threads import available_cpus
 
 if TYPE_CHECKING:
     import polars as pl
@@ -69,10 +69,16 @@ class TrainState:
 
 @contextlib.contextmanager
 def deterministic_cpu(num_threads: int | None) -> None:
-    """Deterministic algorithms and a fixed thread count for the duration of a CPU run."""
+    """Deterministic algorithms and a fixed thread count for the duration of a CPU run.
+
+    Parameters
+    ----------
+    num_threads : int or None
+        torch threads; None for the CPUs this process may use (:func:`scfan.threads.available_cpus`, no cap).
+    """
     old_det, old_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(num_threads or max(1, min(os.cpu_count() or 1, 8)))
+    torch.set_num_threads(num_threads or available_cpus())
     try:
         yield
     finally:

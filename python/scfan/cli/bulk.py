@@ -16,6 +16,11 @@ log = logging.getLogger("scfan.bulk")
 app = make_app("Bulk stage: labelled windows → scFANet training → evaluation → bulk prediction.")
 
 
+def _threads_option() -> typer.models.OptionInfo:
+    return typer.Option(None, "--threads", help="CPU threads for torch, BLAS, numba and polars; default: the CPUs "
+                        "this process may use (its affinity set), no cap. The pipeline passes task.cpus.")
+
+
 def _chroms(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -45,9 +50,13 @@ def prepare_cmd(
     context: int = typer.Option(1000, "--context", help="Model input length (bp), centred on the window."),
     blacklist_pad: int = typer.Option(1000, "--blacklist-pad", help="Drop windows within this distance of the "
                                       "blacklist (bp)."),
+    threads: int = _threads_option(),
     outdir: Path = typer.Option(..., "--outdir", help="Output folder (windows.parquet, prepare.json)."),
 ) -> None:
     """Tile the genome into windows and label them per TF from ChIP peaks."""
+    from scfan.threads import use_threads
+
+    use_threads(threads, load_torch=True)  # first: polars sizes its pool when it is imported
     from scfan.bulk.windows import PrepareConfig, prepare_bulk, sources_from_arguments, sources_from_samplesheet
     from scfan.errors import ScfanError
 
@@ -109,11 +118,15 @@ def train_cmd(
     seed: int = typer.Option(TrainConfig.seed, "--seed", help="Random seed."),
     device: str = typer.Option(TrainConfig.device, "--device", help="auto, cpu or cuda."),
     amp: bool = typer.Option(TrainConfig.amp, "--amp/--no-amp", help="Mixed precision on CUDA (ignored on CPU)."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for torch [default: cores, at most 8]; "
-                                "results are reproducible for a given thread count."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch, BLAS, numba and polars; default: the "
+                                "CPUs this process may use (its affinity set), no cap. The pipeline passes "
+                                "task.cpus; results are reproducible for a given thread count."),
     outdir: Path = typer.Option(..., "--outdir", help="Output folder; re-running resumes from checkpoints/last.pt."),
 ) -> None:
     """Train scFANet on the training windows (resumable; model selection on validation mean AUPRC)."""
+    from scfan.threads import use_threads
+
+    n_threads = use_threads(threads, load_torch=True)  # first: polars sizes its pool when it is imported
     from scfan.bulk.data import InputSource
     from scfan.bulk.train import train_model
     from scfan.bulk.windows import read_windows
@@ -127,7 +140,7 @@ def train_cmd(
                       motif_init=motif_init,
                       jitter=jitter, thin_min_keep=thin_min_keep, max_train_windows=max_train_windows,
                       max_valid_windows=max_valid_windows,
-                      seed=seed, device=device, amp=amp, num_threads=threads)
+                      seed=seed, device=device, amp=amp, num_threads=n_threads)
     df, meta = read_windows(windows)
     src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability)
     summary = train_model(df, meta, src, cfg, outdir)
@@ -147,9 +160,13 @@ def evaluate_cmd(
     max_windows: int = typer.Option(None, "--max-windows", help="Score a uniform random subsample of this many "
                                     "windows of the split [default: all]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --max-windows subsample."),
+    threads: int = _threads_option(),
     outdir: Path = typer.Option(..., "--outdir", help="Output folder (metrics.tsv, roc.png, pr.png)."),
 ) -> None:
     """Per-TF AUROC/AUPRC/recall at FDR/F1 on held-out chromosomes, with a PWM-scan baseline."""
+    from scfan.threads import use_threads
+
+    use_threads(threads, load_torch=True)  # first: polars sizes its pool when it is imported
     from scfan.bulk.evaluate import EvaluateConfig, evaluate_model
     from scfan.bulk.model import load_model
     from scfan.bulk.windows import read_windows
@@ -174,8 +191,12 @@ def predict_cmd(
     batch_size: int = typer.Option(256, "--batch-size", help="Prediction batch size."),
     out: Path = typer.Option(None, "--out", help="Output parquet: chrom,start,end,region + one column per TF."),
     bigwig_dir: Path = typer.Option(None, "--bigwig-dir", help="Output folder with one <TF>.bw per TF."),
+    threads: int = _threads_option(),
 ) -> None:
     """Predict every TF of the model on the windows of a BED of regions."""
+    from scfan.threads import use_threads
+
+    use_threads(threads, load_torch=True)  # first: polars sizes its pool when it is imported
     from scfan.bulk.model import load_model
     from scfan.bulk.predict import predict_regions
     from scfan.errors import ScfanError
@@ -195,13 +216,17 @@ def sequence_only_cmd(
     epochs: int = typer.Option(12, "--epochs", help="Training epochs."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Held-out fraction of the peaks."),
     seed: int = typer.Option(0, "--seed", help="Random seed (split, shuffles, weights)."),
+    threads: int = _threads_option(),
     outdir: Path = typer.Option(..., "--outdir", help="Output folder (sequence_only.json)."),
 ) -> None:
     """Sequence-only scFANet: peaks vs dinucleotide-shuffled negatives, held-out AUROC/AUPRC."""
+    from scfan.threads import use_threads
+
+    n_threads = use_threads(threads, load_torch=True)
     from scfan._io import write_json
     from scfan.bulk.seqonly import SeqOnlyConfig, sequence_only_experiment
 
-    cfg = SeqOnlyConfig(arch=arch, epochs=epochs, test_fraction=test_fraction, seed=seed)
+    cfg = SeqOnlyConfig(arch=arch, epochs=epochs, test_fraction=test_fraction, seed=seed, num_threads=n_threads)
     res = sequence_only_experiment(fasta, cfg)
     write_json(outdir / "sequence_only.json", {**res, "fasta": str(fasta), "config": asdict(cfg)})
     log.info("sequence-only: held-out AUROC %.3f, AUPRC %.3f (%d test sequences)", res["auroc"], res["auprc"],

@@ -238,8 +238,9 @@ def tracks_cmd(
     fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz, one per sample."),
     genome: Path = typer.Option(..., help="Genome FASTA the models were trained on."),
     mappability: Path = typer.Option(..., help="Mappability bigWig."),
-    mode: str = typer.Option("fast", help="fast (default: exact's pairs, bfloat16 convolutions only where the runtime "
-                             "check passes), exact or metacell (a few x faster, an approximation), as in `sc predict`."),
+    mode: str = typer.Option("fast", help="fast (default: exact's pairs, bfloat16 convolutions only where the "
+                             "runtime check passes), exact or metacell (a few x faster, an approximation), as in "
+                             "`sc predict`."),
     min_signal: float = typer.Option(1.0, "--min-signal", help="As in `sc predict`."),
     metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in metacell mode."),
     batch_size: int = typer.Option(512, "--batch-size", help="Windows moved to the device at once."),

@@ -29,8 +29,13 @@ def simulate_cmd(
     sites_per_mb: float = typer.Option(None, "--sites-per-mb", help="Enhancers per Mb for each TF."),
     bulk_depth: float = typer.Option(None, "--bulk-depth", help="Bulk ATAC Tn5 insertions per bp."),
     noise: float = typer.Option(None, "--noise", help="Noise multiplier (0 = ideal, 1 = default)."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for numpy/BLAS, numba and polars; default: the "
+                                "CPUs this process may use, no cap. The pipeline passes task.cpus."),
 ) -> None:
     """Simulate genome, JASPAR TF sites, bulk ChIP/ATAC lines and scATAC fragments with ground truth."""
+    from scfan.threads import use_threads
+
+    use_threads(threads)  # first: polars sizes its pool when it is imported
     from scfan.simulate import run_simulation
 
     out = run_simulation(preset, seed, outdir, force=force, n_cells=n_cells, n_types=n_types, n_samples=n_samples,

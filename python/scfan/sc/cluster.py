@@ -11,7 +11,24 @@ cells (``diff_matrix``: e.g. TF activity tested between clusters found on the ch
 Resolution rule (``resolution=None``): Leiden is run on a grid of resolutions and the partition with the highest
 mean silhouette width on the representation the graph was built from is kept (at least 2 clusters; ties go to
 the lower resolution). On the simulator's ``test`` preset this picks the partition closest to the cell types for
-the spectral embedding, LSI and TF activity alike (docs/analysis.md has the table), without looking at labels.
+the spectral embedding, LSI and TF activity alike (docs/analysis.md has the table), without looking at labels. It
+is known to favour coarse partitions where populations are many and overlap; subsample stability was measured as
+an alternative and is not better overall (``benchmarks/bench_resolution.py``). Every resolution's clusters, cluster
+sizes and silhouette (and ARI, when labels are given, for the reader only) are in ``cluster.json``
+(``resolution_scan``, ``resolution_rule``) and the report.
+
+Small and degenerate inputs (each fallback is logged as a warning and recorded in ``cluster.json``):
+
+* fewer than 3 cells: refused with a one-line error naming the file (no graph or partition can be compared);
+* ``n_neighbors`` >= cells: the kNN graph uses ``cells - 1`` neighbours;
+* too few cells for UMAP's spectral start (``cells < UMAP_MIN_SPECTRAL_CELLS``): UMAP starts from random
+  positions (``umap_init`` = ``random``);
+* t-SNE on no more cells than its perplexity (30): the perplexity is lowered to ``(cells - 1) / 3``
+  (``tsne_perplexity``);
+* a single cluster (no partition with a defined silhouette): every cell is in cluster 0 and the differential table
+  has its header only;
+* clusters of one cell: not tested against the rest (a rank-sum of one value is meaningless); they stay in the
+  rest of the other clusters' tests and are listed in ``diff_untested_clusters``.
 """
 
 from __future__ import annotations
@@ -37,6 +54,10 @@ log = logging.getLogger(__name__)
 RESOLUTION_GRID: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0)
 #: Silhouette widths are computed on at most this many cells (a seeded sample) above it.
 SILHOUETTE_MAX_CELLS = 5000
+#: UMAP's spectral start needs more cells than embedding dimensions + 1; below this it starts from random positions.
+UMAP_MIN_SPECTRAL_CELLS = 4
+#: scanpy's default t-SNE perplexity (lowered for fewer cells: it must stay below the number of cells).
+TSNE_PERPLEXITY = 30.0
 
 
 @dataclass(frozen=True)
@@ -272,8 +293,28 @@ def differential(values: np.ndarray, features: list[str], clusters: np.ndarray,
                  var: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Wilcoxon rank-sum of each feature, each cluster vs the rest (scanpy), Benjamini–Hochberg per cluster.
 
-    Returns the long table (one row per cluster and feature, best first) and scanpy's ``rank_genes_groups``
-    dict for ``uns``.
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Cells × features, unscaled.
+    features : list of str
+        The feature names (columns of ``values``).
+    clusters : numpy.ndarray
+        The cluster of each cell (integers).
+    var : pandas.DataFrame, optional
+        Feature metadata (``model``, ``tf`` columns copied into the table when present).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The long table: one row per tested cluster and feature, best first. Header only with a single cluster.
+    dict
+        scanpy's ``rank_genes_groups`` result for ``uns`` (empty when nothing was tested).
+
+    Notes
+    -----
+    Clusters of one cell are not tested (scanpy refuses them, and one value has no rank distribution); they stay
+    in the "rest" of the other clusters' tests.
     """
     import scanpy as sc
 
@@ -282,15 +323,24 @@ def differential(values: np.ndarray, features: list[str], clusters: np.ndarray,
                    obs=pd.DataFrame({"leiden": groups}, index=pd.Index([str(i) for i in range(len(groups))])),
                    var=pd.DataFrame(index=pd.Index(features)))
     if len(groups.categories) < 2:
+        log.warning("a single cluster: no differential test (differential_tfs.tsv has its header only)")
+        return pd.DataFrame(columns=DIFF_COLUMNS), {}
+    sizes = pd.Series(np.asarray(groups)).value_counts()
+    tested = [g for g in groups.categories if sizes[g] >= 2]
+    single = [g for g in groups.categories if sizes[g] < 2]
+    if single:
+        log.warning("cluster(s) %s have a single cell: not tested (kept in the rest of the other clusters' tests)",
+                    ", ".join(single))
+    if not tested:
         return pd.DataFrame(columns=DIFF_COLUMNS), {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.tl.rank_genes_groups(b, "leiden", method="wilcoxon", corr_method="benjamini-hochberg", use_raw=False,
-                                tie_correct=True, pts=False)
+        sc.tl.rank_genes_groups(b, "leiden", groups=tested, reference="rest", method="wilcoxon",
+                                corr_method="benjamini-hochberg", use_raw=False, tie_correct=True, pts=False)
     res = b.uns["rank_genes_groups"]
     rows = []
     idx = {f: i for i, f in enumerate(features)}
-    for g in groups.categories:
+    for g in tested:
         member = np.asarray(groups == g)
         names = list(res["names"][g])
         for rank, name in enumerate(names, start=1):
@@ -325,6 +375,18 @@ class ClusterResult:
     summary: dict
 
 
+def choose_resolution(scan: list[dict], *, fixed: bool = False) -> tuple[float, str]:
+    """The resolution the rule keeps from ``scan`` (rows of ``resolution``, ``n_clusters``, ``silhouette``, in grid
+    order) and the rule's words for ``cluster.json`` and the report."""
+    if fixed:
+        return scan[0]["resolution"], "fixed (--resolution)"
+    multi = [s for s in scan if s["n_clusters"] >= 2]
+    if not multi:
+        return scan[0]["resolution"], "one cluster at every resolution of the grid"
+    best = max(multi, key=lambda s: s["silhouette"])  # max keeps the first (lowest resolution) of ties
+    return best["resolution"], "highest mean silhouette width (at least 2 clusters; ties to the lower resolution)"
+
+
 def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix | None = None) -> ClusterResult:
     """Cluster the cells of ``fm`` and test the features of ``diff`` (default ``fm``) between the clusters."""
     import scanpy as sc
@@ -347,31 +409,46 @@ def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix
     sc.pp.neighbors(b, n_neighbors=k, use_rep="X_rep", metric=metric, random_state=cfg.seed)
     grid = (cfg.resolution,) if cfg.resolution is not None else tuple(cfg.resolutions)
     scan = []
-    best = None
+    partitions = {}
     for r in grid:
         sc.tl.leiden(b, resolution=r, flavor="igraph", n_iterations=cfg.n_iterations, directed=False,
                      random_state=cfg.seed, key_added="_l")
         lab = _by_size(b.obs["_l"].astype(int).to_numpy())
-        s = _silhouette(x, lab, metric, cfg.seed)
-        scan.append({"resolution": r, "n_clusters": int(lab.max() + 1), "silhouette": s})
-        if best is None or s > best[1] + 1e-12:
-            best = (r, s, lab)
-    assert best is not None
-    resolution, _, labels = best
+        partitions[r] = lab
+        sizes = np.bincount(lab)
+        scan.append({"resolution": r, "n_clusters": int(len(sizes)), "median_cluster_size": float(np.median(sizes)),
+                     "smallest_cluster": int(sizes.min()),
+                     "silhouette": _silhouette(x, lab, metric, cfg.seed)})
+    resolution, rule = choose_resolution(scan, fixed=cfg.resolution is not None)
+    labels = partitions[resolution]
+    for row in scan:
+        row["chosen"] = row["resolution"] == resolution
     del b.obs["_l"]
-    log.info("Leiden: resolution %s → %d clusters (%s)", resolution, labels.max() + 1,
-             "fixed" if cfg.resolution is not None else "highest silhouette over " + ", ".join(map(str, grid)))
+    log.info("Leiden: resolution %s → %d clusters (%s)", resolution, labels.max() + 1, rule)
     b.obs["leiden"] = pd.Categorical([str(c) for c in labels], categories=[str(c) for c in range(labels.max() + 1)])
     b.uns["leiden"] = {"params": {"resolution": float(resolution), "random_state": cfg.seed,
                                   "n_iterations": cfg.n_iterations, "flavor": "igraph"}}
+    if labels.max() == 0:
+        log.warning("%s: all %d cells fall in one cluster (resolution %s)", fm.source, n, resolution)
+    umap_init = "spectral"
+    if n < UMAP_MIN_SPECTRAL_CELLS:
+        log.warning("only %d cells: UMAP starts from random positions (its spectral start needs at least %d)", n,
+                    UMAP_MIN_SPECTRAL_CELLS)
+        umap_init = "random"
+    perplexity = TSNE_PERPLEXITY if n > TSNE_PERPLEXITY else (n - 1) / 3  # t-SNE needs perplexity < cells
+    if cfg.tsne and perplexity < TSNE_PERPLEXITY:
+        log.warning("only %d cells: t-SNE perplexity lowered from %g to %.3g", n, TSNE_PERPLEXITY, perplexity)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.tl.umap(b, random_state=cfg.seed)
+        sc.tl.umap(b, init_pos=umap_init, random_state=cfg.seed)
         if cfg.tsne:
-            sc.tl.tsne(b, use_rep="X_rep", random_state=cfg.seed, n_jobs=1)
+            sc.tl.tsne(b, use_rep="X_rep", perplexity=perplexity, random_state=cfg.seed, n_jobs=1)
 
     labels_s = fm.labels.reindex(fm.cells) if fm.labels is not None else None
     metrics = label_metrics(labels_s, labels)
+    if metrics["ari"] is not None:  # for the reader only: the rule above never sees the labels
+        for row in scan:
+            row["ari"] = label_metrics(labels_s, partitions[row["resolution"]])["ari"]
 
     target = diff if diff is not None else fm
     if diff is not None:
@@ -385,6 +462,8 @@ def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix
     var = target.adata.var if target.adata is not None else None
     diff_table, rgg = differential(target.values, target.features, labels, var)
 
+    tested = set(diff_table["cluster"].astype(int))
+    untested = [str(c) for c in range(labels.max() + 1) if c not in tested] if labels.max() > 0 else []
     out = _output_adata(target, b, cfg, embedding=embedding and diff is None)
     out.obs["leiden"] = b.obs["leiden"].to_numpy()
     out.obs["leiden"] = out.obs["leiden"].astype(b.obs["leiden"].dtype)
@@ -404,8 +483,11 @@ def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix
     if rgg:
         out.uns["rank_genes_groups"] = rgg
     summary = {"n_cells": n, "n_features": len(fm.features), "dropped_features": fm.dropped + (
-        target.dropped if diff is not None else []), "resolution": float(resolution), "resolution_scan": scan,
-        "n_clusters": int(labels.max() + 1), "n_neighbors": int(k), "metric": metric, **rep_info, **metrics,
+        target.dropped if diff is not None else []), "resolution": float(resolution), "resolution_rule": rule,
+        "resolution_scan": scan,
+        "n_clusters": int(labels.max() + 1), "n_neighbors": int(k), "metric": metric, "umap_init": umap_init,
+        "tsne_perplexity": float(perplexity) if cfg.tsne else None,
+        "diff_untested_clusters": untested, **rep_info, **metrics,
         "source": str(fm.source), "diff_source": str(target.source), "runtime_s": time.perf_counter() - t0,
         "config": asdict(cfg)}
     out.uns["scfan_cluster"] = _uns_safe(summary)

@@ -78,21 +78,47 @@ def check_index_content(path: Path) -> None:
 
 
 def _diagnose(path: Path, text: bytes, first_line: int, exc: Exception | None) -> InputFileError:
-    """Find the first malformed line of ``text`` (the slow path, run only after the fast parser failed)."""
+    """Find the first malformed line of ``text`` (the slow path, run only after the fast parser failed).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The fragments file, named in the error.
+    text : bytes
+        The decompressed chunk the fast parser refused (whole lines, ``#`` lines included).
+    first_line : int
+        The 1-based line number of the chunk's first line in the file (header lines counted).
+    exc : Exception or None
+        The fast parser's error, if it raised one (``None`` when it read empty fields as missing values).
+
+    Returns
+    -------
+    InputFileError
+        Naming the file, the line and what was expected there.
+    """
     for n, raw in enumerate(text.split(b"\n"), first_line):
         if not raw or raw.startswith(b"#"):
             continue
-        parts = raw.rstrip(b"\r").split(b"\t")
+        if raw.endswith(b"\r"):
+            return InputFileError(path, "the line ends in a carriage return (Windows CRLF); expected Unix (LF) line "
+                                  "ends", line=n)
+        parts = raw.split(b"\t")
         if len(parts) != 5:
             return InputFileError(path, f"expected 5 tab-separated columns (chrom, start, end, barcode, count), "
                                   f"found {len(parts)}", line=n)
+        for col, name, what in ((0, "chrom", "a chromosome name"), (3, "barcode", "a cell barcode")):
+            if not parts[col].strip():
+                return InputFileError(path, f"the {name} ({col + 1}{'st' if col == 0 else 'th'} column) is empty; "
+                                      f"expected {what}", line=n)
         for name, val in zip(("start", "end", "count"), (parts[1], parts[2], parts[4]), strict=True):
             try:
                 int(val)
             except ValueError:
                 return InputFileError(path, f"column '{name}' value {val.decode(errors='replace')!r} is not an "
                                       "integer", line=n)
-    return InputFileError(path, f"cannot parse fragments ({exc})", line=first_line)
+    why = f" ({exc})" if exc is not None else ""
+    return InputFileError(path, "cannot parse the fragments from this line on; expected 5 tab-separated columns "
+                          f"(chrom, start, end, barcode, count){why}", line=first_line)
 
 
 def _parse_text(path: Path, text: bytes, first_line: int) -> pl.DataFrame:

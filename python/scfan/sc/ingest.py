@@ -313,7 +313,34 @@ def build_cells(result: CountResult, peaks_df: pl.DataFrame, sample: str, *, min
     }, index=pd.Index([f"{sample}#{b}" for b in barcodes], name=None))
     var = pd.DataFrame({"chrom": peaks_df["chrom"].to_list(), "start": peaks_df["start"].to_numpy(),
                         "end": peaks_df["end"].to_numpy()}, index=pd.Index(peaks_df["name"].to_list()))
-    return ad.AnnData(X=sp.csr_matrix(X), obs=obs, var=var)
+    return ad.AnnData(X=sp.csr_matrix(X), obs=_repeated_strings_as_categories(obs),
+                      var=_repeated_strings_as_categories(var))
+
+
+def _repeated_strings_as_categories(df: pd.DataFrame) -> pd.DataFrame:
+    """Make the string columns of ``df`` that repeat a value categorical (categories in order of appearance).
+
+    AnnData does the same when it writes a file, but then prints ``... storing 'chrom' as categorical`` to
+    stderr through a log handler of its own, on every run; converting first leaves it nothing to convert.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        An ``obs`` or ``var`` table, changed in place.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``df`` itself.
+    """
+    for col in df.columns:
+        values = df[col]
+        if isinstance(values.dtype, pd.CategoricalDtype) or not pd.api.types.is_string_dtype(values):
+            continue
+        if values.isna().any() or not values.duplicated().any():
+            continue  # as AnnData: unique strings stay strings (and columns with missing values are left alone)
+        df[col] = pd.Categorical(values, categories=pd.unique(values))
+    return df
 
 
 def ingest_sample(cfg: IngestConfig) -> ad.AnnData:
@@ -402,6 +429,7 @@ def merge_cells(paths: Iterable[str | Path]) -> ad.AnnData:
         raise ScfanError(f"sc merge: cell id {dup[0]!r} occurs in more than one input")
     merged.X = sp.csr_matrix(merged.X, dtype=np.int32)
     merged.obs["sample"] = pd.Categorical(merged.obs["sample"].astype(str))
+    _repeated_strings_as_categories(merged.obs)  # e.g. the same barcode in two samples
     merged.var = parts[0].var.copy()
     merged.uns["scfan"] = {"sources": sources, "config": {"ingest": configs}}
     return merged

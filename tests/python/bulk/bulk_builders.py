@@ -93,3 +93,17 @@ def make_tiny_bulk(root: Path, seed: int = 1, n_peaks_per_10kb: int = 6) -> Tiny
     sheet.write_text("line,tf,peaks,atac,motif\n" + "".join(f"L1,{tf},{p.name},atac.bw,\n" for tf, p in peaks.items()))
     return TinyBulk(root, genome, root / "atac.bw", root / "map.bw", root / "blacklist.bed", sheet, peaks, seqs,
                     sites)
+
+
+def run_cli(monkeypatch, *args: str) -> int:
+    """Run ``scfan ARGS`` in this process (like the console script, as ``sc_builders.run_cli``); the exit code."""
+    import sys
+
+    from scfan.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["scfan", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

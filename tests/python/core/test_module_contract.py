@@ -3,7 +3,9 @@
 Each process has a `when:` guard on task.ext.when, a `stub:` that writes versions.yml, task.ext.prefix where it
 has a meta map, reads no `params.*` (arguments come from conf/modules.config), names every output with `emit:`,
 declares its image through task.ext.container (set from --container in conf/modules.config),
-and has a meta.yml beside it whose inputs and outputs are those of the process, in order.
+has a meta.yml beside it whose inputs and outputs are those of the process, in order, and passes
+`--threads ${task.cpus}` to every command that computes with torch/BLAS/numba/polars (issue 34: a task uses exactly
+the cores it was allocated).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ SECTION = re.compile(r"^\s*(input|output|when|script|shell|exec|stub):\s*$", re.
 WHEN_GUARD = "task.ext.when == null || task.ext.when"
 PREFIX = 'prefix = task.ext.prefix ?: "${meta.id}"'
 CONTAINER = "container \"${ task.ext.container ?: '' }\""
+THREADS = "--threads ${task.cpus}"
+#: The commands that compute with torch, BLAS, numba or polars and take --threads (scfan.threads.use_threads).
+THREADED_COMMAND = re.compile(r"^\s*scfan\s+(bulk\s+[\w-]+|simulate|sc\s+predict|sc\s+tracks)\b", re.MULTILINE)
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -52,6 +57,20 @@ def output_names(section: str) -> list[str]:
     lines = [line for line in _code(section).splitlines() if line.strip()]
     return [m.group(1) if (m := re.search(r"\bemit:\s*(\w+)", line)) else f"<no emit: {line.strip()}>"
             for line in lines]
+
+
+def threaded_commands(script: str) -> list[tuple[str, str]]:
+    """``(command name, whole command)`` of each computing ``scfan`` command of a script, its continued lines joined."""
+    lines = script.splitlines()
+    found = []
+    for m in THREADED_COMMAND.finditer(script):
+        i = script.count("\n", 0, m.start())
+        command = [lines[i]]
+        while command[-1].rstrip().endswith("\\") and i + 1 < len(lines):
+            i += 1
+            command.append(lines[i])
+        found.append((" ".join(m.group(1).split()), " ".join(command)))
+    return found
 
 
 def _meta_names(entries: list | None) -> list[str]:
@@ -92,6 +111,9 @@ def contract_problems(text: str, meta: dict | None) -> list[str]:
             problems.append(f"script: lacks `{PREFIX}`")
         if "${prefix}" in sections.get("output", "") and PREFIX not in (stub or ""):
             problems.append(f"stub: lacks `{PREFIX}` that its outputs use")
+    for name, command in threaded_commands(sections.get("script", "")):
+        if THREADS not in command:
+            problems.append(f"`scfan {name}` lacks `{THREADS}` (torch/BLAS/numba/polars would use every core)")
     if meta is None:
         problems.append("no meta.yml")
     else:
@@ -113,6 +135,11 @@ def test_module_follows_the_contract(main_nf):
 
 def test_every_module_is_checked():
     assert len(MODULES) >= 15
+
+
+def test_every_computing_module_is_checked_for_threads():
+    threaded = {p.parent.name for p in MODULES if threaded_commands(_sections(p.read_text()).get("script", ""))}
+    assert {"bulk_prepare", "bulk_train", "bulk_evaluate", "simulate", "sc_predict", "sc_tracks"} <= threaded
 
 
 GOOD = '''
@@ -153,6 +180,10 @@ GOOD_META = {"name": "good", "input": [[{"meta": {}}, {"reads": {}}], {"fasta": 
 
 def test_a_module_that_keeps_the_contract_passes():
     assert contract_problems(GOOD, GOOD_META) == []
+    threaded = GOOD.replace("tool ${args}", "scfan bulk evaluate \\\\\n        --threads ${task.cpus} \\\\\n"
+                            "        ${args}\n    tool")
+    assert threaded_commands(threaded)[0][0] == "bulk evaluate"
+    assert contract_problems(threaded, GOOD_META) == []
 
 
 @pytest.mark.parametrize(
@@ -171,10 +202,15 @@ def test_a_module_that_keeps_the_contract_passes():
          "script: lacks"),
         (lambda t: t.replace("    path fasta\n", "    path fasta\n    path extra\n"), "meta.yml input"),
         (lambda t: t.replace("emit: versions", "emit: version_info"), "meta.yml output"),
+        (lambda t: t.replace("tool ${args}", "scfan bulk evaluate \\\\\n        ${args} \\\\\n"
+                             "        --outdir o\n    tool"),
+         "`scfan bulk evaluate` lacks `--threads ${task.cpus}`"),
+        (lambda t: t.replace("tool ${args}", "scfan simulate --threads 4 ${args}\n    tool"),
+         "`scfan simulate` lacks"),
     ],
     ids=["when", "stub", "stub-versions", "params-in-script", "params-in-groovy", "emit", "container",
          "container-literal", "prefix", "meta-input",
-         "meta-output"],
+         "meta-output", "threads-missing", "threads-not-task-cpus"],
 )
 def test_a_module_that_breaks_the_contract_is_named(change, expected):
     broken = change(GOOD)

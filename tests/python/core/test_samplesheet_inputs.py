@@ -101,3 +101,56 @@ def test_check_inputs_cli_unindexed_fragments(inputs):
                                    "--sc-samplesheet", str(inputs / "sc.csv"), "--outdir", str(inputs / "o")])
     assert res.exit_code != 0
     assert "tabix -p bed" in str(res.exception)
+
+
+# --- spreadsheet conventions (issue 34): an Excel "CSV UTF-8" file is a valid samplesheet ---------------------------
+
+BOM = b"\xef\xbb\xbf"
+EXCEL_SC = (BOM + b'"sample","fragments","whitelist"\r\n'
+            b'"S1","frag.tsv.gz",""\r\n'
+            b'"S2","frag, copy.tsv.gz",\r\n'
+            b",,\r\n\r\n\r\n")
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("BOM before the header", BOM + b"sample,fragments\nS1,frag.tsv.gz\n"),
+    ("CRLF line ends", b"sample,fragments\r\nS1,frag.tsv.gz\r\n"),
+    ("quoted fields", b'"sample","fragments"\n"S1","frag.tsv.gz"\n'),
+    ("trailing blank lines", b"sample,fragments\nS1,frag.tsv.gz\n\n\r\n  \n"),
+    ("trailing lines of empty cells", b"sample,fragments\nS1,frag.tsv.gz\n,\n,\n"),
+    ("empty cells after the last column", b"sample,fragments,,\nS1,frag.tsv.gz,,\n"),
+])
+def test_spreadsheet_conventions_are_read(inputs, name, data):
+    p = inputs / "sheet.csv"
+    p.write_bytes(data)
+    assert read_samplesheet(p, "sc") == [{"sample": "S1", "fragments": str(inputs / "frag.tsv.gz")}], name
+
+
+def test_excel_samplesheet_with_bom_crlf_quotes_and_blank_lines(inputs):
+    """All conventions at once, as Excel writes them; a quoted path holds a comma."""
+    for ext in ("", ".tbi"):
+        (inputs / f"frag, copy.tsv.gz{ext}").write_bytes((inputs / f"frag.tsv.gz{ext}").read_bytes())
+    (inputs / "sheet.csv").write_bytes(EXCEL_SC)
+    assert read_samplesheet(inputs / "sheet.csv", "sc") == [
+        {"sample": "S1", "fragments": str(inputs / "frag.tsv.gz")},
+        {"sample": "S2", "fragments": str(inputs / "frag, copy.tsv.gz")}]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # the line of the file, blank lines and a line break inside quotes counted
+    (BOM + b"sample,fragments\r\n\r\nS1,frag.tsv.gz\r\n\r\nS1,frag.tsv.gz\r\n",
+     "line 5: duplicate sample name 'S1' (also on line 3)"),
+    (b'sample,fragments\n"S1",frag.tsv.gz\n"S\n2",frag.tsv.gz\n', "line 3: column 'sample' value 'S\\n2'"),
+    (b'sample,fragments\n"S1","frag.tsv.gz"x\n', "line 2: not valid CSV"),
+    (b"sample,fragments\nS1,frag.tsv.gz,extra\n", "line 2: more fields than the 2 header columns"),
+    (b'sample,fragments\nS1,"frag.tsv.gz\n', "line 2: not valid CSV"),
+    (b"\r\n\r\n", "empty samplesheet; expected a header line"),
+    (BOM + b"sample,,fragments\n", "line 1: unknown column(s) (empty name of column 2)"),
+])
+def test_spreadsheet_samplesheet_errors_name_the_file_line(inputs, data, message):
+    p = inputs / "sheet.csv"
+    p.write_bytes(data)
+    with pytest.raises(InputFileError) as err:
+        read_samplesheet(p, "sc")
+    assert str(err.value).startswith(str(p)) and message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)

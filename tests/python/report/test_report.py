@@ -107,3 +107,35 @@ def test_report_refuses_a_wrong_metrics_file(analyses, tmp_path, monkeypatch, ca
     assert run_cli(monkeypatch, *args) == 2
     assert f"{bad}, line 1: not a metrics.tsv of `scfan bulk evaluate` (no auprc, method)" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".report.html*"))
+
+
+def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, tmp_path, monkeypatch):
+    """The answer section names the resolution rule and lists every resolution tried (clusters, silhouette, the
+    chosen one marked); the software section lists what each model ran in after the runtime check, with refused
+    fast paths named."""
+    import json
+
+    act = ad.read_h5ad(analyses["activity_file"])
+    act.uns["scfan_activity"] = {"config": {"mode": "fast"}, "fast_path_check": {"lineA": {
+        "asked": "bfloat16 convolutions, float32 dense layers (oneDNN, channels-last)",
+        "ran": "float32 (oneDNN, channels-last)", "max_abs_diff": 1e-7, "tolerance": 0.002, "device": "cpu",
+        "cpu": "Intel(R) Xeon(R) Platinum 8480+ (avx512_bf16 amx_bf16)",
+        "refused": ["bfloat16 convolutions, float32 dense layers (oneDNN, channels-last) (max |Δp| 0.41)"],
+        "seconds": 0.1, "precision": "float32"}}}
+    act_path = tmp_path / "tf_activity.h5ad"
+    act.write_h5ad(act_path)
+    a = dict(analyses, activity_file=act_path)
+    out = tmp_path / "report.html"
+    assert run_cli(monkeypatch, *_args(a, out)) == 0
+    page = out.read_text()
+    answer = page[page.index('id="answer"'):page.index('id="heatmap"')]
+    summary = json.loads((analyses["chromatin"] / "cluster.json").read_text())
+    assert "How the resolution was chosen (highest mean silhouette width" in answer
+    details = answer[answer.index("How the resolution was chosen"):]
+    rows = re.findall(r"<tr><td>([0-9.]+)</td><td>(\d+)</td>", details)
+    assert [float(r) for r, _ in rows] == [r["resolution"] for r in summary["resolution_scan"]]
+    assert [int(n) for _, n in rows] == [r["n_clusters"] for r in summary["resolution_scan"]]
+    assert details.count("✔") == 1
+    software = page[page.index('id="software"'):]
+    assert "Numerics of per-cell inference" in software and "amx_bf16" in software
+    assert "max |Δp| 0.41" in software and "float32 (oneDNN, channels-last)" in software

@@ -171,3 +171,98 @@ def test_unknown_layer_and_obsm(tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(p), "--obsm", "X_umap", "--out-dir",
                    str(tmp_path / "o")) == 2
     assert "no obsm['X_umap']" in capsys.readouterr().err
+
+
+# --- small and degenerate inputs (issue 34): a documented fallback or a one-line error, never a traceback ----------
+
+
+def _small_matrix(tmp_path, n: int):
+    df, _ = planted(2)
+    m = tmp_path / f"m{n}.tsv"
+    df.iloc[[0, N_PER, 2 * N_PER][:n] if n <= 3 else slice(0, n)].to_csv(m, sep="\t", index=False)
+    return m
+
+
+@pytest.mark.parametrize("extra", [[], ["--tsne"], ["--resolution", "0.001"]])
+def test_three_cells_give_results_with_logged_fallbacks(tmp_path, monkeypatch, capsys, extra):
+    """Three cells (one per planted group): k clamped to 2, UMAP from random positions, t-SNE perplexity lowered;
+    a resolution this low puts every cell in one cluster and leaves the differential table with its header only."""
+    out = tmp_path / "out"
+    code = run_cli(monkeypatch, "sc", "cluster", "--matrix", str(_small_matrix(tmp_path, 3)), "--out-dir", str(out),
+                   *extra)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Traceback" not in err and "only 3 cells: using 2" in err
+    assert "UMAP starts from random positions" in err
+    summary = json.loads((out / "cluster.json").read_text())
+    assert summary["n_cells"] == 3 and summary["n_neighbors"] == 2 and summary["umap_init"] == "random"
+    tab = pd.read_csv(out / "clusters.tsv", sep="\t")
+    assert len(tab) == 3 and np.isfinite(tab[["umap1", "umap2"]].to_numpy()).all()
+    diff = pd.read_csv(out / "differential_tfs.tsv", sep="\t")
+    if "--tsne" in extra:
+        assert summary["tsne_perplexity"] == pytest.approx(2 / 3) and "perplexity lowered" in err
+        assert ad.read_h5ad(out / "clustered.h5ad").obsm["X_tsne"].shape == (3, 2)
+    if "--resolution" in extra:
+        assert summary["n_clusters"] == 1 and tab["cluster"].eq(0).all()
+        assert diff.empty and list(diff.columns)[:3] == ["cluster", "rank", "feature"]
+        assert "all 3 cells fall in one cluster" in err and "a single cluster: no differential test" in err
+    else:
+        # the silhouette is only defined for 2 clusters of 3 cells: one pair and one single cell, left untested
+        assert summary["n_clusters"] == 2 and summary["diff_untested_clusters"] == ["1"]
+        assert set(diff["cluster"].astype(str)) == {"0"} and "have a single cell: not tested" in err
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_fewer_than_three_cells_is_one_line_error_and_no_output(tmp_path, monkeypatch, capsys, n):
+    m = _small_matrix(tmp_path, n)
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(m), "--tsne", "--out-dir", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"scfan: error: {m}: need at least 3 cells to cluster, got {n}"
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_single_cell_clusters_are_not_tested_but_stay_in_the_rest(caplog):
+    from scfan.sc.cluster import differential
+
+    values = np.array([[5.0, 0.0], [5.2, 0.1], [4.9, 0.2], [0.0, 5.0], [0.1, 5.1], [0.2, 4.8], [9.0, 9.0]])
+    table, uns = differential(values, ["TFa", "TFb"], np.array([0, 0, 0, 1, 1, 1, 2]))
+    assert sorted(set(table["cluster"])) == ["0", "1"] and len(table) == 4
+    top0 = table[(table.cluster == "0") & (table["rank"] == 1)].iloc[0]
+    assert top0.feature == "TFa" and top0.mean_out == pytest.approx(values[3:, 0].mean())  # rest includes cell 7
+    assert set(uns["names"].dtype.names) == {"0", "1"}
+    assert "cluster(s) 2 have a single cell" in caplog.text
+
+
+def test_resolution_scan_shows_every_alternative(planted_files, tmp_path, monkeypatch):
+    """cluster.json says how the resolution was chosen and lists every resolution of the grid: clusters, cluster
+    sizes, silhouette, and (labels given) the ARI a reader can compare — the rule's choice is the highest silhouette
+    and does not change when the labels are left out."""
+    from scfan.sc.cluster import choose_resolution
+
+    matrix, labels, _ = planted_files
+    for name, extra in (("with", ["--labels", str(labels)]), ("without", [])):
+        assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(matrix), *extra, "--out-dir",
+                       str(tmp_path / name)) == 0
+    with_l, without = (json.loads((tmp_path / n / "cluster.json").read_text()) for n in ("with", "without"))
+    scan = with_l["resolution_scan"]
+    assert [r["resolution"] for r in scan] == list(with_l["config"]["resolutions"])
+    assert sum(r["chosen"] for r in scan) == 1
+    chosen = next(r for r in scan if r["chosen"])
+    assert chosen["resolution"] == with_l["resolution"] and chosen["n_clusters"] == with_l["n_clusters"]
+    assert chosen["ari"] == pytest.approx(with_l["ari"])
+    multi = [r for r in scan if r["n_clusters"] >= 2]
+    assert chosen["silhouette"] == max(r["silhouette"] for r in multi)
+    for r in scan:
+        assert 1 <= r["smallest_cluster"] <= r["median_cluster_size"] and r["n_clusters"] >= 1
+    assert with_l["resolution_rule"].startswith("highest mean silhouette")
+    assert "ari" not in without["resolution_scan"][0] and without["resolution"] == with_l["resolution"]
+    assert choose_resolution(scan) == (with_l["resolution"], with_l["resolution_rule"])
+    assert choose_resolution([dict(scan[0], n_clusters=1, silhouette=float("-inf"))]) == (
+        scan[0]["resolution"], "one cluster at every resolution of the grid")
+    fixed_dir = tmp_path / "fixed"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(matrix), "--resolution", "0.3", "--out-dir",
+                   str(fixed_dir)) == 0
+    fixed = json.loads((fixed_dir / "cluster.json").read_text())
+    assert fixed["resolution_rule"] == "fixed (--resolution)" and len(fixed["resolution_scan"]) == 1
