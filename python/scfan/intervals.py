@@ -12,6 +12,7 @@ import pandera.polars as pa
 import polars as pl
 
 from scfan.errors import InputFileError
+from scfan.genome import ChromSelection, SkippedContigs, chrom_name_hint, few_names, genome_build
 
 NARROWPEAK_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "signal_value", "p_value", "q_value", "peak"]
 _NARROWPEAK_DTYPES = [pl.Utf8, pl.Int64, pl.Int64, pl.Utf8, pl.Int64, pl.Utf8, pl.Float64, pl.Float64, pl.Float64,
@@ -51,17 +52,47 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def read_bed(path: str | Path, *, min_columns: int = 3, narrowpeak: bool = False,
-             chrom_sizes: Mapping[str, int] | None = None, allow_empty: bool = False) -> pl.DataFrame:
+             chrom_sizes: Mapping[str, int] | None = None, allow_empty: bool = False,
+             chroms: ChromSelection | None = None) -> pl.DataFrame:
     """Read a BED(-like) file into a polars frame with ``chrom, start, end`` (+ ``name`` if present).
 
-    With ``narrowpeak=True`` all ten narrowPeak columns are required and typed. Header/track/comment
-    lines are skipped. Every record is checked; the first bad one is reported with its line number.
+    Files are accepted as ENCODE and UCSC write them: plain or gzip-compressed (by content, so ``ENCFF….bed.gz``
+    too), UCSC ``track``/``browser`` lines and ``#`` comments anywhere, and CRLF line ends. Every record is
+    checked; the first bad one is reported with its line number.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The BED or narrowPeak file.
+    min_columns : int
+        Columns every record must have.
+    narrowpeak : bool
+        Require and type all ten narrowPeak columns.
+    chrom_sizes : mapping of str to int, optional
+        Chromosome lengths: a record on another chromosome, or ending beyond its chromosome, is an error
+        (naming the likely fix: a ``chr`` prefix or another genome build).
+    allow_empty : bool
+        Return an empty frame for a file without records instead of failing.
+    chroms : ChromSelection, optional
+        Contigs to keep; records on others (``_random``, ``chrUn_``, ``_alt``, ``EBV``, ``HLA-`` … when only
+        primary chromosomes are kept) are skipped with one counted warning, before ``chrom_sizes`` is consulted.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``chrom, start, end`` (+ ``name``), or the ten narrowPeak columns.
+
+    Raises
+    ------
+    InputFileError
+        For a missing or unreadable file, a malformed record (file and line named) or no records.
     """
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "file not found")
     want = 10 if narrowpeak else min_columns
     rows: list[list[str]] = []
+    skipped = SkippedContigs(p, "interval(s)", chroms) if chroms is not None and not chroms.keeps_all else None
     try:
         with _open_text(p) as fh:
             for n, line in enumerate(fh, 1):
@@ -71,6 +102,9 @@ def read_bed(path: str | Path, *, min_columns: int = 3, narrowpeak: bool = False
                 if len(parts) < want:
                     kind = "narrowPeak (10 tab-separated columns)" if narrowpeak else f"BED with ≥ {want} columns"
                     raise InputFileError(p, f"expected {kind}, found {len(parts)} column(s)", line=n)
+                if skipped is not None and not chroms(parts[0]):
+                    skipped.add(parts[0])
+                    continue
                 try:
                     s, e = int(parts[1]), int(parts[2])
                 except ValueError as exc:
@@ -79,14 +113,23 @@ def read_bed(path: str | Path, *, min_columns: int = 3, narrowpeak: bool = False
                     raise InputFileError(p, f"interval {parts[0]}:{s}-{e} must have 0 <= start < end", line=n)
                 if chrom_sizes is not None:
                     if parts[0] not in chrom_sizes:
-                        raise InputFileError(p, f"chromosome {parts[0]!r} is not in the genome", line=n)
+                        hint = chrom_name_hint([parts[0]], chrom_sizes, "the genome")
+                        raise InputFileError(p, f"chromosome {parts[0]!r} is not in the genome (which has "
+                                             f"{few_names(chrom_sizes)}){hint}", line=n)
                     if e > chrom_sizes[parts[0]]:
+                        build = genome_build(chrom_sizes)
+                        hint = f"; the genome is {build}: is this file of another build?" if build else ""
                         raise InputFileError(
                             p, f"interval {parts[0]}:{s}-{e} ends beyond the chromosome end "
-                            f"({chrom_sizes[parts[0]]})", line=n)
+                            f"({chrom_sizes[parts[0]]}){hint}", line=n)
                 rows.append(parts[:10] if narrowpeak else parts[: max(want, min(len(parts), 4))])
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise InputFileError(p, f"cannot read ({exc})") from exc
+    if skipped is not None:
+        skipped.warn()
+        if not rows and skipped.counts and not allow_empty:
+            raise InputFileError(p, f"every interval is on a contig outside {chroms.what} "
+                                 f"({few_names(skipped.counts)}); choose the contigs with --chroms (e.g. --chroms all)")
     if not rows and not allow_empty:
         raise InputFileError(p, "no intervals (empty file)")
     if narrowpeak:
@@ -113,6 +156,46 @@ def validate(schema: type[pa.DataFrameModel], df: pl.DataFrame, source: str | Pa
     except (pa.errors.SchemaError, pa.errors.SchemaErrors) as exc:
         first = str(exc).strip().splitlines()[0]
         raise InputFileError(source, f"does not match {schema.__name__}: {first}") from exc
+
+
+def sniff_narrowpeak(path: str | Path, *, lines: int = 20) -> bool:
+    """Whether a BED file holds narrowPeak records (BED6+4), judged by content, not by name.
+
+    ENCODE serves narrowPeak and IDR thresholded peaks as ``ENCFF….bed.gz``; this looks at the first records
+    (``track``/``browser``/``#`` lines skipped): ten columns, a strand, numbers in columns 5 and 7–10.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A plain or gzip-compressed BED file.
+    lines : int
+        How many records to look at.
+
+    Returns
+    -------
+    bool
+        True when every record looked at is narrowPeak-shaped (and there is one).
+    """
+    seen = 0
+    try:
+        with _open_text(Path(path)) as fh:
+            for line in fh:
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                parts = line.rstrip("\r\n").split("\t")
+                if len(parts) != 10 or parts[5] not in ("+", "-", "."):
+                    return False
+                try:
+                    int(parts[1]), int(parts[2]), int(parts[4]), int(parts[9])
+                    float(parts[6]), float(parts[7]), float(parts[8])
+                except ValueError:
+                    return False
+                seen += 1
+                if seen >= lines:
+                    break
+    except (OSError, EOFError, UnicodeDecodeError):
+        return False
+    return seen > 0
 
 
 def region_id(chrom: str, start: int, end: int) -> str:

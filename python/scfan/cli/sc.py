@@ -26,19 +26,27 @@ def ingest_cmd(
     peaks: Path = typer.Option(..., help="Peak set: BED, or the bulk windows.parquet."),
     chrom_sizes: Path = typer.Option(None, "--chrom-sizes", help="genome .fai or chrom.sizes to check names."),
     min_fragments: int = typer.Option(200, "--min-fragments", min=0, help="Keep barcodes with >= N fragments."),
-    whitelist: Path = typer.Option(None, help="Barcode whitelist, one per line (overrides the samplesheet)."),
+    whitelist: Path = typer.Option(None, help="Barcodes to keep: one per line, or Cell Ranger cell calls "
+                                   "(singlecell.csv, per_barcode_metrics.csv: called cells only); overrides the "
+                                   "samplesheet."),
     fragments: Path = typer.Option(None, help="The sample's fragments.tsv.gz (without --samplesheet)."),
     bam: Path = typer.Option(None, help="The sample's indexed BAM (without --samplesheet)."),
     barcode_tag: str = typer.Option(None, "--barcode-tag", help="BAM tag of the barcode [default: CB]."),
-    counts: Path = typer.Option(None, help="The sample's count matrix, .h5ad or MatrixMarket (without "
-                                "--samplesheet)."),
+    counts: Path = typer.Option(None, help="The sample's count matrix: .h5ad, 10x .h5 (filtered_peak_bc_matrix.h5) "
+                                "or MatrixMarket (without --samplesheet)."),
     count_peaks: Path = typer.Option(None, "--count-peaks", help="BED of a MatrixMarket matrix's rows."),
     barcodes: Path = typer.Option(None, help="Barcodes of a MatrixMarket matrix's columns."),
+    chroms: str = typer.Option("primary", "--chroms", help="Contigs kept: primary (chr1-22, X, Y, M, with or "
+                               "without 'chr'), all, or a comma-separated list; peaks and fragments on others "
+                               "(_random, chrUn_, _alt, EBV, HLA-, KI/GL) are skipped with one counted warning."),
     out: Path = typer.Option(..., help="Output cells.h5ad."),
 ) -> None:
     """Count Tn5 insertions per cell and peak for one sample into a cells × peaks .h5ad with QC in obs."""
     from scfan.errors import ScfanError
+    from scfan.genome import ChromSelection
     from scfan.sc.ingest import IngestConfig, ingest_sample, write_cells
+
+    ChromSelection(chroms)  # a bad --chroms fails before any file is read
 
     given = {"fragments": fragments, "bam": bam, "barcode_tag": barcode_tag, "counts": counts,
              "peaks": count_peaks, "barcodes": barcodes}
@@ -47,7 +55,7 @@ def ingest_cmd(
         raise ScfanError("give either --samplesheet or the sample's files (--fragments, --bam or --counts)")
     cfg = IngestConfig(samplesheet=str(samplesheet) if samplesheet else None, sample=sample, peaks=str(peaks),
                        chrom_sizes=str(chrom_sizes) if chrom_sizes else None, min_fragments=min_fragments,
-                       whitelist=str(whitelist) if whitelist else None, files=files or None)
+                       whitelist=str(whitelist) if whitelist else None, files=files or None, chroms=chroms)
     adata = ingest_sample(cfg)
     write_cells(adata, out, cfg)
     log.info("wrote %s (%d cells × %d peaks)", out, adata.n_obs, adata.n_vars)

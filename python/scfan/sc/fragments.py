@@ -20,6 +20,7 @@ import polars as pl
 import pysam
 
 from scfan.errors import InputFileError
+from scfan.genome import ChromSelection, SkippedContigs, chrom_name_hint
 from scfan.tabix import IndexMismatch, TruncatedData, check_index_belongs
 from scfan.tn5 import fragment_from_pair
 
@@ -188,8 +189,9 @@ class _SortChecker:
             if self.chrom is not None:
                 self.done.add(self.chrom)
             if self.chrom_sizes is not None and chrom not in self.chrom_sizes:
+                hint = chrom_name_hint([chrom], self.chrom_sizes, "the genome")
                 raise InputFileError(self.path, f"chromosome {chrom!r} is not in the genome "
-                                     f"(has {', '.join(list(self.chrom_sizes)[:8])}…)", line=first_line)
+                                     f"(has {', '.join(list(self.chrom_sizes)[:8])}…){hint}", line=first_line)
             self.chrom, self.last_start = chrom, -1
         if len(start) == 0:
             return
@@ -217,10 +219,13 @@ def _split_by_chrom(df: pl.DataFrame, first_line: int) -> Iterator[tuple[str, pl
 
 
 def read_fragment_blocks(path: str | Path, *, chrom_sizes: Mapping[str, int] | None = None,
-                         chunk_bytes: int = 16 << 20) -> Iterator[FragmentBlock]:
+                         chunk_bytes: int = 16 << 20, chroms: ChromSelection | None = None,
+                         ) -> Iterator[FragmentBlock]:
     """Stream a 10x fragments file as per-chromosome blocks, validating columns, types and sort order.
 
-    Memory is bounded by ``chunk_bytes`` of decompressed text, whatever the file size.
+    Memory is bounded by ``chunk_bytes`` of decompressed text, whatever the file size. With ``chroms``,
+    fragments on other contigs (Cell Ranger writes those of ``KI270…``, ``GL000…``, ``chrUn_…`` after the
+    chromosomes) are skipped with one counted warning at the end, and not checked against ``chrom_sizes``.
 
     Raises
     ------
@@ -232,12 +237,18 @@ def read_fragment_blocks(path: str | Path, *, chrom_sizes: Mapping[str, int] | N
     p = Path(path)
     check_fragments_index(p, content=False)
     checker = _SortChecker(p, chrom_sizes)
+    skipped = SkippedContigs(p, "fragment(s)", chroms) if chroms is not None and not chroms.keeps_all else None
     for text, first_line in _read_text_chunks(p, chunk_bytes):
         df = _parse_text(p, text, first_line)
         for chrom, part, line in _split_by_chrom(df, first_line):
+            if skipped is not None and not chroms(chrom):
+                skipped.add(chrom, len(part))
+                continue
             start, end = part["start"].to_numpy(), part["end"].to_numpy()
             checker.check(chrom, start, end, line)
             yield FragmentBlock(chrom, part.select("start", "end", "barcode"), line)
+    if skipped is not None:
+        skipped.warn()
     # the index is not read here, but later steps fetch through it: after the records (whose errors name a line,
     # and come first), check that it belongs to this file
     check_index_content(p)
@@ -245,7 +256,7 @@ def read_fragment_blocks(path: str | Path, *, chrom_sizes: Mapping[str, int] | N
 
 def read_bam_blocks(path: str | Path, *, barcode_tag: str = "CB", min_mapq: int = 30,
                     chrom_sizes: Mapping[str, int] | None = None, block_reads: int = 1_000_000,
-                    ) -> Iterator[FragmentBlock]:
+                    chroms: ChromSelection | None = None) -> Iterator[FragmentBlock]:
     """Fragments from a coordinate-sorted, indexed, paired-end BAM whose reads carry a cell-barcode tag.
 
     One fragment per read pair, taken from the leftmost mate (``template_length > 0``) of a proper pair that is
@@ -253,6 +264,7 @@ def read_bam_blocks(path: str | Path, *, barcode_tag: str = "CB", min_mapq: int 
     is +4 on the forward read and -5 on the reverse read (:mod:`scfan.tn5`): ``start = pos + 4``,
     ``end = pos + tlen - 5`` (0-based, half-open, so the insertions are ``start`` and ``end - 1``).
     Duplicate-flagged reads are kept; identical fragments collapse into one when counted, as in a fragments file.
+    With ``chroms``, references outside it are not read (their mapped reads counted in one warning).
     """
     p = Path(path)
     try:
@@ -263,12 +275,20 @@ def read_bam_blocks(path: str | Path, *, barcode_tag: str = "CB", min_mapq: int 
         if not bam.has_index():
             raise InputFileError(p, "BAM has no index; sort and index it with: samtools sort -o F.bam && "
                                  "samtools index F.bam")
+        refs = list(bam.references)
+        if chroms is not None and not chroms.keeps_all:
+            skipped = SkippedContigs(p, "mapped read(s)", chroms)
+            for st in bam.get_index_statistics():
+                if not chroms(st.contig) and st.mapped:
+                    skipped.add(st.contig, st.mapped)
+            skipped.warn()
+            refs = [c for c in refs if chroms(c)]
         if chrom_sizes is not None:
-            missing = [c for c in bam.references if c not in chrom_sizes and bam.count(c) > 0]
+            missing = [c for c in refs if c not in chrom_sizes and bam.count(c) > 0]
             if missing:
                 raise InputFileError(p, f"reads on chromosome {missing[0]!r}, which is not in the genome")
         n_pairs = n_tagged = 0
-        for chrom in bam.references:
+        for chrom in refs:
             starts: list[int] = []
             ends: list[int] = []
             bcs: list[str] = []

@@ -8,6 +8,7 @@ A count matrix is taken as given.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import logging
 from collections.abc import Iterable, Iterator
@@ -23,7 +24,7 @@ import scipy.sparse as sp
 
 from scfan._io import is_gzip, open_text, write_h5ad, write_json
 from scfan.errors import ChromosomeNameError, InputFileError, ScfanError
-from scfan.genome import check_chrom_names, read_chrom_sizes
+from scfan.genome import ChromSelection, check_chrom_names, primary_chromosomes, read_chrom_sizes
 from scfan.intervals import parse_region_id
 from scfan.samplesheet import read_samplesheet, sc_row
 from scfan.sc.fragments import FragmentBlock, read_bam_blocks, read_fragment_blocks
@@ -48,6 +49,7 @@ class IngestConfig:
     min_mapq: int = 30
     chunk_bytes: int = 16 << 20
     files: dict[str, str] | None = None  # samplesheet column -> path (barcode_tag: a value), instead of a samplesheet
+    chroms: str = "primary"  # contigs kept: primary (chr1-22, X, Y, M), all, or a comma-separated list
 
 
 @dataclass
@@ -135,7 +137,7 @@ def _dedup_blocks(blocks: Iterable[FragmentBlock]) -> Iterator[tuple[str, pl.Dat
 
 
 def count_fragments(blocks: Iterable[FragmentBlock], peaks: PeakIndex, *, label: str = "fragments",
-                    flush_entries: int = 1 << 24) -> CountResult:
+                    flush_entries: int = 1 << 24, peaks_label: str = "the peak set") -> CountResult:
     """Count Tn5 insertions per (barcode, peak) in one pass over per-chromosome fragment blocks.
 
     Memory grows with the number of non-zeros (entries are summed into a CSR every ``flush_entries``), never
@@ -188,8 +190,8 @@ def count_fragments(blocks: Iterable[FragmentBlock], peaks: PeakIndex, *, label:
     if not chroms:
         raise InputFileError(label, "no fragments")
     if not set(chroms) & set(peaks.chroms):
-        check_chrom_names(("the peak set", peaks.chroms), {label: chroms})
-        raise ChromosomeNameError(f"{label}: no chromosome in common with the peak set")
+        check_chrom_names((peaks_label, peaks.chroms), {label: chroms})
+        raise ChromosomeNameError(f"{label}: no chromosome in common with {peaks_label}")
     return CountResult(registry.table["barcode"].to_numpy(), counts.astype(np.int32), n_frag, n_in, chroms)
 
 
@@ -214,8 +216,85 @@ def _depth_column(table: pd.DataFrame) -> np.ndarray | None:
     return None
 
 
+def _h5_strings(ds) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[:]]
+
+
+def read_10x_h5(path: Path) -> tuple[sp.csr_matrix, list[str], pd.DataFrame]:
+    """Read a 10x HDF5 feature-barcode matrix (Cell Ranger ATAC ``filtered_peak_bc_matrix.h5``, ARC
+    ``filtered_feature_bc_matrix.h5``) as cells × peaks.
+
+    The group ``matrix`` holds a peaks × barcodes CSC matrix (``data``, ``indices``, ``indptr``, ``shape``), its
+    ``barcodes`` and ``features`` (``id``, ``name``, ``feature_type``, ``genome``, optionally ``interval``).
+    Only features of type ``Peaks`` are kept (ARC files also hold genes); a peak is named by its ``interval``
+    when there is one, else by its ``id``, both ``chrom:start-end`` with the BED coordinates of Cell Ranger's
+    ``peaks.bed``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.h5`` file.
+
+    Returns
+    -------
+    tuple of (scipy.sparse.csr_matrix, list of str, pandas.DataFrame)
+        Cells × peaks counts, the peak names, and a table with a ``barcode`` column.
+
+    Raises
+    ------
+    InputFileError
+        When the file is not HDF5, lacks a dataset of the layout, or its parts disagree in size.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "matrix" not in f:
+                raise InputFileError(path, f"no group 'matrix' (has {', '.join(f.keys()) or 'nothing'}); expected a "
+                                     "10x HDF5 feature-barcode matrix such as filtered_peak_bc_matrix.h5")
+            g = f["matrix"]
+            need = ["barcodes", "data", "indices", "indptr", "shape", "features/id"]
+            missing = [k for k in need if k not in g]
+            if missing:
+                raise InputFileError(path, f"group 'matrix' lacks {', '.join(missing)}; expected a 10x HDF5 "
+                                     f"matrix with {', '.join(need)}")
+            shape = tuple(int(x) for x in g["shape"][:])
+            data, indices, indptr = g["data"][:], g["indices"][:], g["indptr"][:]
+            barcodes = _h5_strings(g["barcodes"])
+            feats = g["features"]
+            ids = _h5_strings(feats["id"])
+            ftype = _h5_strings(feats["feature_type"]) if "feature_type" in feats else None
+            interval = _h5_strings(feats["interval"]) if "interval" in feats else None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read as HDF5 ({exc}); expected a 10x filtered_peak_bc_matrix.h5") from exc
+    if len(shape) != 2 or shape[0] != len(ids) or shape[1] != len(barcodes) or len(indptr) != shape[1] + 1:
+        raise InputFileError(path, f"matrix/shape {list(shape)} disagrees with {len(ids)} features, "
+                             f"{len(barcodes)} barcodes and {len(indptr)} indptr entries (expected peaks × "
+                             "barcodes, indptr one longer than the barcodes)")
+    try:
+        mat = sp.csc_matrix((data, indices, indptr), shape=shape)
+    except ValueError as exc:
+        raise InputFileError(path, f"matrix data/indices/indptr do not form a CSC matrix ({exc})") from exc
+    names = [iv if iv and ":" in iv else i for i, iv in zip(ids, interval or [""] * len(ids), strict=True)]
+    if ftype is not None:
+        is_peak = np.array([t == "Peaks" for t in ftype])
+        if not is_peak.any():
+            raise InputFileError(path, f"no feature of type 'Peaks' (types: {', '.join(sorted(set(ftype)))}); "
+                                 "expected a peak-barcode matrix")
+        if not is_peak.all():
+            log.info("%s: %d of %d features are peaks (the others, e.g. genes, are left out)", path,
+                     int(is_peak.sum()), len(ftype))
+            mat = mat[np.flatnonzero(is_peak)]
+            names = [n for n, k in zip(names, is_peak, strict=True) if k]
+    if len(set(barcodes)) != len(barcodes):
+        dup = pd.Series(barcodes)[pd.Series(barcodes).duplicated()].iloc[0]
+        raise InputFileError(path, f"barcode {dup!r} occurs twice in matrix/barcodes; barcodes must be unique")
+    return sp.csr_matrix(mat.T), names, pd.DataFrame({"barcode": barcodes})
+
+
 def read_count_matrix(row: dict[str, str], peaks: PeakIndex) -> CountResult:
-    """Read a cells × peaks ``.h5ad`` or a peaks × cells MatrixMarket (+ peaks BED + barcodes) onto ``peaks``.
+    """Read a cells × peaks ``.h5ad``, a 10x ``.h5`` (:func:`read_10x_h5`) or a peaks × cells MatrixMarket
+    (+ peaks BED + barcodes) onto ``peaks``.
 
     Matrix peaks are matched to the peak set by ``chrom:start-end``; peaks absent from the matrix are zero
     columns. ``n_fragments`` comes from an ``n_fragments`` or ``depth`` column of the cell table when there is
@@ -230,6 +309,8 @@ def read_count_matrix(row: dict[str, str], peaks: PeakIndex) -> CountResult:
         mat = sp.csr_matrix(a.X)
         names = list(a.var_names)
         table = a.obs.reset_index(names="barcode") if "barcode" not in a.obs.columns else a.obs.reset_index(drop=True)
+    elif path.suffix == ".h5":
+        mat, names, table = read_10x_h5(path)
     else:
         try:
             with (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as fh:
@@ -268,20 +349,90 @@ def read_count_matrix(row: dict[str, str], peaks: PeakIndex) -> CountResult:
     return CountResult(table["barcode"].astype(str).to_numpy(), counts.astype(np.int32), n_frag, totals, chroms)
 
 
-def _read_whitelist(path: Path) -> set[str]:
+# cell-call column -> the Cell Ranger file that has it (both files also have a ``barcode`` column)
+CELL_CALL_FLAGS = {"is__cell_barcode": "Cell Ranger ATAC singlecell.csv",
+                   "is_cell": "Cell Ranger ARC per_barcode_metrics.csv"}
+
+
+def cell_call_flag(path: Path) -> str | None:
+    """The cell-call column of a Cell Ranger barcode table (``is__cell_barcode``, ``is_cell``), or None when
+    ``path`` is not one (a plain whitelist); detected by the header, not the name."""
     with open_text(path) as fh:
-        return {ln.split("\t")[0].strip() for ln in fh if ln.strip() and not ln.startswith("#")}
+        first = fh.readline().lstrip("\ufeff").rstrip("\r\n")
+    header = [h.strip() for h in next(csv.reader([first]), [])]
+    if "barcode" not in header:
+        return None
+    return next((c for c in CELL_CALL_FLAGS if c in header), None)
+
+
+def read_cell_calls(path: Path, flag: str) -> set[str]:
+    """The called cells of a Cell Ranger ``singlecell.csv`` (ATAC) or ``per_barcode_metrics.csv`` (ARC).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The CSV (plain or gzip); its rows include non-cells such as ATAC's ``NO_BARCODE`` row.
+    flag : str
+        The 0/1 cell-call column: ``is__cell_barcode`` (ATAC) or ``is_cell`` (ARC).
+
+    Returns
+    -------
+    set of str
+        The ``barcode`` of every row whose flag is 1.
+
+    Raises
+    ------
+    InputFileError
+        For a flag that is not 0 or 1, or an empty barcode (naming the line), or a file without called cells.
+    """
+    cells: set[str] = set()
+    with open_text(path) as fh:
+        reader = csv.DictReader(ln.lstrip("\ufeff") for ln in fh)
+        for n, rec in enumerate(reader, 2):
+            value = (rec.get(flag) or "").strip()
+            if value not in ("0", "1"):
+                raise InputFileError(path, f"column '{flag}' value {value!r} is not 0 or 1 (a Cell Ranger cell call)",
+                                     line=n)
+            barcode = (rec.get("barcode") or "").strip()
+            if not barcode:
+                raise InputFileError(path, "the barcode column is empty; expected a cell barcode", line=n)
+            if value == "1":
+                cells.add(barcode)
+    if not cells:
+        raise InputFileError(path, f"no called cell ({flag} = 1 in no row); expected {CELL_CALL_FLAGS[flag]} of "
+                             "a sample with cells")
+    log.info("%s: %d called cells (%s, column %s)", path, len(cells), CELL_CALL_FLAGS[flag], flag)
+    return cells
+
+
+def _read_whitelist(path: Path) -> set[str]:
+    """Barcodes to keep: the called cells of a Cell Ranger cell-call CSV, or a whitelist, one barcode a line."""
+    try:
+        flag = cell_call_flag(path)
+        if flag is not None:
+            return read_cell_calls(path, flag)
+        with open_text(path) as fh:
+            return {ln.split("\t")[0].strip() for ln in fh if ln.strip() and not ln.startswith("#")}
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputFileError(path, f"cannot read the barcodes ({exc}); expected one barcode per line or a Cell "
+                             "Ranger singlecell.csv / per_barcode_metrics.csv") from exc
+
+
+def _examples(values: Iterable[str], k: int = 3) -> str:
+    return ", ".join(repr(str(v)) for v in list(values)[:k])
 
 
 def check_whitelist(path: Path, whitelist: set[str], barcodes: np.ndarray, source: str | Path) -> None:
-    """Refuse a whitelist that is empty or shares no barcode with the data (naming both spellings), instead of
-    ending with an empty sample whose message blames the data file."""
+    """Refuse a whitelist that is empty or shares no barcode with the data (naming both files and a few barcodes of
+    each), instead of ending with an empty sample whose message blames the data file."""
     if not whitelist:
         raise InputFileError(path, "no barcode in the whitelist; expected one barcode per line")
     if len(barcodes) and not np.isin(barcodes, np.array(sorted(whitelist), dtype=object)).any():
-        raise InputFileError(path, f"none of its {len(whitelist)} barcodes occurs in {source} (whitelist e.g. "
-                             f"{min(whitelist)!r}, data e.g. {str(barcodes[0])!r}); expected barcodes spelt as in "
-                             "the data (check a '-1' suffix or a sample prefix)")
+        kind = "cell calls" if cell_call_flag(path) else "whitelist"
+        raise InputFileError(path, f"none of its {len(whitelist)} barcodes occurs in {source} ({kind} e.g. "
+                             f"{_examples(sorted(whitelist))}; data e.g. {_examples(barcodes)}); expected barcodes "
+                             "spelt as in the data (check a '-1' suffix or a sample prefix) and the cell calls of "
+                             "the same sample")
 
 
 def build_cells(result: CountResult, peaks_df: pl.DataFrame, sample: str, *, min_fragments: int,
@@ -352,22 +503,30 @@ def ingest_sample(cfg: IngestConfig) -> ad.AnnData:
         if cfg.sample not in rows:
             raise InputFileError(cfg.samplesheet, f"no sample {cfg.sample!r} (samples: {', '.join(rows)})")
         row = rows[cfg.sample]
+    chroms = ChromSelection(cfg.chroms)
     sizes = read_chrom_sizes(cfg.chrom_sizes) if cfg.chrom_sizes else None
-    peaks_df = read_peak_set(cfg.peaks, chrom_sizes=sizes)
+    if sizes is not None:
+        if chroms.spec == "primary" and not primary_chromosomes(sizes):
+            chroms = ChromSelection("all")  # not a human-style genome: nothing to tell primary from the rest
+        sizes = chroms.restrict(sizes, cfg.chrom_sizes)
+    peaks_df = read_peak_set(cfg.peaks, chrom_sizes=sizes, chroms=chroms)
     peaks = PeakIndex(peaks_df)
     if "fragments" in row:
         kind, source = "fragments", row["fragments"]
-        blocks = read_fragment_blocks(source, chrom_sizes=sizes, chunk_bytes=cfg.chunk_bytes)
-        result = count_fragments(blocks, peaks, label=source)
+        blocks = read_fragment_blocks(source, chrom_sizes=sizes, chunk_bytes=cfg.chunk_bytes, chroms=chroms)
+        result = count_fragments(blocks, peaks, label=source, peaks_label=cfg.peaks)
     elif "bam" in row:
         kind, source = "bam", row["bam"]
         blocks = read_bam_blocks(source, barcode_tag=row.get("barcode_tag", "CB"), min_mapq=cfg.min_mapq,
-                                 chrom_sizes=sizes)
-        result = count_fragments(blocks, peaks, label=source)
+                                 chrom_sizes=sizes, chroms=chroms)
+        result = count_fragments(blocks, peaks, label=source, peaks_label=cfg.peaks)
     else:
         kind, source = "counts", row["counts"]
         result = read_count_matrix(row, peaks)
+    # Cell Ranger cell calls may sit in the whitelist column, or in 'barcodes' when that names no matrix's columns
     wl_path = cfg.whitelist or row.get("whitelist")
+    if wl_path is None and "barcodes" in row and not row.get("counts", "").endswith((".mtx", ".mtx.gz")):
+        wl_path = row["barcodes"]
     whitelist = _read_whitelist(Path(wl_path)) if wl_path else None
     if whitelist is not None:
         check_whitelist(Path(wl_path), whitelist, result.barcodes, source)

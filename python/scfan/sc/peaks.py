@@ -10,14 +10,32 @@ import numpy as np
 import polars as pl
 
 from scfan.errors import InputFileError
+from scfan.genome import ChromSelection, SkippedContigs
 from scfan.intervals import IntervalSchema, read_bed, region_id, validate
 
 
-def read_peak_set(path: str | Path, chrom_sizes: Mapping[str, int] | None = None) -> pl.DataFrame:
+def read_peak_set(path: str | Path, chrom_sizes: Mapping[str, int] | None = None,
+                  chroms: ChromSelection | None = None) -> pl.DataFrame:
     """Read the peak set: a BED file, or the bulk ``windows.parquet`` (its ``chrom, start, end`` columns).
 
-    Returns ``chrom, start, end, name`` in file order; ``name`` is the region id ``chrom:start-end``.
-    Duplicate intervals are an error, since they would give duplicate ``var_names``.
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        BED (plain or gzip; ENCODE narrowPeak and UCSC ``track`` lines accepted) or ``windows.parquet``.
+    chrom_sizes : mapping of str to int, optional
+        Chromosome lengths every peak must fit in.
+    chroms : ChromSelection, optional
+        Contigs kept; peaks on others are skipped with one counted warning.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``chrom, start, end, name`` in file order; ``name`` is the region id ``chrom:start-end``.
+
+    Raises
+    ------
+    InputFileError
+        For a malformed file, and for duplicate intervals, since they would give duplicate ``var_names``.
     """
     p = Path(path)
     if p.suffix == ".parquet":
@@ -26,12 +44,19 @@ def read_peak_set(path: str | Path, chrom_sizes: Mapping[str, int] | None = None
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise InputFileError(p, f"cannot read chrom/start/end from parquet ({exc})") from exc
         df = validate(IntervalSchema, df.with_columns(pl.col("start", "end").cast(pl.Int64)), p)
+        if chroms is not None and not chroms.keeps_all:
+            skipped = SkippedContigs(p, "interval(s)", chroms)
+            drop = [c for c in df["chrom"].unique(maintain_order=True).to_list() if not chroms(c)]
+            for c, n in df.filter(pl.col("chrom").is_in(drop))["chrom"].value_counts(sort=True).iter_rows():
+                skipped.add(c, n)
+            skipped.warn()
+            df = df.filter(~pl.col("chrom").is_in(drop))
         if chrom_sizes is not None:
             bad = df.filter(~pl.col("chrom").is_in(list(chrom_sizes)))
             if len(bad):
                 raise InputFileError(p, f"chromosome {bad['chrom'][0]!r} is not in the genome")
     else:
-        df = read_bed(p, chrom_sizes=chrom_sizes).select("chrom", "start", "end")
+        df = read_bed(p, chrom_sizes=chrom_sizes, chroms=chroms).select("chrom", "start", "end")
     df = df.with_columns(name=pl.format("{}:{}-{}", "chrom", "start", "end"))
     dup = df.filter(pl.col("name").is_duplicated())
     if len(dup):
