@@ -287,7 +287,7 @@ def _resolution_details(an) -> str:
         row["chosen"] = "✔" if r.get("chosen", r.get("resolution") == s.get("resolution")) else ""
         rows.append(row)
     rule = s.get("resolution_rule") or "highest mean silhouette width"
-    return (f"<details><summary>How the resolution was chosen ({html.escape(str(rule))}); the alternatives"
+    return (f"<details><summary>How the resolution was chosen — {html.escape(str(rule))} — and the alternatives"
             f"</summary>{_table(pd.DataFrame(rows))}<p class='note'>Fix the resolution with "
             f"<code>--cluster_resolution</code> where the populations are many or nested (the silhouette favours "
             f"coarse partitions: benchmarks/results/bench_resolution.md).</p></details>")

@@ -130,7 +130,7 @@ def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, t
     page = out.read_text()
     answer = page[page.index('id="answer"'):page.index('id="heatmap"')]
     summary = json.loads((analyses["chromatin"] / "cluster.json").read_text())
-    assert "How the resolution was chosen (highest mean silhouette width" in answer
+    assert "How the resolution was chosen — highest mean silhouette width" in answer
     details = answer[answer.index("How the resolution was chosen"):]
     rows = re.findall(r"<tr><td>([0-9.]+)</td><td>(\d+)</td>", details)
     assert [float(r) for r, _ in rows] == [r["resolution"] for r in summary["resolution_scan"]]
