@@ -234,8 +234,8 @@ def model_throughput(n: int = 2048, reps: int = 5) -> list[str]:
             with onednn_off():
                 return self.m(x)
 
-    rows = ["Median of 5 interleaved repeats, same inputs; the first two modules give the same probabilities up to "
-            "float rounding (max difference in the fifth column); the bfloat16 modules (fast mode's: bfloat16 "
+    rows = [f"Median of {reps} interleaved repeats, same inputs; the first two modules give the same probabilities "
+            "up to float rounding (max difference in the fifth column); the bfloat16 modules (fast mode's: bfloat16 "
             f"convolutions, float32 dense layers; this CPU has native bfloat16: {cpu_has_native_bf16()}) differ by "
             "bfloat16 rounding where the kernels are right. `oneDNN off`: the same bfloat16 module on PyTorch's own "
             "kernels.", "",
