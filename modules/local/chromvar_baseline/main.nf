@@ -27,6 +27,7 @@ process CHROMVAR_BASELINE {
         --genome ${fasta} \\
         --motifs-from-activity ${activity} \\
         ${table} \\
+        --threads ${task.cpus} \\
         ${args} \\
         --out chromvar/${prefix}.chromvar.h5ad
     scfan versions --process "${task.process}" > versions.yml

@@ -26,6 +26,7 @@ process SC_CLUSTER {
         --matrix ${matrix} \\
         ${diff} \\
         ${lab} \\
+        --threads ${task.cpus} \\
         ${args} \\
         --out-dir ${prefix}
     scfan versions --process "${task.process}" > versions.yml

@@ -33,6 +33,7 @@ process SC_INGEST {
         ${tag} \\
         --peaks ${peaks} \\
         --chrom-sizes ${fai} \\
+        --threads ${task.cpus} \\
         ${args} \\
         --out ${prefix}.cells.h5ad
     if [[ -n '${frag}' && -e 'data/${frag}.tbi' ]]; then

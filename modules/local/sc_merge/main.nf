@@ -16,7 +16,7 @@ process SC_MERGE {
     script:
     def args = task.ext.args ?: ''
     """
-    scfan sc merge ${args} --out cells.h5ad ${cells}
+    scfan sc merge --threads ${task.cpus} ${args} --out cells.h5ad ${cells}
     scfan versions --process "${task.process}" > versions.yml
     """
 

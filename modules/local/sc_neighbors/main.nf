@@ -16,7 +16,7 @@ process SC_NEIGHBORS {
     script:
     def args = task.ext.args ?: ''   // --k, --n-components, --seed: conf/modules.config
     """
-    scfan sc neighbors --cells ${cells} ${args} --out cells_nn.h5ad
+    scfan sc neighbors --cells ${cells} --threads ${task.cpus} ${args} --out cells_nn.h5ad
     scfan versions --process "${task.process}" > versions.yml
     """
 

@@ -15,3 +15,9 @@ def make_app(help_text: str) -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
     )
+
+
+def threads_option() -> typer.models.OptionInfo:
+    """``--threads``: the one thread count of every library that computes (:func:`scfan.threads.use_threads`)."""
+    return typer.Option(None, "--threads", help="CPU threads for torch, BLAS, numba and polars; default: "
+                        "the CPUs this process may use (its affinity set), no cap. The pipeline passes task.cpus.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from scfan.cli.common import make_app
+from scfan.cli.common import make_app, threads_option
 
 log = logging.getLogger("scfan")
 
@@ -39,9 +39,13 @@ def ingest_cmd(
     chroms: str = typer.Option("primary", "--chroms", help="Contigs kept: primary (chr1-22, X, Y, M, with or "
                                "without 'chr'), all, or a comma-separated list; peaks and fragments on others "
                                "(_random, chrUn_, _alt, EBV, HLA-, KI/GL) are skipped with one counted warning."),
+    threads: int = threads_option(),
     out: Path = typer.Option(..., help="Output cells.h5ad."),
 ) -> None:
     """Count Tn5 insertions per cell and peak for one sample into a cells × peaks .h5ad with QC in obs."""
+    from scfan.threads import use_threads
+
+    use_threads(threads)  # first: polars sizes its pool on import
     from scfan.errors import ScfanError
     from scfan.genome import ChromSelection
     from scfan.sc.ingest import IngestConfig, ingest_sample, write_cells
@@ -64,9 +68,13 @@ def ingest_cmd(
 @sc_app.command("merge")
 def merge_cmd(
     inputs: list[Path] = typer.Argument(..., help="Per-sample cells.h5ad files."),
+    threads: int = threads_option(),
     out: Path = typer.Option(..., help="Output merged cells.h5ad."),
 ) -> None:
     """Concatenate per-sample cells.h5ad files (identical peaks, unique <sample>#<barcode> ids)."""
+    from scfan.threads import use_threads
+
+    use_threads(threads)  # first: polars sizes its pool on import
     from scfan.sc.ingest import MergeConfig, merge_cells, write_cells
 
     cfg = MergeConfig(inputs=tuple(str(p) for p in inputs))
@@ -89,10 +97,14 @@ def neighbors_cmd(
                                         "embeddings on --landmarks sampled cells and extend them to every cell "
                                         "(bounded memory for a million cells; docs/scaling.md)."),
     landmarks: int = typer.Option(20_000, "--landmarks", min=3, help="Landmark cells for large data sets."),
+    threads: int = threads_option(),
     out: Path = typer.Option(..., help="Output cells_nn.h5ad."),
 ) -> None:
     """Spectral / LSI embedding → kNN: adds obsm['X_spectral'], obsm['X_lsi'], obsp['pooling'] and
     obsp['connectivities']."""
+    from scfan.threads import use_threads
+
+    use_threads(threads)  # first: polars sizes its pool on import
     import anndata as ad
 
     from scfan.errors import InputFileError
@@ -122,18 +134,22 @@ def cluster_cmd(
                                      "(default: the clustered matrix), e.g. TF activity on chromatin clusters."),
     diff_layer: str = typer.Option(None, "--diff-layer", help="Layer of --diff-matrix tested."),
     resolution: float = typer.Option(None, help="Leiden resolution; default: the highest-silhouette one of "
-                                     "0.05–2.0."),
+                                     "0.05–2.0 (every one tried is listed in cluster.json and the report)."),
     n_neighbors: int = typer.Option(15, "--n-neighbors", min=2, help="kNN graph neighbours."),
     n_pcs: int = typer.Option(30, "--n-pcs", min=2, help="PCA components when there are more features."),
     scale: bool = typer.Option(None, "--scale/--no-scale", help="z-score features (default: yes for matrices, no "
                                "for embeddings)."),
     tsne: bool = typer.Option(False, "--tsne", help="Also compute t-SNE (obsm['X_tsne'])."),
     seed: int = typer.Option(0, help="Seed of PCA, Leiden, UMAP, t-SNE and silhouette sampling."),
+    threads: int = threads_option(),
     out_dir: Path = typer.Option(..., "--out-dir", help="Output folder: clusters.tsv, differential_tfs.tsv, "
                                  "clustered.h5ad, cluster.json."),
 ) -> None:
     """Leiden clusters of any cells × features matrix, UMAP, ARI/NMI against labels, and Wilcoxon differential
     features per cluster (Benjamini–Hochberg)."""
+    from scfan.threads import use_threads
+
+    use_threads(threads)  # first: polars sizes its pool on import
     from scfan.sc.cluster import ClusterConfig, cluster_matrix, read_labels, read_matrix, write_result
 
     layer = None if layer == "X" else layer  # "X" names the matrix itself
@@ -201,11 +217,14 @@ def predict_cmd(
     compile_models: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the models on CUDA "
                                         "(with --amp): ~2.4x faster prediction after 1-2 min of compilation; for "
                                         "shards of tens of millions of cell-windows or more."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    threads: int = threads_option(),
     out: Path = typer.Option(..., help="Output activity shard .h5ad."),
 ) -> None:
     """Per-cell TF binding → the shard's cells × features activity (.h5ad: X top-k frequency, layers mean_prob,
     frac_bound)."""
+    from scfan.threads import use_threads
+
+    use_threads(threads, load_torch=True)  # first: polars sizes its pool on import
     from scfan.sc.predict import PredictConfig, predict_activity, write_activity
 
     cfg = PredictConfig(mode=mode, shard=shard, min_signal=min_signal, bound_threshold=bound_threshold,
@@ -254,11 +273,14 @@ def tracks_cmd(
     batch_size: int = typer.Option(512, "--batch-size", help="Windows moved to the device at once."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="bfloat16 autocast on CUDA."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    threads: int = threads_option(),
     out_dir: Path = typer.Option(..., "--out-dir", help="Output folder: <cluster>/<model>_<TF>.bw, tracks.txt."),
 ) -> None:
     """Per-cluster predicted binding tracks (bigWig): mean binding probability of the cluster's cells per
     scored window, for every TF."""
+    from scfan.threads import use_threads
+
+    use_threads(threads, load_torch=True)  # first: polars sizes its pool on import
     from scfan.sc.cluster_tracks import cluster_tracks
     from scfan.sc.predict import PredictConfig
 

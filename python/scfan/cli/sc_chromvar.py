@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from scfan.cli.common import threads_option
+
 log = logging.getLogger("scfan")
 
 
@@ -26,9 +28,13 @@ def chromvar_cmd(
     p_value: float = typer.Option(5e-5, "--p-value", help="MOODS motif-match p-value threshold."),
     background: str = typer.Option("exact", "--background", help="exact (KD-tree nearest peaks) or pynndescent "
                                    "(pychromvar's own search, seeded)."),
+    threads: int = threads_option(),
     out: Path = typer.Option(..., help="Output chromvar.h5ad (cells × motifs)."),
 ) -> None:
     """chromVAR deviations per cell and motif (.h5ad: X z-scores, layers['deviations'], var tf / jaspar_id)."""
+    from scfan.threads import use_threads
+
+    use_threads(threads)  # first: polars sizes its pool on import
     from scfan.sc.chromvar import ChromvarConfig, run_chromvar, tfs_from_activity, write_chromvar
 
     table = read_motif_table(motif_table) if motif_table is not None else {}

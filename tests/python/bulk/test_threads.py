@@ -82,6 +82,15 @@ def test_libraries_imported_after_the_call_follow_it():
     ["bulk", "predict", "--model", "m.pt", "--regions", "r.bed", "--genome", "g.fa", "--out", "o.parquet"],
     ["bulk", "sequence-only", "--fasta", "p.fa", "--outdir", "o"],
     ["simulate", "--outdir", "o"],
+    ["sc", "ingest", "--sample", "s", "--peaks", "p.bed", "--fragments", "f.tsv.gz", "--out", "o.h5ad"],
+    ["sc", "merge", "a.h5ad", "--out", "o.h5ad"],
+    ["sc", "neighbors", "--cells", "c.h5ad", "--out", "o.h5ad"],
+    ["sc", "cluster", "--matrix", "m.tsv", "--out-dir", "o"],
+    ["sc", "chromvar", "--cells", "c.h5ad", "--genome", "g.fa", "--out", "o.h5ad"],
+    ["sc", "predict", "--cells", "c.h5ad", "--model", "m.pt", "--fragments", "s=f.tsv.gz", "--genome", "g.fa",
+     "--mappability", "m.bw", "--out", "o.h5ad"],
+    ["sc", "tracks", "--cells", "c.h5ad", "--clusters", "c.tsv", "--model", "m.pt", "--fragments", "s=f.tsv.gz",
+     "--genome", "g.fa", "--mappability", "m.bw", "--out-dir", "o"],
 ], ids=lambda c: " ".join(c[:2]).removesuffix(" --outdir"))
 def test_threads_zero_is_one_line_exit_2(restore_threads, monkeypatch, capsys, command):
     assert run_cli(monkeypatch, *command, "--threads", "0") == 2

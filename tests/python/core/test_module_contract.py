@@ -25,7 +25,8 @@ PREFIX = 'prefix = task.ext.prefix ?: "${meta.id}"'
 CONTAINER = "container \"${ task.ext.container ?: '' }\""
 THREADS = "--threads ${task.cpus}"
 #: The commands that compute with torch, BLAS, numba or polars and take --threads (scfan.threads.use_threads).
-THREADED_COMMAND = re.compile(r"^\s*scfan\s+(bulk\s+[\w-]+|simulate|sc\s+predict|sc\s+tracks)\b", re.MULTILINE)
+THREADED_COMMAND = re.compile(r"^\s*scfan\s+(bulk\s+[\w-]+|simulate|sc\s+(?:predict|tracks|ingest|merge|neighbors|"
+                              r"cluster|chromvar))(?![\w-])", re.MULTILINE)
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -139,7 +140,8 @@ def test_every_module_is_checked():
 
 def test_every_computing_module_is_checked_for_threads():
     threaded = {p.parent.name for p in MODULES if threaded_commands(_sections(p.read_text()).get("script", ""))}
-    assert {"bulk_prepare", "bulk_train", "bulk_evaluate", "simulate", "sc_predict", "sc_tracks"} <= threaded
+    assert {"bulk_prepare", "bulk_train", "bulk_evaluate", "simulate", "sc_predict", "sc_tracks", "sc_ingest",
+            "sc_merge", "sc_neighbors", "sc_cluster", "chromvar_baseline"} <= threaded
 
 
 GOOD = '''
