@@ -26,7 +26,8 @@ def run(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
-    steps = ["simulate", "bulk", "sc", "infer", "shift", "memory", "analysis", "neighbors", "startup"]
+    steps = ["simulate", "bulk", "sc", "infer", "shift", "memory", "analysis", "neighbors", "startup", "resolution",
+             "threads", "genome"]
     ap.add_argument("--only", nargs="+", choices=steps, default=steps)
     args = ap.parse_args()
     py = sys.executable
@@ -68,6 +69,15 @@ def main() -> None:
     if "startup" in args.only:
         run([py, str(HERE / "bench_startup.py"),
              *(["--repeats", "1", "--out", str(out / "bench_startup_quick.md")] if args.quick else [])])
+    if "resolution" in args.only:  # label-free resolution rules on real counts and 10-20 unequal populations
+        run([py, str(HERE / "bench_resolution.py"),
+             *(["--seeds", "0", "--out", str(out / "bench_resolution_quick.md")] if args.quick else [])])
+    if "threads" in args.only:  # oversubscription beside a neighbour job
+        run([py, str(HERE / "bench_threads.py"),
+             *(["--windows", "512", "--repeats", "1", "--out", str(out / "bench_threads_quick.md")]
+               if args.quick else [])])
+    if "genome" in args.only and (HERE / "bench_genome_scale.py").is_file():  # the bulk stage at human size
+        run([py, str(HERE / "bench_genome_scale.py"), *(["--scale", "0.01"] if args.quick else [])])
     print(f"\nresults: {HERE / 'results'}")
 
 
