@@ -77,7 +77,8 @@ def main() -> None:
              *(["--windows", "512", "--repeats", "1", "--out", str(out / "bench_threads_quick.md")]
                if args.quick else [])])
     if "genome" in args.only and (HERE / "bench_genome_scale.py").is_file():  # the bulk stage at human size
-        run([py, str(HERE / "bench_genome_scale.py"), *(["--scale", "0.01"] if args.quick else [])])
+        run([py, str(HERE / "bench_genome_scale.py"),
+             *(["--scale", "0.01", "--out", str(out / "bench_genome_scale_quick.md")] if args.quick else [])])
     print(f"\nresults: {HERE / 'results'}")
 
 

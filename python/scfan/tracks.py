@@ -31,6 +31,10 @@ class TrackNorm:
     def apply(self, x: np.ndarray) -> np.ndarray:
         return normalize_track(x, self.mean_per_base)
 
+    def apply_inplace(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`apply` overwriting a float32 ``x`` (no copy of a genome-length track); returns ``x``."""
+        return normalize_track_inplace(x, self.mean_per_base)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -47,6 +51,30 @@ def normalize_track(x: np.ndarray, mean_per_base: float | np.ndarray) -> np.ndar
     if np.any(mean <= 0):
         raise ValueError("track mean per base must be > 0")
     return np.log1p(np.asarray(x, dtype=np.float32) / mean.astype(np.float32))
+
+
+def normalize_track_inplace(x: np.ndarray, mean_per_base: float) -> np.ndarray:
+    """:func:`normalize_track` of a float32 array, written over it; the same float32 values, no temporary array.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float32 track (raw counts), overwritten.
+    mean_per_base : float
+        The scale, > 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x``, now ``log1p(x / mean_per_base)``.
+    """
+    if x.dtype != np.float32:
+        raise TypeError(f"in-place normalisation needs a float32 track, not {x.dtype}")
+    if not mean_per_base > 0:
+        raise ValueError("track mean per base must be > 0")
+    np.divide(x, np.float32(mean_per_base), out=x)
+    np.log1p(x, out=x)
+    return x
 
 
 def bigwig_chroms(path: str | Path) -> dict[str, int]:

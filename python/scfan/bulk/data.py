@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from scfan.bulk.inputs import FlatGenome, codes_to_onehot, gather, load_genome_codes, load_track, mean_per_base
+from scfan.bulk.inputs import FlatGenome, codes_to_onehot, gather, load_genome_codes, read_track
 from scfan.bulk.model import encode_inputs
 from scfan.errors import InputFileError, ScfanError
 from scfan.genome import Genome, check_chrom_names
@@ -32,36 +33,90 @@ class InputSource:
     mappability: np.ndarray | None = None
     track_norm: TrackNorm | None = None
     atac_path: str | None = None  # where ``accessibility`` came from, for error messages
+    genome_sizes: dict[str, int] | None = None  # every chromosome of the FASTA (``layout`` may hold a subset)
+    #: compact forms (``load(..., compact=True)``), in place of ``accessibility`` / ``mappability``: raw insertion
+    #: counts (uint8 / uint16) normalised per batch, and uint8 codes into a float32 table of mappability values
+    acc_counts: np.ndarray | None = None
+    map_codes: np.ndarray | None = None
+    map_table: np.ndarray | None = None
 
     @classmethod
     def load(cls, genome_fa: str | Path, atac: str | Path | None, mappability: str | Path | None,
-             track_norm: TrackNorm | None = None) -> InputSource:
-        """Read FASTA and bigWigs once. ``track_norm`` defaults to the ATAC track's own genome-wide mean."""
+             track_norm: TrackNorm | None = None, chroms: Sequence[str] | None = None,
+             compact: bool = False) -> InputSource:
+        """Read FASTA and bigWigs once. ``track_norm`` defaults to the ATAC track's own genome-wide mean.
+
+        Parameters
+        ----------
+        genome_fa, atac, mappability : str or Path
+            The FASTA and the two tracks (both or neither; a BAM for ``atac`` is turned into insertions).
+        track_norm : TrackNorm, optional
+            The model's normalisation; only compared with the track's own mean (which is the one applied).
+        chroms : sequence of str, optional
+            Keep only these chromosomes in memory (those scored or trained on); names not in the FASTA are
+            skipped. The normalisation mean is still taken over the whole genome, and every chromosome of the
+            tracks is still checked, so the values kept are those of a full load. ``None`` keeps all.
+        compact : bool
+            Hold a whole-number ATAC track as its raw counts (1 or 2 bytes a base, normalised batch by batch) and a
+            mappability track of at most 256 distinct values as 1-byte codes, instead of 4-byte floats; batches are
+            bitwise the same. Falls back to float32 for a track that does not fit. The arrays are then
+            ``acc_counts`` / ``map_codes`` and ``accessibility`` / ``mappability`` are None: read rows with
+            :meth:`accessibility_rows` and :meth:`mappability_rows`.
+        """
         with Genome(genome_fa) as genome:
-            layout, codes = load_genome_codes(genome)
+            sizes = dict(genome.sizes)
+            wanted = None if chroms is None else {str(c) for c in chroms}
+            keep = list(sizes) if wanted is None else [c for c in sizes if c in wanted]
+            layout, codes = load_genome_codes(genome, keep)
         if atac is None and mappability is None:
-            return cls(layout, codes)
+            return cls(layout, codes, genome_sizes=sizes)
         if atac is None or mappability is None:
             raise ValueError("give both --atac and --mappability, or neither (sequence-only)")
         from scfan.tracks import bigwig_chroms
 
         others = {str(p): list(bigwig_chroms(p)) for p in (atac, mappability) if Path(p).suffix.lower() != ".bam"}
-        check_chrom_names((str(genome_fa), layout.sizes), others)
-        raw = load_track(atac, layout)
-        mean = mean_per_base(raw, layout)
+        check_chrom_names((str(genome_fa), sizes), others)
+        acc, total = read_track(atac, layout, sizes, "counts" if compact else "float32")
+        mean = float(total / max(int(sum(sizes.values())), 1))
         if mean <= 0:
             raise InputFileError(atac, "the ATAC track is all zero; expected Tn5 insertions per base")
         own = TrackNorm(mean_per_base=mean)
         if track_norm is not None and abs(track_norm.mean_per_base - mean) > 1e-3 * track_norm.mean_per_base:
             log.info("%s: mean insertions per base %.4g (model trained on %.4g); normalising by the track's own mean",
                      atac, mean, track_norm.mean_per_base)
-        acc = own.apply(raw)
-        mapp = load_track(mappability, layout)
-        return cls(layout, codes, acc, mapp, own, str(atac))
+        counts = None
+        if acc.dtype == np.float32:
+            own.apply_inplace(acc)  # no normalised copy beside the raw track
+        else:
+            counts, acc = acc, None
+        mapp, _ = read_track(mappability, layout, sizes, "codebook" if compact else "float32")
+        map_codes = map_table = None
+        if isinstance(mapp, tuple):
+            (map_codes, map_table), mapp = mapp, None
+        log.info("tracks held as: ATAC %s, mappability %s (%.1f Mb)",
+                 "normalised float32" if counts is None else f"{counts.dtype} counts",
+                 "float32" if map_codes is None else f"uint8 codes of {len(map_table)} values", layout.total / 1e6)
+        return cls(layout, codes, acc, mapp, own, str(atac), genome_sizes=sizes, acc_counts=counts,
+                   map_codes=map_codes, map_table=map_table)
 
     @property
     def uses_tracks(self) -> bool:
-        return self.accessibility is not None
+        return self.accessibility is not None or self.acc_counts is not None
+
+    def accessibility_rows(self, flat: np.ndarray, length: int) -> np.ndarray:
+        """Normalised accessibility ``(N, length)`` float32 from flat starts, whichever form the track is held in."""
+        if self.acc_counts is not None:
+            from scfan.tracks import normalize_track_inplace
+
+            return normalize_track_inplace(gather(self.acc_counts, flat, length).astype(np.float32),
+                                           self.track_norm.mean_per_base)
+        return gather(self.accessibility, flat, length)
+
+    def mappability_rows(self, flat: np.ndarray, length: int) -> np.ndarray:
+        """Mappability ``(N, length)`` float32 from flat starts, whichever form the track is held in."""
+        if self.map_codes is not None:
+            return self.map_table[gather(self.map_codes, flat, length)]
+        return gather(self.mappability, flat, length)
 
     def batch(self, chroms: np.ndarray, context_starts: np.ndarray, length: int,
               reverse: np.ndarray | None = None, keep: np.ndarray | None = None,
@@ -72,12 +127,12 @@ class InputSource:
         insertions (:func:`thin_accessibility`)."""
         flat = self.layout.flat_starts(chroms, context_starts)
         onehot = codes_to_onehot(gather(self.codes, flat, length))
-        acc = gather(self.accessibility, flat, length) if self.uses_tracks else None
+        acc = self.accessibility_rows(flat, length) if self.uses_tracks else None
         if keep is not None and acc is not None:
             if rng is None or self.track_norm is None:
                 raise ValueError("thinning needs an rng and the track's normalisation")
             acc = thin_accessibility(acc, self.track_norm.mean_per_base, keep, rng)
-        mapp = gather(self.mappability, flat, length) if self.uses_tracks else None
+        mapp = self.mappability_rows(flat, length) if self.uses_tracks else None
         x = encode_inputs(onehot, acc, mapp)
         if reverse is not None and reverse.any():
             from scfan.bulk.model import reverse_complement_inputs
@@ -107,6 +162,8 @@ def check_insertion_counts(src: InputSource, sample: int = 1_000_000) -> None:
     fold-change bigWig)."""
     if not src.uses_tracks or src.track_norm is None:
         raise ScfanError("thinning the ATAC track (--thin-min-keep) needs --atac: a sequence-only model has none")
+    if src.accessibility is None:
+        return  # held as raw counts: whole numbers by construction
     acc = src.accessibility
     nz = np.flatnonzero(acc)
     pick = nz[:: max(1, len(nz) // sample)]
@@ -172,9 +229,27 @@ def jittered_context_starts(chroms: np.ndarray, starts: np.ndarray, window: int,
 
 
 def windows_arrays(df: pl.DataFrame, tf_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``chroms`` (str array), ``starts`` (int64) and labels ``(N, n_tfs)`` float32 of a windows table."""
+    """``chroms``, ``starts`` (int64) and labels ``(N, n_tfs)`` float32 of a windows table.
+
+    ``chroms`` is an object array whose items are one shared ``str`` per chromosome (the categories of the column,
+    indexed by each window's code): 8 bytes a window, where a fixed-width numpy string array takes 4 bytes per
+    character of the longest name (88 with GRCh38's ``chr1_KI270706v1_random``). It compares, sorts and indexes
+    like the string array it replaces.
+    """
     labels = df.select(tf_names).to_numpy().astype(np.float32) if tf_names else np.zeros((len(df), 0), np.float32)
-    return df["chrom"].to_numpy().astype(str), df["start"].to_numpy().astype(np.int64), labels
+    return chrom_array(df["chrom"]), df["start"].to_numpy().astype(np.int64), labels
+
+
+def chrom_array(chrom: pl.Series) -> np.ndarray:
+    """A string column as an object array of shared ``str`` (one object per distinct name), see
+    :func:`windows_arrays`."""
+    import polars as pl
+
+    names = chrom.unique(maintain_order=True)
+    codes = chrom.replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.UInt32).to_numpy()
+    table = np.empty(len(names), dtype=object)
+    table[:] = names.to_list()
+    return table[np.asarray(codes, dtype=np.intp)]
 
 
 def window_mean_accessibility(src: InputSource, chroms: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
@@ -182,7 +257,7 @@ def window_mean_accessibility(src: InputSource, chroms: np.ndarray, starts: np.n
     if not src.uses_tracks:
         raise ValueError("this input source has no accessibility track")
     flat = src.layout.flat_starts(chroms, starts)
-    out = [gather(src.accessibility, flat[i : i + 8192], window).mean(axis=1) for i in range(0, len(flat), 8192)]
+    out = [src.accessibility_rows(flat[i : i + 8192], window).mean(axis=1) for i in range(0, len(flat), 8192)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0, np.float64)
 
 

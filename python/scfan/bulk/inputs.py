@@ -1,8 +1,10 @@
 """Genome and track arrays held in memory: every input file is read once per process, batches are gathered by index.
 
 The genome is stored as one flat ``uint8`` code array (A, C, G, T = 0..3, anything else = 4) with per-chromosome
-offsets; tracks (bulk ATAC insertions per base, mappability) as flat ``float32`` arrays with the same offsets,
-so a batch of windows from any chromosomes is one fancy-indexing operation.
+offsets; tracks (bulk ATAC insertions per base, mappability) as flat arrays with the same offsets (``float32``, or
+the exact compact forms of :class:`TrackStore`), so a batch of windows from any chromosomes is one fancy-indexing
+operation. Only the chromosomes a command scores or trains on need be held; the genome-wide sums that scale a track
+are taken while reading, one chunk at a time.
 """
 
 from __future__ import annotations
@@ -87,48 +89,165 @@ def load_genome_codes(genome: Genome, chroms: Sequence[str] | None = None) -> tu
     return layout, codes
 
 
+# Bases read from a bigWig per call: bounds the temporary arrays of a chromosome that is only summed, not kept.
+_BIGWIG_CHUNK = 1 << 24
+
+
 def load_track(path: str | Path, layout: FlatGenome) -> np.ndarray:
     """A bigWig (or a BAM, turned into Tn5 insertions per base) as a flat float32 array on ``layout``.
 
     Bases without data are 0. A stored NaN or infinite value is an error naming the record.
     """
+    return read_track(path, layout, layout.sizes)[0]
+
+
+def read_track(path: str | Path, layout: FlatGenome, genome_sizes: Mapping[str, int],
+               store: str = "float32") -> tuple[np.ndarray | tuple[np.ndarray, np.ndarray], float]:
+    """A track on the chromosomes of ``layout``, and its sum over every chromosome of ``genome_sizes``.
+
+    Every chromosome of ``genome_sizes`` is read and checked (a NaN, infinite or negative value is an error naming
+    the record, whichever chromosomes are kept), one bounded chunk at a time, but only those of ``layout`` are kept,
+    so the genome-wide mean per base of :class:`scfan.tracks.TrackNorm` needs no array the length of the genome.
+    A bigWig is read with ``pyBigWig``'s numpy arrays (no Python object per interval).
+
+    Parameters
+    ----------
+    path : str or Path
+        bigWig, or ATAC BAM (:func:`bam_insertions`).
+    layout : FlatGenome
+        The chromosomes to keep, a subset of ``genome_sizes``.
+    genome_sizes : Mapping[str, int]
+        Every chromosome of the genome, in FASTA order.
+    store : {"float32", "counts", "codebook"}
+        How the kept values are held (each exact, see :class:`TrackStore`): ``counts`` as ``uint8`` / ``uint16``
+        while every value is a whole number that fits, ``codebook`` as ``uint8`` codes into a table of at most 256
+        distinct values; either falls back to float32 as soon as a value does not fit.
+
+    Returns
+    -------
+    tuple
+        The track on ``layout`` (0 where there is no data: a flat array, or ``(codes, table)`` for a codebook) and
+        the float64 sum of the track over ``genome_sizes``: the sum of each chromosome's float32 values, which for
+        insertion counts is exactly the sum over one genome-wide array.
+    """
     p = Path(path)
     if p.suffix.lower() == ".bam":
-        return bam_insertions(p, layout)
+        whole = FlatGenome.from_sizes(genome_sizes)
+        full = bam_insertions(p, whole)
+        total = float(np.sum(full, dtype=np.float64))
+        if store == "float32" and list(layout.sizes) == list(whole.sizes):
+            return full, total
+        kept = TrackStore(layout.total, store)
+        for chrom, size in layout.sizes.items():
+            w = whole.offsets[chrom]
+            kept.put(layout.offsets[chrom], full[w : w + size])
+        return kept.result(), total
     bw = open_bigwig(p)
-    out = np.zeros(layout.total, dtype=np.float32)
+    out = TrackStore(layout.total, store)
+    total = 0.0
     try:
         bw_sizes = bw.chroms()
-        for chrom, size in layout.sizes.items():
+        for chrom, size in genome_sizes.items():
             if chrom not in bw_sizes:
                 continue  # a chromosome with no signal at all
-            ivals = bw.intervals(chrom, 0, min(size, bw_sizes[chrom]))
-            if not ivals:
-                continue
-            arr = np.asarray(ivals, dtype=np.float64)
-            vals = arr[:, 2]
-            bad = ~np.isfinite(vals)
-            if bad.any():
-                k = int(np.flatnonzero(bad)[0])
-                raise InputFileError(p, f"value {vals[k]} is not a finite number; expected a numeric signal "
-                                     "(replace NaN by 0 or drop those intervals)",
-                                     record=f"{chrom}:{int(arr[k, 0])}-{int(arr[k, 1])}")
-            neg = vals < 0
-            if neg.any():
-                k = int(np.flatnonzero(neg)[0])
-                raise InputFileError(p, f"value {vals[k]:g} is negative; expected a signal >= 0 (Tn5 insertions "
-                                     "per base, or mappability in [0, 1])",
-                                     record=f"{chrom}:{int(arr[k, 0])}-{int(arr[k, 1])}")
-            starts, ends = arr[:, 0].astype(np.int64), np.minimum(arr[:, 1].astype(np.int64), size)
-            o = layout.offsets[chrom]
-            if np.all(ends - starts == 1):
-                out[o + starts] = vals
-            else:
-                for s, e, v in zip(starts, ends, vals, strict=True):
-                    out[o + s : o + e] = v
+            n = min(int(size), int(bw_sizes[chrom]))
+            kept = chrom in layout.offsets
+            for s in range(0, n, _BIGWIG_CHUNK):
+                e = min(n, s + _BIGWIG_CHUNK)
+                vals = _bigwig_values(bw, p, chrom, s, e, n)
+                total += float(np.sum(vals, dtype=np.float64))
+                if kept:
+                    out.put(layout.offsets[chrom] + s, vals)
     finally:
         bw.close()
-    return out
+    return out.result(), total
+
+
+class TrackStore:
+    """A flat track filled chunk by chunk, held in the smallest exact form its values allow so far.
+
+    ``float32``: as read. ``counts``: ``uint8``, widened to ``uint16`` when a count exceeds 255; a value that is not
+    a whole number (or is ``-0.0``, or exceeds 65535) turns the store into float32. ``codebook``: ``uint8`` codes into
+    a table of the distinct float32 bit patterns met (insertion order, so earlier codes stay valid); a 257th value
+    turns it into float32. Every form gives back the very float32 values put in (``float32(count)`` is exact below
+    2**24, a code looks up the same bits); each widening copies the array once.
+    """
+
+    def __init__(self, n: int, store: str = "float32"):
+        if store not in ("float32", "counts", "codebook"):
+            raise ValueError(f"store: float32, counts or codebook, not {store!r}")
+        self.mode = store
+        self.out = np.zeros(n, dtype=np.float32 if store == "float32" else np.uint8)
+        self.bits = np.zeros(1, dtype=np.uint32)  # codebook: code 0 is +0.0, the value of bases without data
+
+    def _to_float32(self) -> None:
+        self.out = self.result_float32()
+        self.mode = "float32"
+
+    def result_float32(self) -> np.ndarray:
+        if self.mode == "codebook":
+            return self.bits.view(np.float32)[self.out]
+        return self.out.astype(np.float32, copy=False)
+
+    def put(self, offset: int, vals: np.ndarray) -> None:
+        """Store float32 ``vals`` (finite, >= 0) at ``offset``."""
+        vals = np.asarray(vals, dtype=np.float32)
+        if self.mode == "counts":
+            whole = not np.signbit(vals).any() and np.array_equal(vals, np.floor(vals))
+            top = float(vals.max()) if len(vals) else 0.0
+            if not whole or top > np.iinfo(np.uint16).max:
+                self._to_float32()
+            elif top > np.iinfo(self.out.dtype).max:
+                self.out = self.out.astype(np.uint16)
+        elif self.mode == "codebook":
+            bits = vals.view(np.uint32)
+            new = np.setdiff1d(np.unique(bits), self.bits)
+            if len(self.bits) + len(new) > 256:
+                self._to_float32()
+            else:
+                self.bits = np.concatenate([self.bits, new])
+                order = np.argsort(self.bits)
+                self.out[offset : offset + len(vals)] = order[np.searchsorted(self.bits[order], bits)]
+                return
+        self.out[offset : offset + len(vals)] = vals
+
+    def result(self) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The flat array, or ``(codes, float32 table)`` for a codebook."""
+        if self.mode == "codebook":
+            return self.out, self.bits.view(np.float32).copy()
+        return self.out
+
+
+def _bigwig_values(bw, path: Path, chrom: str, start: int, end: int, n: int) -> np.ndarray:
+    """float32 values of ``[start, end)`` (0 without data), after checking that every stored value there is finite
+    and >= 0; on a bad value the whole chromosome ``[0, n)`` is scanned for the first one, to name it."""
+    vals = bw.values(chrom, start, end, numpy=True)
+    missing = np.isnan(vals)
+    # bases with data, stored NaNs included; values() gives NaN for those and for bases without data alike
+    covered = int(round(bw.stats(chrom, start, end, type="coverage", exact=True)[0] * (end - start)))
+    if end - start - int(np.count_nonzero(missing)) != covered or np.isinf(vals).any() or (vals < 0).any():
+        _raise_first_bad_interval(bw, path, chrom, n)
+    vals[missing] = 0.0
+    return vals.astype(np.float32, copy=False)
+
+
+def _raise_first_bad_interval(bw, path: Path, chrom: str, n: int) -> None:
+    """Name the first non-finite interval of ``chrom`` (else the first negative one) in an :class:`InputFileError`."""
+    arr = np.asarray(bw.intervals(chrom, 0, n) or np.zeros((0, 3)), dtype=np.float64)
+    vals = arr[:, 2]
+    bad = ~np.isfinite(vals)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise InputFileError(path, f"value {vals[k]} is not a finite number; expected a numeric signal "
+                             "(replace NaN by 0 or drop those intervals)",
+                             record=f"{chrom}:{int(arr[k, 0])}-{int(arr[k, 1])}")
+    neg = vals < 0
+    if neg.any():
+        k = int(np.flatnonzero(neg)[0])
+        raise InputFileError(path, f"value {vals[k]:g} is negative; expected a signal >= 0 (Tn5 insertions "
+                             "per base, or mappability in [0, 1])",
+                             record=f"{chrom}:{int(arr[k, 0])}-{int(arr[k, 1])}")
+    raise InputFileError(path, "values and coverage disagree; the bigWig may be damaged", record=chrom)
 
 
 def bam_insertions(path: Path, layout: FlatGenome, min_mapq: int = 30) -> np.ndarray:

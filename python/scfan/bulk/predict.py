@@ -10,7 +10,7 @@ import polars as pl
 import pyBigWig
 
 from scfan._io import atomic_path
-from scfan.bulk.data import InputSource
+from scfan.bulk.data import InputSource, chrom_array
 from scfan.bulk.model import ModelSpec
 from scfan.errors import InputFileError
 from scfan.genome import check_chrom_names
@@ -49,10 +49,11 @@ def predict_regions(model, spec: ModelSpec, src: InputSource, regions_bed: str |
                     bigwig_dir: str | Path | None = None) -> pl.DataFrame:
     """Predict every TF on the windows of each BED region; write parquet and/or one bigWig per TF."""
     regions = read_bed(regions_bed)
-    check_chrom_names(("the genome FASTA", src.layout.sizes), {str(regions_bed): regions["chrom"].unique().to_list()})
-    too_short = [c for c, n in src.layout.sizes.items() if n < spec.context]
+    sizes = src.genome_sizes or src.layout.sizes  # the whole FASTA's, when only the regions' chromosomes are loaded
+    check_chrom_names(("the genome FASTA", sizes), {str(regions_bed): regions["chrom"].unique().to_list()})
+    too_short = [c for c, n in sizes.items() if n < spec.context]
     bad = regions.filter(pl.col("chrom").is_in(too_short) | (pl.col("end") > pl.col("chrom").replace_strict(
-        src.layout.sizes, return_dtype=pl.Int64)))
+        sizes, return_dtype=pl.Int64)))
     if len(bad):
         r = bad.row(0, named=True)
         raise InputFileError(regions_bed, "region beyond the chromosome end (or on a chromosome shorter than the "
@@ -60,16 +61,15 @@ def predict_regions(model, spec: ModelSpec, src: InputSource, regions_bed: str |
     rid = (regions["name"] if "name" in regions.columns else
            regions["chrom"] + ":" + regions["start"].cast(pl.Utf8) + "-" + regions["end"].cast(pl.Utf8))
     win = region_windows(regions["chrom"].to_numpy().astype(str), regions["start"].to_numpy(),
-                         regions["end"].to_numpy(), rid.to_numpy().astype(str), src.layout.sizes, spec.window,
+                         regions["end"].to_numpy(), rid.to_numpy().astype(str), sizes, spec.window,
                          step, spec.context)
-    probs = predict_windows(model, spec, src, win["chrom"].to_numpy().astype(str), win["start"].to_numpy(),
-                            batch_size)
+    probs = predict_windows(model, spec, src, chrom_array(win["chrom"]), win["start"].to_numpy(), batch_size)
     out = win.with_columns(pl.Series(tf, probs[:, j], dtype=pl.Float32) for j, tf in enumerate(spec.tf_names))
     if out_parquet is not None:
         with atomic_path(out_parquet) as tmp:
             out.write_parquet(tmp)
     if bigwig_dir is not None:
-        write_bigwigs(out, spec, src.layout.sizes, Path(bigwig_dir), step)
+        write_bigwigs(out, spec, sizes, Path(bigwig_dir), step)
     log.info("%d regions → %d windows scored for %d TF(s)", len(regions), len(out), len(spec.tf_names))
     return out
 

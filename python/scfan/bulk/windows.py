@@ -170,11 +170,33 @@ def overlap_bp(prefix: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     return prefix[ends] - prefix[starts]
 
 
+def union_overlap_bp(starts: np.ndarray, ends: np.ndarray, iv_starts: np.ndarray, iv_ends: np.ndarray,
+                     size: int) -> np.ndarray:
+    """Bases of each ``[start, end)`` covered by the union of the intervals (clipped to ``[0, size)``).
+
+    The same numbers as :func:`overlap_bp` on :func:`coverage_prefix`, from the merged intervals alone (binary
+    search), with no array the length of the chromosome.
+    """
+    ms, me = merge_intervals(np.asarray(iv_starts), np.asarray(iv_ends))
+    ms, me = np.clip(ms, 0, size), np.clip(me, 0, size)
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    if not len(ms):
+        return np.zeros(len(starts), dtype=np.int64)
+    before = np.concatenate([[0], np.cumsum(me - ms)])  # bases covered by the intervals before the k-th
+
+    def covered_below(x: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(ms, x, side="right") - 1  # the last interval starting at or before x
+        kk = np.maximum(k, 0)
+        return np.where(k >= 0, before[kk] + np.minimum(x, me[kk]) - ms[kk], 0)
+
+    return covered_below(ends) - covered_below(starts)
+
+
 def label_windows(starts: np.ndarray, window: int, peak_starts: np.ndarray, peak_ends: np.ndarray,
                   size: int, min_overlap: int) -> np.ndarray:
     """``uint8`` labels: 1 where the window overlaps the union of the peaks by ``>= min_overlap`` bp."""
-    prefix = coverage_prefix(peak_starts, peak_ends, size)
-    return (overlap_bp(prefix, starts, starts + window) >= min_overlap).astype(np.uint8)
+    overlap = union_overlap_bp(starts, np.asarray(starts) + window, peak_starts, peak_ends, size)
+    return (overlap >= min_overlap).astype(np.uint8)
 
 
 def blacklist_keep(starts: np.ndarray, window: int, bl_starts: np.ndarray, bl_ends: np.ndarray,
@@ -182,8 +204,8 @@ def blacklist_keep(starts: np.ndarray, window: int, bl_starts: np.ndarray, bl_en
     """True for windows that stay more than ``pad`` bp away from every blacklisted interval."""
     if len(bl_starts) == 0:
         return np.ones(len(starts), dtype=bool)
-    prefix = coverage_prefix(np.asarray(bl_starts) - pad, np.asarray(bl_ends) + pad, size)
-    return overlap_bp(prefix, starts, starts + window) == 0
+    return union_overlap_bp(starts, np.asarray(starts) + window, np.asarray(bl_starts) - pad,
+                            np.asarray(bl_ends) + pad, size) == 0
 
 
 def assign_split(chrom: str, valid: Sequence[str], test: Sequence[str]) -> str:
@@ -254,20 +276,32 @@ def write_windows(path: str | Path, df: pl.DataFrame, meta: Mapping) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def read_windows(path: str | Path) -> tuple[pl.DataFrame, dict]:
-    """Read and validate ``windows.parquet``; returns the table and its ``scfan`` metadata."""
+def read_windows(path: str | Path, splits: Sequence[str] | None = None) -> tuple[pl.DataFrame, dict]:
+    """Read and validate ``windows.parquet``; returns the table and its ``scfan`` metadata.
+
+    Parameters
+    ----------
+    path : str or Path
+        The windows table of ``bulk prepare``.
+    splits : sequence of str, optional
+        Read only the rows of these splits (in file order, as a filter of the whole table would give them); the
+        others are never held in memory. ``None`` reads every row.
+    """
     p = Path(path)
     if not p.is_file():
         raise InputFileError(p, "windows parquet not found")
     try:
-        table = pq.read_table(p)
+        schema = pq.read_schema(p)
+        subset = splits is not None and "split" in schema.names
+        table = pq.read_table(p, filters=[("split", "in", list(splits))] if subset else None)
     except Exception as exc:  # pyarrow raises several types for a non-parquet file
         raise InputFileError(p, f"cannot read as parquet ({exc})") from exc
-    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise InputFileError(p, "no 'scfan' metadata; expected a file written by `scfan bulk prepare`")
     meta = json.loads(raw)
     df = pl.from_arrow(table)
+    del table
     try:
         df = windows_schema(meta["tf_names"]).validate(df)
     except (pa.errors.SchemaError, pa.errors.SchemaErrors) as exc:

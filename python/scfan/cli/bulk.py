@@ -9,16 +9,14 @@ from pathlib import Path
 import typer
 
 from scfan.bulk.train_config import TrainConfig
-from scfan.cli.common import make_app
+from scfan.cli.common import make_app, threads_option
 
 log = logging.getLogger("scfan.bulk")
 
 app = make_app("Bulk stage: labelled windows → scFANet training → evaluation → bulk prediction.")
 
 
-def _threads_option() -> typer.models.OptionInfo:
-    return typer.Option(None, "--threads", help="CPU threads for torch, BLAS, numba and polars; default: the CPUs "
-                        "this process may use (its affinity set), no cap. The pipeline passes task.cpus.")
+_threads_option = threads_option
 
 
 def _chroms(text: str | None) -> tuple[str, ...] | None:
@@ -141,8 +139,9 @@ def train_cmd(
                       jitter=jitter, thin_min_keep=thin_min_keep, max_train_windows=max_train_windows,
                       max_valid_windows=max_valid_windows,
                       seed=seed, device=device, amp=amp, num_threads=n_threads)
-    df, meta = read_windows(windows)
-    src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability)
+    df, meta = read_windows(windows, splits=("train", "valid"))  # test windows are never needed here
+    src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability,
+                           chroms=_split_chroms(df, ("train", "valid")), compact=True)
     summary = train_model(df, meta, src, cfg, outdir)
     log.info("trained %d epoch(s); best epoch %d", summary["epochs_run"], summary["best_epoch"])
 
@@ -172,8 +171,8 @@ def evaluate_cmd(
     from scfan.bulk.windows import read_windows
 
     net, spec = load_model(model)
-    df, meta = read_windows(windows)
-    src = _load_inputs(spec, genome, atac, mappability)
+    df, meta = read_windows(windows, splits=(split,))
+    src = _load_inputs(spec, genome, atac, mappability, _split_chroms(df, (split,)))
     cfg = EvaluateConfig(split=split, batch_size=batch_size, pwm_baseline=pwm_baseline, max_windows=max_windows,
                          seed=seed)
     evaluate_model(net, spec, df, src, cfg, outdir, model_name=str(meta.get("line") or "scfan"))
@@ -203,8 +202,10 @@ def predict_cmd(
 
     if out is None and bigwig_dir is None:
         raise ScfanError("give --out (parquet) and/or --bigwig-dir")
+    from scfan.intervals import read_bed
+
     net, spec = load_model(model)
-    src = _load_inputs(spec, genome, atac, mappability)
+    src = _load_inputs(spec, genome, atac, mappability, read_bed(regions)["chrom"].unique().to_list())
     predict_regions(net, spec, src, regions, step=step, batch_size=batch_size, out_parquet=out,
                     bigwig_dir=bigwig_dir)
 
@@ -233,7 +234,14 @@ def sequence_only_cmd(
              res["n_test"])
 
 
-def _load_inputs(spec, genome: Path, atac: Path | None, mappability: Path | None):
+def _split_chroms(df, splits: tuple[str, ...]) -> list[str]:
+    """The chromosomes of the windows of ``splits``: the only ones a command needs in memory."""
+    import polars as pl
+
+    return df.filter(pl.col("split").is_in(list(splits)))["chrom"].unique().to_list()
+
+
+def _load_inputs(spec, genome: Path, atac: Path | None, mappability: Path | None, chroms: list[str] | None = None):
     from scfan.bulk.data import InputSource
     from scfan.errors import ScfanError
 
@@ -241,7 +249,7 @@ def _load_inputs(spec, genome: Path, atac: Path | None, mappability: Path | None
         raise ScfanError("this model uses accessibility tracks: give --atac and --mappability")
     if not spec.uses_tracks:
         atac = mappability = None
-    return InputSource.load(genome, atac, mappability, spec.track_norm)
+    return InputSource.load(genome, atac, mappability, spec.track_norm, chroms=chroms, compact=True)
 
 
 def register(root: typer.Typer) -> None:
