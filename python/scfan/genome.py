@@ -303,7 +303,7 @@ def chrom_name_hint(names: Iterable[str], reference: Iterable[str], ref_label: s
     if fixable and len(fixable) * 2 >= len(names):
         if fixable[0].startswith("chr"):
             return f" — {ref_label} has no 'chr' prefix: strip it (e.g. sed 's/^chr//')"
-        return f" — {ref_label} uses 'chr' prefixes: add them (e.g. awk '{{print \"chr\"$0}}')"
+        return f" — {ref_label} uses 'chr' prefixes: add them (e.g. sed 's/^/chr/')"
     ref_build = genome_build(reference) if isinstance(reference, Mapping) else None
     ref_build = ref_build or _build_from_names(ref)
     other = _build_from_names(names)

@@ -129,7 +129,7 @@ def test_chr_prefix_message():
     assert str(err.value) == (
         "Homo_sapiens.GRCh38.bw has chromosome(s) 1, 2, 3, 4, 5 … (28 in all) not in GRCh38.fa (no name in "
         "common), which has chr1, chr2, chr3, chr4, … (34 in all) — GRCh38.fa uses 'chr' prefixes: add them "
-        "(e.g. awk '{print \"chr\"$0}')")
+        "(e.g. sed 's/^/chr/')")
     with pytest.raises(ChromosomeNameError, match=r"peaks.bed has chromosome\(s\) chr1, chr2 not in genome.fa .*"
                        r"— genome.fa has no 'chr' prefix: strip it"):
         check_chrom_names(("genome.fa", ["1", "2"]), {"peaks.bed": ["chr1", "chr2"]})
