@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 
+from cli_runner import run_cli  # noqa: F401 (re-exported: the bulk tests import it from here)
+
 MOTIF = "CCGCGTGGCGCCAG"  # non-palindromic, planted at every peak summit of TF "TFA"
 CHROMS = {"chr1": 24_000, "chr2": 16_000, "chr3": 40_000}
 
@@ -93,17 +95,3 @@ def make_tiny_bulk(root: Path, seed: int = 1, n_peaks_per_10kb: int = 6) -> Tiny
     sheet.write_text("line,tf,peaks,atac,motif\n" + "".join(f"L1,{tf},{p.name},atac.bw,\n" for tf, p in peaks.items()))
     return TinyBulk(root, genome, root / "atac.bw", root / "map.bw", root / "blacklist.bed", sheet, peaks, seqs,
                     sites)
-
-
-def run_cli(monkeypatch, *args: str) -> int:
-    """Run ``scfan ARGS`` in this process (like the console script, as ``sc_builders.run_cli``); the exit code."""
-    import sys
-
-    from scfan.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["scfan", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0

@@ -10,6 +10,8 @@ import pysam
 import scipy.io
 import scipy.sparse as sp
 
+from cli_runner import run_cli  # noqa: F401 (re-exported: the sc tests import it from here)
+
 CHROM_SIZES = {"chr1": 20_000, "chr2": 12_000}
 
 
@@ -106,15 +108,6 @@ def write_mtx(dir_: Path, counts: np.ndarray, peaks, barcodes) -> tuple[Path, Pa
     return mtx, bed, bcs
 
 
-def run_cli(monkeypatch, *args: str) -> int:
-    """Run ``scfan ARGS`` in this process (like the console script); returns the exit code."""
-    import sys
-
-    from scfan.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["scfan", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+def ingest_cli(monkeypatch, *args: str) -> int:
+    """``scfan sc ingest --sample S1 --min-fragments 0 ARGS`` in this process; the exit code."""
+    return run_cli(monkeypatch, "sc", "ingest", "--sample", "S1", "--min-fragments", "0", *args)

@@ -5,34 +5,19 @@ from __future__ import annotations
 
 import gzip
 import logging
-import shutil
 import warnings
-from pathlib import Path
 
 import anndata as ad
 import pandas as pd
 import pysam
 import pytest
-from sc_builders import run_cli
+from sc_builders import ingest_cli, run_cli
 
 BOM = b"\xef\xbb\xbf"
 N_HEADER = 51  # '#' lines of the real Cell Ranger ATAC 2.0 file (README of the shared data)
 
 
-@pytest.fixture()
-def cellranger(shared_data, tmp_path) -> dict[str, Path]:
-    """The real Cell Ranger fragments (with header, + .tbi) copied next to a two-peak BED on its chr1 range."""
-    src = shared_data / "cellranger_fragments"
-    frag = tmp_path / "fragments_header.tsv.gz"
-    for ext in ("", ".tbi"):
-        shutil.copyfile(src / f"fragments_header.tsv.gz{ext}", f"{frag}{ext}")
-    peaks = tmp_path / "peaks.bed"
-    peaks.write_text("chr1\t10000\t200000\tchr1:10000-200000\nchr1\t200000\t1000000\tchr1:200000-1000000\n")
-    return {"fragments": frag, "peaks": peaks}
-
-
-def _ingest(monkeypatch, *args: str) -> int:
-    return run_cli(monkeypatch, "sc", "ingest", "--sample", "S1", "--min-fragments", "0", *args)
+_ingest = ingest_cli
 
 
 def test_excel_samplesheet_is_read_by_ingest(cellranger, tmp_path, monkeypatch, capsys):

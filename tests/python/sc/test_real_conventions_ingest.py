@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import shutil
 from pathlib import Path
 
 import anndata as ad
@@ -16,7 +15,7 @@ import pysam
 import pytest
 import sc_builders
 import scipy.sparse as sp
-from sc_builders import run_cli
+from sc_builders import ingest_cli
 
 from scfan.genome import ChromSelection
 from scfan.sc.fragments import read_bam_blocks
@@ -62,20 +61,7 @@ def _arc_csv(path: Path, called: list[str], not_called: list[str]) -> Path:
     return path
 
 
-@pytest.fixture()
-def cellranger(shared_data, tmp_path) -> dict[str, Path]:
-    """The real Cell Ranger fragments (with header, + .tbi) and a two-peak BED on its chr1 range."""
-    src = shared_data / "cellranger_fragments"
-    frag = tmp_path / "fragments_header.tsv.gz"
-    for ext in ("", ".tbi"):
-        shutil.copyfile(src / f"fragments_header.tsv.gz{ext}", f"{frag}{ext}")
-    peaks = tmp_path / "peaks.bed"
-    peaks.write_text("chr1\t10000\t200000\tchr1:10000-200000\nchr1\t200000\t1000000\tchr1:200000-1000000\n")
-    return {"fragments": frag, "peaks": peaks}
-
-
-def _ingest(monkeypatch, *args: str) -> int:
-    return run_cli(monkeypatch, "sc", "ingest", "--sample", "S1", "--min-fragments", "0", *args)
+_ingest = ingest_cli
 
 
 def _nothing_written(tmp_path: Path) -> bool:
