@@ -91,8 +91,12 @@ class SeqOnlyConfig:
     num_threads: int | None = None
 
 
-def sequence_only_experiment(fasta: str | Path, cfg: SeqOnlyConfig = SeqOnlyConfig()) -> dict:
+def sequence_only_experiment(fasta: str | Path, cfg: SeqOnlyConfig = SeqOnlyConfig(),
+                             model_out: str | Path | None = None, tf: str = "TF", motif: str | None = None) -> dict:
     """Train on peaks vs their dinucleotide shuffles; report held-out AUROC / AUPRC.
+
+    With ``model_out``, the trained network is written as a sequence-only model file (one output named ``tf``,
+    ``motif`` its JASPAR ID), readable by ``load_model`` and explainable by ``scfan bulk interpret --fasta``.
 
     Positives are split into train/test before shuffling, so no test negative is derived from a training peak.
     """
@@ -139,5 +143,12 @@ def sequence_only_experiment(fasta: str | Path, cfg: SeqOnlyConfig = SeqOnlyConf
                 total += float(loss.detach()) * len(b)
             log.info("sequence-only epoch %d: train loss %.4f", epoch + 1, total / len(xt))
         p = predict_batches(model, x_te, 256)[:, 0]
+    if model_out is not None:
+        from scfan.bulk.model import SEQ_CHANNELS, ModelSpec, save_model
+
+        spec = ModelSpec(arch=arch, tf_names=(tf,), channels=SEQ_CHANNELS, window=L, context=L, track_norm=None,
+                         train_config={"sequence_only_experiment": str(fasta), "epochs": cfg.epochs, "seed": cfg.seed},
+                         motifs={tf: motif} if motif else {})
+        save_model(model_out, model, spec)
     return {"auroc": float(roc_auc_score(y_te, p)), "auprc": float(average_precision_score(y_te, p)),
             "n_train": int(len(y_tr)), "n_test": int(len(y_te)), "length": L}

@@ -218,7 +218,11 @@ def sequence_only_cmd(
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Held-out fraction of the peaks."),
     seed: int = typer.Option(0, "--seed", help="Random seed (split, shuffles, weights)."),
     threads: int = _threads_option(),
-    outdir: Path = typer.Option(..., "--outdir", help="Output folder (sequence_only.json)."),
+    tf: str = typer.Option("TF", "--tf", help="Name of the TF the peaks are of (the model's one output)."),
+    motif: str = typer.Option(None, "--motif", help="The TF's JASPAR ID (recorded in the model; `bulk interpret` "
+                              "compares discovered motifs to it)."),
+    save_model: bool = typer.Option(False, "--save-model", help="Also write the trained model (model.pt)."),
+    outdir: Path = typer.Option(..., "--outdir", help="Output folder (sequence_only.json, model.pt)."),
 ) -> None:
     """Sequence-only scFANet: peaks vs dinucleotide-shuffled negatives, held-out AUROC/AUPRC."""
     from scfan.threads import use_threads
@@ -228,10 +232,71 @@ def sequence_only_cmd(
     from scfan.bulk.seqonly import SeqOnlyConfig, sequence_only_experiment
 
     cfg = SeqOnlyConfig(arch=arch, epochs=epochs, test_fraction=test_fraction, seed=seed, num_threads=n_threads)
-    res = sequence_only_experiment(fasta, cfg)
+    res = sequence_only_experiment(fasta, cfg, model_out=outdir / "model.pt" if save_model else None, tf=tf,
+                                   motif=motif)
     write_json(outdir / "sequence_only.json", {**res, "fasta": str(fasta), "config": asdict(cfg)})
     log.info("sequence-only: held-out AUROC %.3f, AUPRC %.3f (%d test sequences)", res["auroc"], res["auprc"],
              res["n_test"])
+
+
+@app.command("interpret")
+def interpret_cmd(
+    model: Path = typer.Option(..., "--model", help="model.pt of `bulk train` or `bulk sequence-only --save-model`."),
+    windows: Path = typer.Option(None, "--windows", help="windows.parquet the model was trained on (with --genome)."),
+    genome: Path = typer.Option(None, "--genome", help="Genome FASTA (with --windows)."),
+    atac: Path = typer.Option(None, "--atac", help="Bulk ATAC bigWig or BAM (models with tracks)."),
+    mappability: Path = typer.Option(None, "--mappability", help="Mappability bigWig (models with tracks)."),
+    fasta: Path = typer.Option(None, "--fasta", help="Instead of --windows: equal-length sequences (e.g. ChIP peaks) "
+                               "to explain with a sequence-only model."),
+    split: str = typer.Option("test", "--split", help="Windows split whose positives are explained."),
+    tfs: str = typer.Option(None, "--tfs", help="Comma-separated TFs [default: every TF of the model]."),
+    parts: str = typer.Option("network,model", "--parts", help="What to explain: network (scFAN's CNN, the motif "
+                              "branch off), model (the whole model; its branch holds the JASPAR matrices), or both."),
+    n_windows: int = typer.Option(200, "--n-windows", help="Top positive windows per TF (by the model's probability)."),
+    min_windows: int = typer.Option(30, "--min-windows", help="Fewer positives than this: a row saying so, no motif."),
+    central: int = typer.Option(400, "--central", help="bp around the window centre given to TF-MoDISco."),
+    n_shuffles: int = typer.Option(10, "--n-shuffles", help="Dinucleotide-shuffled references per window."),
+    logos: bool = typer.Option(True, "--logos/--no-logos", help="Write logos/<tf>_<part>_<motif>.png."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the references and the filter sample."),
+    threads: int = _threads_option(),
+    outdir: Path = typer.Option(..., "--outdir", help="Output folder (motifs.tsv, summary.tsv, filters.tsv, "
+                                "attributions.npz, logos/, interpret.json)."),
+) -> None:
+    """What the model learned per TF: DeepLIFT/SHAP attributions, TF-MoDISco motifs, TOMTOM matches in JASPAR."""
+    from scfan.threads import use_threads
+
+    use_threads(threads, load_torch=True)
+    from scfan.bulk.model import load_model
+    from scfan.bulk.windows import read_windows
+    from scfan.errors import ScfanError
+    from scfan.interpret.attribution import PARTS, AttributionConfig
+    from scfan.interpret.bulk import FastaSequences, GenomeWindows, InterpretConfig, interpret_model
+
+    if (windows is None) == (fasta is None):
+        raise ScfanError("give either --windows (with --genome) or --fasta")
+    part_list = tuple(p.strip() for p in parts.split(",") if p.strip())
+    bad = [p for p in part_list if p not in PARTS]
+    if bad or not part_list:
+        raise ScfanError(f"--parts: {bad[0] if bad else parts!r} is not one of {', '.join(PARTS)}")
+    for name, v in (("--n-windows", n_windows), ("--min-windows", min_windows), ("--n-shuffles", n_shuffles)):
+        if v < 1:
+            raise ScfanError(f"{name} must be at least 1, got {v}")
+    cfg = InterpretConfig(split=split, n_windows=n_windows, min_windows=min_windows, central=central,
+                          parts=part_list, tfs=_chroms(tfs) or (), seed=seed,
+                          attribution=AttributionConfig(n_shuffles=n_shuffles, seed=seed))
+    net, spec = load_model(model)
+    if fasta is not None:
+        source = FastaSequences(spec, fasta, cfg)
+    else:
+        if genome is None:
+            raise ScfanError("--windows needs --genome")
+        df, _meta = read_windows(windows, splits=(split,))
+        if not len(df):
+            raise ScfanError(f"{windows}: no window in split {split!r}")
+        src = _load_inputs(spec, genome, atac, mappability, _split_chroms(df, (split,)))
+        source = GenomeWindows(spec, df, src, windows, cfg)
+    summary = interpret_model(net, spec, source, cfg, outdir, logos=logos)
+    log.info("interpreted %d TF(s) in %.1f s: %s", len(summary["tfs"]), summary["seconds"], outdir)
 
 
 def _split_chroms(df, splits: tuple[str, ...]) -> list[str]:
