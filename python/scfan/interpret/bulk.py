@@ -7,7 +7,8 @@ attributions and their TOMTOM matches in JASPAR; logos; and scFAN's own first-la
 
 Outputs (``outdir``): ``motifs.tsv`` (one row per TF × part × motif, or one row saying why there is none),
 ``summary.tsv`` (one row per TF × part: the top motif's match, whether it is the TF's own, the accessibility share),
-``filters.tsv`` (first-layer filters matched to JASPAR), ``attributions.npz``, ``logos/*.png``, ``interpret.json``.
+``filters.tsv`` (first-layer filters matched to JASPAR), ``attributions.npz``, ``logos/<tf>_<part>_<motif>.png`` (the
+motif beside its JASPAR match), ``tracks/<tf>_<part>.png`` (the top window's attribution track), ``interpret.json``.
 """
 
 from __future__ import annotations
@@ -102,10 +103,12 @@ class GenomeWindows:
         self.flank = (spec.context - spec.window) // 2
         self.where = f"split {cfg.split!r}"
 
-    def positives(self, ti: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def positives(self, ti: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Inputs of the TF's positive windows and their names (``chrom:start-end`` of the labelled window)."""
         pos = np.flatnonzero(self.labels[:, ti] > 0)
-        return (self.src.batch(self.chroms[pos], self.starts[pos] - self.flank, self.spec.context),
-                np.asarray(self.chroms[pos]).astype(str), self.starts[pos])
+        st = self.starts[pos]
+        names = np.array([f"{c}:{s}-{s + self.spec.window}" for c, s in zip(self.chroms[pos], st, strict=True)])
+        return self.src.batch(self.chroms[pos], st - self.flank, self.spec.context), names
 
     def sample(self, n: int) -> torch.Tensor:
         pos = np.flatnonzero(self.labels.max(axis=1) > 0)
@@ -136,8 +139,8 @@ class FastaSequences:
         self.seed = cfg.seed
         self.where = f"{fasta}"
 
-    def positives(self, ti: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        return self.x, self.names, np.zeros(len(self.names), dtype=np.int64)
+    def positives(self, ti: int) -> tuple[torch.Tensor, np.ndarray]:
+        return self.x, self.names
 
     def sample(self, n: int) -> torch.Tensor:
         return self.x[:n]
@@ -158,12 +161,12 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
     lo = max(0, spec.context // 2 - cfg.central // 2)
     hi = min(spec.context, lo + cfg.central)
     motif_rows, summary_rows, arrays, timings = [], [], {}, {}
-    logo_jobs = []
+    logo_jobs, track_jobs = [], []
     for tf in tfs:
         ti = spec.tf_names.index(tf)
         own_id = motif_for_tf(tf, spec.motifs.get(tf))
         own = (by_id.get(own_id) or by_base.get(str(own_id).split(".")[0])) if own_id else None
-        x, names, wstarts = source.positives(ti)
+        x, names = source.positives(ti)
         if len(x) < cfg.min_windows:
             note = f"too few positive windows in {source.where} for TF-MoDISco ({len(x)} < {cfg.min_windows})"
             log.warning("%s: %s", tf, note)
@@ -177,8 +180,7 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
         dna = x[:, :4].contiguous()
         tracks = x[:, 4:].contiguous() if spec.uses_tracks else None
         onehot = dna.numpy()
-        arrays[f"{tf}/chrom"] = names[top]
-        arrays[f"{tf}/start"] = wstarts[top]
+        arrays[f"{tf}/window"] = names[top]
         arrays[f"{tf}/prob"] = prob[top].astype(np.float32)
         for part in cfg.parts:
             t = time.perf_counter()
@@ -194,6 +196,9 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
                                                       cfg.attribution.n_shuffles, cfg.seed)
                 share = accessibility_share(ps, pa)
             arrays[f"{tf}/{part}/hypothetical"] = hyp[:, :, lo:hi].astype(np.float16)
+            if logos:
+                track_jobs.append((tf, part, (hyp[0] * onehot[0])[:, lo:hi], names[top[0]],
+                                   float(prob[top[0]])))
             motifs = discover_motifs(onehot[:, :, lo:hi], hyp[:, :, lo:hi], cfg.discovery)
             matches = match_to_jaspar([m.ppm for m in motifs], library)
             rows = []
@@ -235,6 +240,13 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
         (outdir / "logos").mkdir(exist_ok=True)
         for tf, part, m, best, entry in logo_jobs:
             motif_logo(m, best, entry, outdir / "logos" / f"{tf}_{part}_{m.name}.png", title=f"{tf} ({part})")
+    if track_jobs:
+        from scfan.interpret.logos import attribution_track
+
+        (outdir / "tracks").mkdir(exist_ok=True)
+        for tf, part, contrib, where, p in track_jobs:
+            attribution_track(contrib, outdir / "tracks" / f"{tf}_{part}.png", offset=lo,
+                              title=f"{tf} ({part}): the top window {where} (p = {p:.2f}), central {hi - lo} bp")
     summary = {"tfs": tfs, "source": source.where, "parts": list(cfg.parts), "jaspar_release": _jaspar_release(),
                "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 1), "seconds_per_tf_part": timings}
     write_json(outdir / "interpret.json", summary)

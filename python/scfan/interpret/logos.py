@@ -43,3 +43,27 @@ def motif_logo(motif, match, entry, path: str | Path, title: str = "") -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def attribution_track(contrib: np.ndarray, path: str | Path, title: str = "", offset: int = 0) -> None:
+    """One window's attribution track: each base's DeepLIFT/SHAP contribution (observed bases only) as a logo,
+    ``contrib (4, L)``; positions numbered from ``offset`` (bp from the model input's start)."""
+    import logomaker
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = _frame(contrib)
+    frame.index = np.arange(offset, offset + len(frame))
+    fig, ax = plt.subplots(figsize=(10, 1.9))
+    logomaker.Logo(frame, ax=ax, color_scheme="classic")
+    ax.axhline(0, color="0.6", lw=0.5)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("bp from the model input's start", fontsize=7)
+    ax.set_ylabel("contribution", fontsize=7)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

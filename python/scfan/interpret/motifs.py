@@ -87,6 +87,9 @@ class DiscoveryConfig:
     target_seqlet_fdr: float = 0.05
     n_leiden_runs: int = 2
     final_min_cluster_size: int = 20
+    #: neighbours per seqlet in TF-MoDISco's affinity graph (its default 500 is for tens of thousands of seqlets; its
+    #: Jaccard step, the slowest, scales with it)
+    nearest_neighbors: int = 100
     max_motifs: int = 5
 
 
@@ -102,7 +105,8 @@ def discover_motifs(onehot: np.ndarray, hypothetical: np.ndarray, cfg: Discovery
         pos, _neg = TFMoDISco(one_hot=ohe, hypothetical_contribs=hyp, max_seqlets_per_metacluster=cfg.max_seqlets,
                               sliding_window_size=cfg.sliding_window_size, flank_size=cfg.flank_size,
                               target_seqlet_fdr=cfg.target_seqlet_fdr, n_leiden_runs=cfg.n_leiden_runs,
-                              final_min_cluster_size=cfg.final_min_cluster_size, verbose=False)
+                              final_min_cluster_size=cfg.final_min_cluster_size,
+                              nearest_neighbors_to_compute=cfg.nearest_neighbors, verbose=False)
     except (ValueError, IndexError) as exc:  # too few seqlets for its null or its clustering
         log.warning("TF-MoDISco found no pattern (%s)", exc)
         return []
