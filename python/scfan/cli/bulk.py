@@ -258,6 +258,7 @@ def interpret_cmd(
     n_shuffles: int = typer.Option(10, "--n-shuffles", help="Dinucleotide-shuffled references per window."),
     logos: bool = typer.Option(True, "--logos/--no-logos", help="Write logos/<tf>_<part>_<motif>.png."),
     seed: int = typer.Option(0, "--seed", help="Seed of the references and the filter sample."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (attributions; motif discovery is CPU)."),
     threads: int = _threads_option(),
     outdir: Path = typer.Option(..., "--outdir", help="Output folder (motifs.tsv, summary.tsv, filters.tsv, "
                                 "attributions.npz, logos/, interpret.json)."),
@@ -269,6 +270,7 @@ def interpret_cmd(
     from scfan.bulk.model import load_model
     from scfan.bulk.windows import read_windows
     from scfan.errors import ScfanError
+    from scfan.inference import resolve_device
     from scfan.interpret.attribution import PARTS, AttributionConfig
     from scfan.interpret.bulk import FastaSequences, GenomeWindows, InterpretConfig, interpret_model
 
@@ -283,7 +285,8 @@ def interpret_cmd(
             raise ScfanError(f"{name} must be at least 1, got {v}")
     cfg = InterpretConfig(split=split, n_windows=n_windows, min_windows=min_windows, central=central,
                           parts=part_list, tfs=_chroms(tfs) or (), seed=seed,
-                          attribution=AttributionConfig(n_shuffles=n_shuffles, seed=seed))
+                          attribution=AttributionConfig(n_shuffles=n_shuffles, seed=seed,
+                                                        device=resolve_device(device).type))
     net, spec = load_model(model)
     if fasta is not None:
         source = FastaSequences(spec, fasta, cfg)

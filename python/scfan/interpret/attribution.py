@@ -131,6 +131,8 @@ class AttributionConfig:
     n_shuffles: int = 10
     batch_size: int = 128
     seed: int = 0
+    #: ``cpu`` or ``cuda`` (resolved by the caller); attributions come back on the CPU either way
+    device: str = "cpu"
 
 
 def deep_lift_shap(anet: AttributionNet, dna: torch.Tensor, tracks: torch.Tensor | None, target: int,
@@ -143,7 +145,7 @@ def deep_lift_shap(anet: AttributionNet, dna: torch.Tensor, tracks: torch.Tensor
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         hyp = _dls(anet, dna, args=args, target=target, n_shuffles=cfg.n_shuffles, hypothetical=True,
-                   random_state=cfg.seed, device="cpu", batch_size=cfg.batch_size, warning_threshold=math.inf)
+                   random_state=cfg.seed, device=cfg.device, batch_size=cfg.batch_size, warning_threshold=math.inf)
     rel = 0.0
     for w in caught:
         msg = str(w.message)
@@ -163,7 +165,8 @@ def closed_tracks(tracks: torch.Tensor, track_norm) -> torch.Tensor:
 
 
 def sequence_accessibility_split(anet: AttributionNet, dna: torch.Tensor, tracks: torch.Tensor, target: int,
-                                 track_norm, n_shuffles: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                                 track_norm, n_shuffles: int = 10, seed: int = 0,
+                                 device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """How much of each window's logit rests on its sequence and how much on its accessibility: the Shapley values of
     the two inputs against the reference (dinucleotide-shuffled DNA, no insertions), averaged over the shuffles.
 
@@ -173,18 +176,21 @@ def sequence_accessibility_split(anet: AttributionNet, dna: torch.Tensor, tracks
     from tangermeme.ersatz import dinucleotide_shuffle
 
     a0 = closed_tracks(tracks, track_norm)
+    shuf = dinucleotide_shuffle(dna, n=n_shuffles, random_state=seed)  # (N, n, 4, L), drawn on the CPU
+    anet = anet.to(device)
+    dna, tracks, a0 = dna.to(device), tracks.to(device), a0.to(device)
     phi_s = np.zeros(len(dna))
     phi_a = np.zeros(len(dna))
     with torch.no_grad():
         f_sa = anet(dna, tracks)[:, target]
         f_sa0 = anet(dna, a0)[:, target]
-        shuf = dinucleotide_shuffle(dna, n=n_shuffles, random_state=seed)  # (N, n, 4, L)
         for k in range(n_shuffles):
-            s2 = shuf[:, k].to(dna.dtype)
+            s2 = shuf[:, k].to(device=device, dtype=dna.dtype)
             f_s2a = anet(s2, tracks)[:, target]
             f_s2a0 = anet(s2, a0)[:, target]
-            phi_s += (0.5 * (f_sa - f_s2a + f_sa0 - f_s2a0)).numpy() / n_shuffles
-            phi_a += (0.5 * (f_sa - f_sa0 + f_s2a - f_s2a0)).numpy() / n_shuffles
+            phi_s += (0.5 * (f_sa - f_s2a + f_sa0 - f_s2a0)).cpu().numpy() / n_shuffles
+            phi_a += (0.5 * (f_sa - f_sa0 + f_s2a - f_s2a0)).cpu().numpy() / n_shuffles
+    anet.to("cpu")
     return phi_s, phi_a
 
 

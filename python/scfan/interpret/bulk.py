@@ -193,7 +193,7 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
             share = 0.0
             if tracks is not None:
                 ps, pa = sequence_accessibility_split(anet, dna, tracks, ti, spec.track_norm,
-                                                      cfg.attribution.n_shuffles, cfg.seed)
+                                                      cfg.attribution.n_shuffles, cfg.seed, cfg.attribution.device)
                 share = accessibility_share(ps, pa)
             arrays[f"{tf}/{part}/hypothetical"] = hyp[:, :, lo:hi].astype(np.float16)
             if logos:
