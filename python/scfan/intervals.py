@@ -100,7 +100,8 @@ def read_bed(path: str | Path, *, min_columns: int = 3, narrowpeak: bool = False
                     continue
                 parts = line.rstrip("\r\n").split("\t")
                 if len(parts) < want:
-                    kind = "narrowPeak (10 tab-separated columns)" if narrowpeak else f"BED with ≥ {want} columns"
+                    kind = ("narrowPeak (10 tab-separated columns)" if narrowpeak or want == 10
+                            else f"BED with ≥ {want} columns")
                     raise InputFileError(p, f"expected {kind}, found {len(parts)} column(s)", line=n)
                 if skipped is not None and not chroms(parts[0]):
                     skipped.add(parts[0])
@@ -196,6 +197,39 @@ def sniff_narrowpeak(path: str | Path, *, lines: int = 20) -> bool:
     except (OSError, EOFError, UnicodeDecodeError):
         return False
     return seen > 0
+
+
+def read_peaks(path: str | Path, *, chrom_sizes: Mapping[str, int] | None = None,
+               chroms: ChromSelection | None = None) -> pl.DataFrame:
+    """Read a peak file as both stages take it: ``chrom, start, end`` (+ ``name``) of BED3+ or narrowPeak.
+
+    The reader of ChIP peaks (``bulk prepare``) and of the single-cell peak set (``sc ingest``), so that both
+    accept the same files with the same errors: plain or gzip by content, UCSC ``track``/``browser`` and ``#``
+    lines, CRLF. A file whose first record is narrowPeak-shaped (:func:`sniff_narrowpeak`, whatever its name, so
+    ENCODE's ``ENCFF….bed.gz`` too) must have the ten columns on every record, so a truncated record is named by
+    its line; the extra columns are not typed, since MACS2 writes scores above narrowPeak's 1000.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The BED or narrowPeak file.
+    chrom_sizes : mapping of str to int, optional
+        Chromosome lengths every record must fit in (see :func:`read_bed`).
+    chroms : ChromSelection, optional
+        Contigs kept; records on others are skipped with one counted warning (see :func:`read_bed`).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``chrom, start, end`` (+ ``name`` when the file has a fourth column), in file order.
+
+    Raises
+    ------
+    InputFileError
+        For a missing, unreadable, malformed (file and line named) or empty file.
+    """
+    min_columns = 10 if sniff_narrowpeak(path, lines=1) else 3  # the first record sets the format
+    return read_bed(path, min_columns=min_columns, chrom_sizes=chrom_sizes, chroms=chroms)
 
 
 def region_id(chrom: str, start: int, end: int) -> str:

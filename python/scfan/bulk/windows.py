@@ -2,7 +2,7 @@
 
 A window is positive for a TF when it overlaps that TF's (merged) peaks by at least ``min_overlap`` bp. Windows
 whose model input (``context`` bp centred on the window) would leave the chromosome, or that lie within
-``blacklist_pad`` bp of a blacklisted region, are dropped.
+``blacklist_pad`` bp of a blacklisted region, are dropped. Only the chromosomes chosen by ``chroms`` are tiled.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 
 from scfan import __version__
 from scfan._io import atomic_path, write_json
-from scfan.errors import InputFileError, ScfanError
-from scfan.genome import Genome, check_chrom_names
-from scfan.intervals import IntervalSchema, merge_intervals, read_bed, validate
+from scfan.errors import ChromosomeNameError, InputFileError, ScfanError
+from scfan.genome import ChromSelection, Genome, check_chrom_names, chrom_name_hint, few_names, primary_chromosomes
+from scfan.intervals import IntervalSchema, merge_intervals, read_bed, read_peaks, validate
 from scfan.samplesheet import read_samplesheet
 from scfan.tracks import bigwig_chroms
 
@@ -49,8 +49,10 @@ class PrepareConfig:
     blacklist_pad: int = 1000
     valid_chroms: tuple[str, ...] = SCFAN_DEFAULT_VALID
     test_chroms: tuple[str, ...] = SCFAN_DEFAULT_TEST
+    chroms: str = "all"  # chromosomes tiled: all (of the FASTA), primary (chr1-22, X, Y, M) or a comma-separated list
 
     def __post_init__(self) -> None:
+        ChromSelection(self.chroms)  # an empty --chroms fails here, before any file is read
         if min(self.window, self.step, self.min_overlap, self.context) <= 0 or self.blacklist_pad < 0:
             raise ScfanError("window, step, min-overlap and context must be > 0; blacklist-pad >= 0")
         if self.min_overlap > self.window:
@@ -215,28 +217,92 @@ def assign_split(chrom: str, valid: Sequence[str], test: Sequence[str]) -> str:
 # ---------------------------------------------------------------------------------------------- the prepare step
 
 
-def _peak_tables(sources: BulkSources) -> dict[str, pl.DataFrame]:
-    tables = {}
+def select_chromosomes(spec: str, sizes: Mapping[str, int], genome_label: str | Path
+                       ) -> tuple[ChromSelection, dict[str, int]]:
+    """The chromosomes ``bulk prepare`` tiles, chosen by ``--chroms`` among the genome's.
+
+    Parameters
+    ----------
+    spec : str
+        ``all`` (every contig of the FASTA), ``primary`` (chr1–22, X, Y, M with or without ``chr``; all contigs
+        of a genome without such names) or a comma-separated list of names.
+    sizes : mapping of str to int
+        The genome's chromosome lengths, in FASTA order.
+    genome_label : str or pathlib.Path
+        How the genome is named in messages (its FASTA).
+
+    Returns
+    -------
+    tuple of (ChromSelection, dict of str to int)
+        The selection in effect and the lengths of the kept chromosomes, in FASTA order.
+
+    Raises
+    ------
+    ChromosomeNameError
+        When a listed chromosome is not in the genome.
+    """
+    selection = ChromSelection(spec)
+    if selection.names is not None:
+        asked = dict.fromkeys(n.strip() for n in spec.split(",") if n.strip())
+        missing = [n for n in asked if n not in sizes]
+        if missing:
+            raise ChromosomeNameError(f"--chroms: chromosome(s) {', '.join(missing)} not in {genome_label} (which "
+                                      f"has {few_names(sizes)}){chrom_name_hint(missing, sizes, str(genome_label))}")
+    if selection.spec == "primary" and not primary_chromosomes(sizes):
+        selection = ChromSelection("all")  # not a human-style genome: nothing to tell primary from the rest
+    return selection, selection.restrict(sizes, str(genome_label))
+
+
+def _selected(names: Sequence[str], selection: ChromSelection, genome: Mapping[str, int]) -> list[str]:
+    """``names`` on the kept chromosomes, or all of them when none is in the genome (a naming mismatch to report)."""
+    if selection.keeps_all or not set(names) & set(genome):
+        return list(names)
+    return [c for c in names if selection(c)]
+
+
+def _peak_tables(sources: BulkSources, selection: ChromSelection, genome: Mapping[str, int]
+                 ) -> dict[str, pl.DataFrame]:
+    """Each TF's peaks (the reader of ``sc ingest``), without those on chromosomes outside ``selection``."""
+    tables, ignored = {}, {}
     for src in sources.tfs:
-        narrow = ".narrowPeak" in src.peaks.name
-        tables[src.tf] = read_bed(src.peaks, narrowpeak=narrow)  # raises on an empty file
+        df = read_peaks(src.peaks)  # raises on an empty or malformed file, naming it and the line
+        chroms = df["chrom"].unique(maintain_order=True).to_list()
+        kept = _selected(chroms, selection, genome)
+        if len(kept) < len(chroms):
+            outside = df.filter(~pl.col("chrom").is_in(kept))
+            for chrom, n in outside["chrom"].value_counts(sort=True).iter_rows():
+                ignored[chrom] = ignored.get(chrom, 0) + n
+            df = df.filter(pl.col("chrom").is_in(kept))
+        tables[src.tf] = df
+    if ignored:
+        log.info("%d peak(s) on %d chromosome(s) outside %s ignored (%s)", sum(ignored.values()), len(ignored),
+                 selection.what, few_names(ignored))
     return tables
 
 
-def _check_bounds(path: Path, df: pl.DataFrame, sizes: Mapping[str, int]) -> None:
+def _check_bounds(path: Path, df: pl.DataFrame, sizes: Mapping[str, int], selection: ChromSelection) -> None:
+    """Fail on a peak beyond its chromosome's end, named as the shared reader names it (file, line, genome build)."""
     size = df["chrom"].replace_strict(sizes, default=None, return_dtype=pl.Int64)
     bad = df.filter(pl.col("end") > size)
-    if len(bad):
-        r = bad.row(0, named=True)
-        raise InputFileError(path, f"interval ends beyond the chromosome end ({sizes[r['chrom']]}); expected peaks "
-                             "on the same genome build as the FASTA", record=f"{r['chrom']}:{r['start']}-{r['end']}")
+    if not len(bad):
+        return
+    read_peaks(path, chrom_sizes=sizes, chroms=selection)  # reads the file again, only to name the line
+    r = bad.row(0, named=True)
+    raise InputFileError(path, f"interval ends beyond the chromosome end ({sizes[r['chrom']]}); expected peaks "
+                         "on the same genome build as the FASTA", record=f"{r['chrom']}:{r['start']}-{r['end']}")
 
 
-def resolve_splits(cfg: PrepareConfig, chroms: Sequence[str]) -> None:
+def resolve_splits(cfg: PrepareConfig, chroms: Sequence[str], genome: Sequence[str] | None = None) -> None:
+    """Fail unless every validation and test chromosome is among the kept ``chroms`` (of the ``genome``)."""
     missing = [c for c in (*cfg.valid_chroms, *cfg.test_chroms) if c not in chroms]
-    if missing:
-        raise ScfanError(f"validation/test chromosome(s) {', '.join(missing)} not in the genome "
-                         f"(has {', '.join(list(chroms)[:12])}); set --valid-chroms / --test-chroms")
+    if not missing:
+        return
+    if genome is not None and all(c in genome for c in missing):
+        raise ScfanError(f"validation/test chromosome(s) {', '.join(missing)} not among the chromosomes kept by "
+                         f"--chroms {cfg.chroms} ({few_names(chroms)}); add them to --chroms or set --valid-chroms "
+                         "/ --test-chroms")
+    raise ScfanError(f"validation/test chromosome(s) {', '.join(missing)} not in the genome "
+                     f"(has {', '.join(list(genome or chroms)[:12])}); set --valid-chroms / --test-chroms")
 
 
 def build_windows(genome_sizes: Mapping[str, int], peaks: Mapping[str, pl.DataFrame],
@@ -318,22 +384,25 @@ def prepare_bulk(sources: BulkSources, genome_fa: str | Path, mappability: str |
     outdir = Path(outdir)
     with Genome(genome_fa) as genome:
         sizes = dict(genome.sizes)
-    resolve_splits(cfg, list(sizes))
-    peaks = _peak_tables(sources)
+    selection, kept = select_chromosomes(cfg.chroms, sizes, genome_fa)
+    resolve_splits(cfg, list(kept), list(sizes))
+    peaks = _peak_tables(sources, selection, sizes)
     bl = read_bed(blacklist, allow_empty=True) if blacklist else None
+    if bl is not None and len(bl):
+        bl = bl.filter(pl.col("chrom").is_in(_selected(bl["chrom"].unique().to_list(), selection, sizes)))
     others = {str(src.peaks): peaks[src.tf]["chrom"].unique().to_list() for src in sources.tfs}
-    others[str(mappability)] = list(bigwig_chroms(mappability))
+    others[str(mappability)] = _selected(list(bigwig_chroms(mappability)), selection, sizes)
     if sources.atac.suffix.lower() != ".bam" and sources.atac.exists():
-        others[str(sources.atac)] = list(bigwig_chroms(sources.atac))
+        others[str(sources.atac)] = _selected(list(bigwig_chroms(sources.atac)), selection, sizes)
     if bl is not None and len(bl):
         others[str(blacklist)] = bl["chrom"].unique().to_list()
     check_chrom_names((str(genome_fa), sizes), others)
     for src in sources.tfs:
-        _check_bounds(src.peaks, peaks[src.tf], sizes)
+        _check_bounds(src.peaks, peaks[src.tf], sizes, selection)
     if bl is not None and len(bl):
         bl = validate(IntervalSchema, bl, blacklist)
 
-    df = build_windows(sizes, peaks, bl, cfg)
+    df = build_windows(kept, peaks, bl, cfg)
     tf_names = [s.tf for s in sources.tfs]
     train = df.filter(pl.col("split") == "train")
     zero = [tf for tf in tf_names if int(train[tf].sum()) == 0]
@@ -349,11 +418,12 @@ def prepare_bulk(sources: BulkSources, genome_fa: str | Path, mappability: str |
         "line": sources.line, "tf_names": tf_names,
         "motifs": {s.tf: s.motif for s in sources.tfs},
         "window": cfg.window, "step": cfg.step, "context": cfg.context,
-        "chrom_sizes": sizes, "atac": str(sources.atac), "mappability": str(mappability),
+        "chrom_sizes": sizes, "chroms": list(kept), "atac": str(sources.atac), "mappability": str(mappability),
         "config": asdict(cfg), "package_version": __version__,
     }
     write_windows(outdir / "windows.parquet", df, meta)
     write_json(outdir / "prepare.json", {"config": asdict(cfg), "line": sources.line, "atac": str(sources.atac),
+                                         "chroms": list(kept),
                                          "peaks": {s.tf: str(s.peaks) for s in sources.tfs},
                                          "summary": summary, "package_version": __version__})
     log.info("%s: %d windows (%s)", sources.line, len(df),

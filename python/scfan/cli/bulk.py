@@ -42,6 +42,9 @@ def prepare_cmd(
                                      "[default: chr11]."),
     test_chroms: str = typer.Option(None, "--test-chroms", help="Comma-separated test chromosomes "
                                     "[default: chr1,chr8,chr21]."),
+    chroms: str = typer.Option("all", "--chroms", help="Chromosomes tiled: all (every contig of the FASTA), "
+                               "primary (chr1-22, X, Y, M, with or without 'chr') or a comma-separated list; "
+                               "peaks on others are ignored (counted in one log line)."),
     window: int = typer.Option(200, "--window", help="Window size (bp)."),
     step: int = typer.Option(50, "--step", help="Tiling step (bp)."),
     min_overlap: int = typer.Option(101, "--min-overlap", help="Peak overlap (bp) that makes a window positive."),
@@ -69,7 +72,7 @@ def prepare_cmd(
     if test_chroms is not None:
         kw["test_chroms"] = _chroms(test_chroms)
     cfg = PrepareConfig(window=window, step=step, min_overlap=min_overlap, context=context,
-                        blacklist_pad=blacklist_pad, **kw)
+                        blacklist_pad=blacklist_pad, chroms=chroms, **kw)
     if samplesheet is not None:
         sources = sources_from_samplesheet(samplesheet, line)
     else:

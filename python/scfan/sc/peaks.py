@@ -11,7 +11,7 @@ import polars as pl
 
 from scfan.errors import InputFileError
 from scfan.genome import ChromSelection, SkippedContigs
-from scfan.intervals import IntervalSchema, read_bed, region_id, validate
+from scfan.intervals import IntervalSchema, read_peaks, region_id, validate
 
 
 def read_peak_set(path: str | Path, chrom_sizes: Mapping[str, int] | None = None,
@@ -56,7 +56,7 @@ def read_peak_set(path: str | Path, chrom_sizes: Mapping[str, int] | None = None
             if len(bad):
                 raise InputFileError(p, f"chromosome {bad['chrom'][0]!r} is not in the genome")
     else:
-        df = read_bed(p, chrom_sizes=chrom_sizes, chroms=chroms).select("chrom", "start", "end")
+        df = read_peaks(p, chrom_sizes=chrom_sizes, chroms=chroms).select("chrom", "start", "end")
     df = df.with_columns(name=pl.format("{}:{}-{}", "chrom", "start", "end"))
     dup = df.filter(pl.col("name").is_duplicated())
     if len(dup):
