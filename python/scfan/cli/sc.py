@@ -289,6 +289,60 @@ def tracks_cmd(
     cluster_tracks(cells, clusters, model, _fragments_map(fragments), genome, mappability, cfg, out_dir)
 
 
+@sc_app.command("interpret")
+def interpret_cmd(
+    cells: Path = typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'])."),
+    clusters: Path = typer.Option(..., help="clusters.tsv from `sc cluster` (cell_id, cluster)."),
+    model: list[str] = typer.Option(..., "--model", help="Trained bulk model, NAME=model.pt (repeat)."),
+    fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz, one per sample."),
+    genome: Path = typer.Option(..., help="Genome FASTA the models were trained on."),
+    mappability: Path = typer.Option(..., help="Mappability bigWig."),
+    differential: Path = typer.Option(None, "--differential", help="differential_tfs.tsv of `sc cluster`: explain "
+                                      "each cluster's top differential TFs."),
+    features: str = typer.Option(None, "--features", help="Comma-separated MODEL:TF features to explain in every "
+                                 "cluster (instead of --differential)."),
+    top_tfs: int = typer.Option(2, "--top-tfs", help="Differential TFs per cluster."),
+    cluster_ids: str = typer.Option(None, "--clusters-only", help="Comma-separated cluster ids [default: all]."),
+    region: str = typer.Option(None, "--region", help="chrom:start-end (0-based): per cluster, each TF's "
+                               "probability along the region and the bases behind it at its best window."),
+    n_windows: int = typer.Option(30, "--n-windows", help="Top windows per cluster and TF."),
+    max_candidates: int = typer.Option(2000, "--max-candidates", help="Peaks per cluster scored to find them "
+                                       "(the cluster's most accessible)."),
+    part: str = typer.Option("model", "--part", help="model (the whole model) or network (the CNN alone)."),
+    n_shuffles: int = typer.Option(10, "--n-shuffles", help="Dinucleotide-shuffled references per window."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the references."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = threads_option(),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Output folder (clusters.tsv, instances.tsv, region.tsv, "
+                                 "tracks/, attributions.npz, interpret.json)."),
+) -> None:
+    """Why a cluster's TF is called: attributions on the cluster's pooled input, motif instances, accessibility."""
+    from scfan.threads import use_threads
+
+    use_threads(threads, load_torch=True)
+    from scfan.errors import ScfanError
+    from scfan.inference import resolve_device
+    from scfan.interpret.attribution import PARTS, AttributionConfig
+    from scfan.interpret.cells import CellInterpretConfig, interpret_clusters
+
+    if part not in PARTS:
+        raise ScfanError(f"--part {part!r}: expected one of {', '.join(PARTS)}")
+    for name, v in (("--n-windows", n_windows), ("--top-tfs", top_tfs), ("--max-candidates", max_candidates),
+                    ("--n-shuffles", n_shuffles)):
+        if v < 1:
+            raise ScfanError(f"{name} must be at least 1, got {v}")
+    def split(text: str | None) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip()) if text else ()
+
+    cfg = CellInterpretConfig(top_tfs=top_tfs, n_windows=n_windows, max_candidates=max_candidates, part=part,
+                              clusters=split(cluster_ids), features=split(features), region=region, seed=seed,
+                              attribution=AttributionConfig(n_shuffles=n_shuffles, seed=seed,
+                                                            device=resolve_device(device).type))
+    res = interpret_clusters(cells, clusters, model, _fragments_map(fragments), genome, mappability, differential,
+                             cfg, out_dir)
+    log.info("interpreted %d cluster(s) in %.1f s: %s", len(res["clusters"]), res["seconds"], out_dir)
+
+
 @sc_app.command("merge-activity")
 def merge_activity_cmd(
     shards: list[Path] = typer.Argument(..., help="Activity shards from `sc predict`."),

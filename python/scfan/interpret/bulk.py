@@ -181,6 +181,7 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
         tracks = x[:, 4:].contiguous() if spec.uses_tracks else None
         onehot = dna.numpy()
         arrays[f"{tf}/window"] = names[top]
+        arrays[f"{tf}/onehot"] = onehot[:, :, lo:hi].astype(np.uint8)
         arrays[f"{tf}/prob"] = prob[top].astype(np.float32)
         for part in cfg.parts:
             t = time.perf_counter()
@@ -233,7 +234,8 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
                                                   "model_tf": pl.Utf8}), outdir / "filters.tsv")
     with atomic_path(outdir / "attributions.npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays, central_offset=np.array(lo))
+            np.savez_compressed(fh, **arrays, central_offset=np.array(lo),
+                                window=np.array(spec.window), context=np.array(spec.context))
     if logo_jobs:
         from scfan.interpret.logos import motif_logo
 
