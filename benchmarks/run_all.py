@@ -27,7 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
     steps = ["simulate", "bulk", "sc", "infer", "shift", "memory", "analysis", "neighbors", "startup", "resolution",
-             "threads", "genome"]
+             "threads", "genome", "interpret"]
     ap.add_argument("--only", nargs="+", choices=steps, default=steps)
     args = ap.parse_args()
     py = sys.executable
@@ -76,6 +76,10 @@ def main() -> None:
         run([py, str(HERE / "bench_threads.py"),
              *(["--windows", "512", "--repeats", "1", "--out", str(out / "bench_threads_quick.md")]
                if args.quick else [])])
+    if "interpret" in args.only:  # bench preset lines (trained here, bulk benchmark settings) + real CTCF peaks
+        run([py, str(HERE / "bench_interpret.py"), "--workdir", str(out / "interpret"),
+             *(["--out", str(out / "bench_interpret_quick.md")] if args.quick else  # quick: real CTCF only
+               ["--preset", "bench", "--sim-dir", str(sim)])])
     if "genome" in args.only and (HERE / "bench_genome_scale.py").is_file():  # the bulk stage at human size
         run([py, str(HERE / "bench_genome_scale.py"),
              *(["--scale", "0.01", "--out", str(out / "bench_genome_scale_quick.md")] if args.quick else [])])
