@@ -59,6 +59,9 @@ class InterpretConfig:
     parts: tuple[str, ...] = PARTS
     tfs: tuple[str, ...] = ()
     q_threshold: float = 0.05
+    #: below this share of the calls resting on the sequence (1 − accessibility share) a part has no sequence signal
+    #: worth a motif search: TF-MoDISco on such attributions only matches noise (long low-complexity matrices)
+    min_sequence_share: float = 0.05
     seed: int = 0
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
@@ -200,7 +203,8 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
             if logos:
                 track_jobs.append((tf, part, (hyp[0] * onehot[0])[:, lo:hi], names[top[0]],
                                    float(prob[top[0]])))
-            motifs = discover_motifs(onehot[:, :, lo:hi], hyp[:, :, lo:hi], cfg.discovery)
+            no_sequence = tracks is not None and 1.0 - share < cfg.min_sequence_share
+            motifs = [] if no_sequence else discover_motifs(onehot[:, :, lo:hi], hyp[:, :, lo:hi], cfg.discovery)
             matches = match_to_jaspar([m.ppm for m in motifs], library)
             rows = []
             for m, ms in zip(motifs, matches, strict=True):
@@ -215,7 +219,9 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
                 if logos:
                     logo_jobs.append((tf, part, m, best, by_id.get(best.matrix_id)))
             if not rows:
-                note = "TF-MoDISco found no motif in the attributions"
+                note = ("TF-MoDISco found no motif in the attributions" if not no_sequence else
+                        f"the calls rest on accessibility ({share:.0%}); the sequence carries "
+                        f"{1 - share:.0%} of them: no motif learned (not searched)")
                 log.warning("%s (%s): %s", tf, part, note)
                 rows.append(_empty_motif_row(tf, part, note))
             motif_rows.extend(rows)

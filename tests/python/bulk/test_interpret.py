@@ -228,3 +228,33 @@ def test_too_few_positives_give_a_warning_and_a_row_not_a_crash(tiny_model, tmp_
     assert rows.height == 1 and "too few positive windows" in rows["note"][0] and rows["tf"][0] == "GATA1"
     s = pl.read_csv(out / "summary.tsv", separator="\t")
     assert s["own_motif_recovered"].to_list() == [False]
+
+
+class _Source:
+    """Windows given as arrays (the interface of GenomeWindows / FastaSequences)."""
+
+    def __init__(self, x: torch.Tensor, tfs: list[str]):
+        self.x, self.tfs, self.where = x, tfs, "test arrays"
+
+    def positives(self, ti: int):
+        return self.x, np.array([f"w{i}" for i in range(len(self.x))])
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.x[:n]
+
+
+def test_a_network_blind_to_sequence_is_reported_as_resting_on_accessibility(tmp_path):
+    """A network whose first layer ignores the DNA: its calls rest wholly on accessibility, so no motif search is run
+    and the row says why (instead of TF-MoDISco matching noise to some long JASPAR matrix)."""
+    from scfan.interpret.bulk import InterpretConfig, interpret_model
+
+    net = _net(True)
+    with torch.no_grad():
+        net.body[0].weight[:, :4] = 0.0
+    spec = ModelSpec(arch=ArchConfig(), tf_names=("CTCF", "GATA1", "SPI1"), channels=channel_names(True), window=200,
+                     context=200, track_norm=TrackNorm(mean_per_base=0.5))
+    cfg = InterpretConfig(parts=("network",), tfs=("CTCF",), min_windows=5, n_windows=20)
+    interpret_model(net, spec, _Source(_inputs(24, True), list(cfg.tfs)), cfg, tmp_path / "out", logos=False)
+    s = pl.read_csv(tmp_path / "out" / "summary.tsv", separator="\t").row(0, named=True)
+    assert s["accessibility_share"] > 0.999
+    assert not s["own_motif_recovered"] and "the calls rest on accessibility (100%)" in s["note"], s
