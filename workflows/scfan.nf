@@ -1,6 +1,6 @@
 /*
  * SCFAN: one run of the pipeline.
- *   inputs (or SIMULATE) -> CHECK_INPUTS -> BULK_TRAIN (per line)  \
+ *   inputs (or SIMULATE) -> CHECK_INPUTS -> BULK_TRAIN (per line: model, metrics, what it learned)  \
  *                                        -> SC_PREPARE (per sample) /-> SC_INFER (cell shards) -> activity
  *   -> SC_ANALYSIS (clusters, differential TFs, chromVAR baseline, per-cluster tracks) -> REPORT (report.html)
  */
@@ -72,14 +72,17 @@ workflow SCFAN {
                 [[id: name], f]
             }
         }
-        ch_metrics = channel.empty()
-        ch_plots   = channel.empty()
+        ch_metrics   = channel.empty()
+        ch_plots     = channel.empty()
+        ch_interpret = channel.empty()
     } else {
-        BULK_TRAIN(bulkLines(CHECK_INPUTS.out.bulk_samplesheet), ch_fasta, ch_fai, ch_mappability, ch_blacklist)
-        ch_versions = ch_versions.mix(BULK_TRAIN.out.versions)
-        ch_models   = BULK_TRAIN.out.models
-        ch_metrics  = BULK_TRAIN.out.metrics
-        ch_plots    = BULK_TRAIN.out.plots
+        BULK_TRAIN(bulkLines(CHECK_INPUTS.out.bulk_samplesheet), ch_fasta, ch_fai, ch_mappability, ch_blacklist,
+                   params.interpret as boolean)
+        ch_versions  = ch_versions.mix(BULK_TRAIN.out.versions)
+        ch_models    = BULK_TRAIN.out.models
+        ch_metrics   = BULK_TRAIN.out.metrics
+        ch_plots     = BULK_TRAIN.out.plots
+        ch_interpret = BULK_TRAIN.out.interpret
     }
 
     SC_PREPARE(scSamples(CHECK_INPUTS.out.sc_samplesheet), ch_sc_peaks, ch_fai)
@@ -100,18 +103,23 @@ workflow SCFAN {
         .flatMap { meta, files -> (files instanceof List ? files : [files]).collect { f -> ["${meta.id} ${f.baseName.toUpperCase()}", f] } }
         .toSortedList { a, b -> a[0] <=> b[0] }
         .map { list -> [list.collect { it[0] }, list.collect { it[1] }] }
+    // [ [line], [interpret/] ]: none with --interpret false, the report then says the step was not run
+    ch_report_interpret = ch_interpret
+        .toSortedList { a, b -> a[0].id <=> b[0].id }
+        .map { list -> [list.collect { it[0].id }, list.collect { it[1] }] }
     // the tasks' own versions.yml files (a collectFile result is new on every run and would defeat -resume)
     ch_report_versions = ch_versions.unique().collect(sort: true)
-    REPORT(SC_ANALYSIS.out.analyses, ch_report_metrics, ch_report_figures, SC_PREPARE.out.cells,
+    REPORT(SC_ANALYSIS.out.analyses, ch_report_metrics, ch_report_figures, ch_report_interpret, SC_PREPARE.out.cells,
            SC_INFER.out.activity, ch_report_versions, params_json, ch_drivers)
     ch_versions = ch_versions.mix(REPORT.out.versions)
 
     emit:
-    models   = ch_models
-    metrics  = ch_metrics
-    cells    = SC_PREPARE.out.cells
-    activity = SC_INFER.out.activity
-    analyses = SC_ANALYSIS.out.analyses
-    report   = REPORT.out.report
-    versions = ch_versions
+    models    = ch_models
+    metrics   = ch_metrics
+    interpret = ch_interpret
+    cells     = SC_PREPARE.out.cells
+    activity  = SC_INFER.out.activity
+    analyses  = SC_ANALYSIS.out.analyses
+    report    = REPORT.out.report
+    versions  = ch_versions
 }

@@ -2,8 +2,9 @@
 
 Order of the page: the answer (cell populations with the TFs that drive them, UMAP beside), then how the
 clusterings compare (TF activity, chromatin embedding, chromVAR: ARI/NMI against labels when there are labels),
-the heatmap of the top differential TFs, per-cell QC, the bulk models' metrics with ROC/PR curves, dropped features,
-software versions and parameters.
+the heatmap of the top differential TFs, per-cell QC, the bulk models' metrics with ROC/PR curves, what the models
+learned (motifs discovered in their attributions, matched to JASPAR), dropped features, software versions and
+parameters.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class ReportInputs:
     analyses: list[tuple[str, Path]]
     metrics: list[tuple[str, Path]] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)
+    interpret: list[tuple[str, Path]] = field(default_factory=list)  # (bulk line, `scfan bulk interpret` folder)
     cells: Path | None = None
     activity: Path | None = None
     versions: list[Path] = field(default_factory=list)
@@ -351,6 +353,7 @@ padding-bottom:4px;margin-top:28px}table{border-collapse:collapse;font-size:13px
 th,td{border:1px solid #d4dbe3;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f6f9}
 .row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}.note{color:#5a6675;font-size:13px}
 img{max-width:100%}.kpi{display:inline-block;margin-right:22px;font-size:13px}.kpi b{font-size:18px;display:block}
+tr.distrust td{background:#fdecea}.distrust .flag{color:#b3261e;font-weight:bold}.logo img{max-width:240px}
 """
 
 
@@ -467,6 +470,9 @@ def build_report(inp: ReportInputs) -> str:
         body += "<details><summary>Every TF</summary>" + _table(m[keep]) + "</details>"
         sections.append(("bulk", "Bulk models", body))
 
+    # --- what the models learned
+    sections.append(("learned", "What the models learned", _learned_section(inp)))
+
     # --- dropped features
     dropped = [(an.name, f) for an in analyses for f in an.summary.get("dropped_features", []) or []]
     if dropped:
@@ -502,6 +508,93 @@ def build_report(inp: ReportInputs) -> str:
             f" · {now} · {s['n_cells']} cells · {s['n_clusters']} clusters</p><p>{html.escape(run)}</p></header>"
             f"<nav>{nav}</nav>"
             f"<main>{main}</main></body></html>\n")
+
+
+#: Columns of ``summary.tsv`` (``scfan bulk interpret``) the report shows.
+INTERPRET_COLUMNS = ("tf", "part", "top_motif", "top_jaspar_id", "top_jaspar_name", "top_q_value",
+                     "own_motif_recovered", "accessibility_share", "note")
+
+
+def read_interpretation(folder: str | Path) -> pd.DataFrame:
+    """``summary.tsv`` of a ``scfan bulk interpret`` folder: one row per TF and part, ``own_motif_recovered`` bool."""
+    path = Path(folder) / "summary.tsv"
+    if not path.is_file():
+        raise InputFileError(folder, "not a `scfan bulk interpret` output folder (no summary.tsv)")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype={"tf": str, "part": str, "top_motif": str, "top_jaspar_id": str,
+                                                "top_jaspar_name": str, "note": str, "own_motif_recovered": str})
+    except (OSError, ValueError) as exc:
+        raise InputFileError(path, f"cannot read the interpretation summary ({exc})") from exc
+    missing = set(INTERPRET_COLUMNS) - set(df.columns)
+    if missing:
+        raise InputFileError(path, f"not a summary.tsv of `scfan bulk interpret` (no {', '.join(sorted(missing))})",
+                             line=1)
+    recovered = df["own_motif_recovered"].fillna("").str.strip().str.lower()
+    if not recovered.isin(["true", "false"]).all():
+        raise InputFileError(path, "own_motif_recovered: expected true or false", line=1)
+    df["own_motif_recovered"] = recovered == "true"
+    for c in ("top_motif", "top_jaspar_id", "top_jaspar_name", "note"):
+        df[c] = df[c].fillna("")
+    return df
+
+
+def _learned_section(inp: ReportInputs) -> str:
+    """Per bulk line, one row per TF and part: the top discovered motif's logo, its JASPAR match, whether the TF's
+    own motif was recovered (a row flagged in red when not), the share of the calls resting on accessibility."""
+    if not inp.interpret:
+        params = {}
+        if inp.params is not None:
+            try:
+                params = json.loads(Path(inp.params).read_text())
+            except (OSError, ValueError):
+                params = {}
+        if params.get("models"):
+            return ("<p>Interpretation was not run: the models were given pre-trained (--models); "
+                    "<code>scfan bulk interpret</code> explains them.</p>")
+        return "<p>Interpretation was not run (--interpret false).</p>"
+    body = ("<p class='note'>Per TF, the positive test windows the model is surest of are explained (DeepLIFT/SHAP "
+            "attributions), motifs are discovered in the attributions (TF-MoDISco) and matched to JASPAR (TOMTOM). "
+            "Two parts per TF: <b>network</b> = scFAN's convolutional network alone (motif branch off): what it "
+            "learned; <b>model</b> = the whole model, whose motif branch starts from the TFs' JASPAR matrices, so its "
+            "matches are partly by construction. A row in red: the TF's own motif was not recovered, a model to "
+            "distrust. On accessibility: the share of the calls resting on the ATAC track rather than the "
+            "sequence.</p>")
+    head = "".join(f"<th>{h}</th>" for h in ("TF", "part", "top motif", "JASPAR match", "q-value",
+                                              "own motif recovered", "on accessibility", "note"))
+    for line, folder in inp.interpret:
+        folder = Path(folder)
+        df = read_interpretation(folder)
+        rows = []
+        for r in df.itertuples(index=False):
+            logo = folder / "logos" / f"{r.tf}_{r.part}_{r.top_motif}.png"
+            logo_html = (_img(_file_uri(logo), f"{r.tf} {r.part} {r.top_motif}") if r.top_motif and logo.is_file()
+                         else html.escape(r.top_motif or "–"))
+            match = f"{r.top_jaspar_name} ({r.top_jaspar_id})" if r.top_jaspar_id else "–"
+            # summary.tsv holds 6 decimals: a 0 there is below 1e-6
+            q = "–" if pd.isna(r.top_q_value) else ("&lt; 1e-06" if r.top_q_value == 0 else f"{r.top_q_value:.2g}")
+            share = "–" if pd.isna(r.accessibility_share) else f"{100 * r.accessibility_share:.0f}%"
+            own = "yes" if r.own_motif_recovered else "no"
+            note = html.escape(r.note)
+            if not r.own_motif_recovered:
+                note = f"<span class='flag'>{note or 'model to distrust'}</span>"
+            cls = "" if r.own_motif_recovered else " class='distrust'"
+            rows.append(f"<tr{cls}><td>{html.escape(r.tf)}</td><td>{html.escape(r.part)}</td>"
+                        f"<td class='logo'>{logo_html}</td><td>{html.escape(match)}</td><td>{q}</td><td>{own}</td>"
+                        f"<td>{share}</td><td>{note}</td></tr>")
+        body += (f"<h3>{html.escape(line)}</h3><table><thead><tr>{head}</tr></thead>"
+                 f"<tbody>{''.join(rows)}</tbody></table>")
+        tracks = []
+        for tf in dict.fromkeys(df["tf"]):
+            track = next((p for p in (folder / "tracks" / f"{tf}_model.png", folder / "tracks" / f"{tf}_network.png")
+                          if p.is_file()), None)
+            if track is not None:
+                tracks.append(f"<figure>{_img(_file_uri(track), f'{tf} attribution track', 520)}"
+                              f"<figcaption class='note'>{html.escape(tf)} ({html.escape(track.stem.split('_')[-1])})"
+                              f"</figcaption></figure>")
+        if tracks:
+            body += (f"<details><summary>Attribution track of each TF's top window ({html.escape(line)})</summary>"
+                     f"<div class='row'>{''.join(tracks)}</div></details>")
+    return body
 
 
 def _run_summary(inp: ReportInputs) -> str:

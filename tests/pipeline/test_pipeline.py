@@ -57,6 +57,46 @@ def test_metrics_show_sequence_specificity_columns(test_profile_run):
             assert ((share > 0.3) & (share < 0.6)).all(), (line, method, share.to_list())
 
 
+#: The whole model (`model` part: its motif branch starts from the planted TFs' JASPAR matrices) recovers the TF's own
+#: motif in its attributions for at least this many of a line's TFs, CTCF always. Measured on the test preset's models
+#: (seed 7; 100 windows per TF with interpretation seeds 0 and 7, and 60 windows with seed 7 on lineA as -profile test
+#: now runs it): 5 of 6 in each line, all but GATA1 (the weakest planted matrix, 10 bp / 12 bits; its top motif is
+#: unmatched at q < 0.05): lineA CEBPB, CTCF, NRF1, REST, SPI1; lineB CTCF, FOXA1, HNF4A, NRF1, SPI1. The `network`
+#: part (motif branch off) rests on accessibility there (share 0.96-0.98: no motif searched): printed, not asserted.
+MIN_MODEL_RECOVERED = 4
+
+
+def test_interpretation_recovers_the_planted_motifs(test_profile_run):
+    """interpret/<line>/ for every trained line: one summary row per TF and part, logos and tracks; the report shows
+    the section."""
+    out = test_profile_run.outdir
+    lines = sorted(p.name for p in (out / "bulk").iterdir())
+    assert sorted(p.name for p in (out / "interpret").iterdir()) == lines
+    for line in lines:
+        d = out / "interpret" / line
+        for f in ("summary.tsv", "motifs.tsv", "filters.tsv", "attributions.npz", "interpret.json"):
+            assert (d / f).is_file(), d / f
+        summary = pl.read_csv(d / "summary.tsv", separator="\t")
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=250):
+            print(f"{line} ({json.loads((d / 'interpret.json').read_text())['seconds']:.0f} s):")
+            print(summary.select("tf", "part", "top_jaspar_name", "top_q_value", "own_motif_recovered",
+                                 "accessibility_share", "note"))
+        tfs = set(pl.read_csv(out / "bulk" / line / "evaluate" / "metrics.tsv", separator="\t")["tf"])
+        assert set(summary["tf"]) == tfs and len(summary) == 2 * len(tfs)
+        assert set(summary["part"]) == {"network", "model"}
+        model = summary.filter(pl.col("part") == "model")
+        recovered = set(model.filter(pl.col("own_motif_recovered"))["tf"])
+        assert "CTCF" in recovered, (line, recovered)
+        assert len(recovered) >= min(MIN_MODEL_RECOVERED, len(tfs)), (line, sorted(recovered))
+        for row in model.filter(pl.col("own_motif_recovered")).iter_rows(named=True):
+            assert (d / "logos" / f"{row['tf']}_model_{row['top_motif']}.png").is_file(), row
+            assert (d / "tracks" / f"{row['tf']}_model.png").is_file(), row
+    report = (out / "report" / "report.html").read_text()
+    learned = report[report.index('<section id="learned">'):]
+    learned = learned[: learned.index("</section>")]
+    assert all(f"<h3>{line}</h3>" in learned for line in lines)
+
+
 def test_activity_matrix_covers_every_cell_and_model(test_profile_run):
     """SC_INFER: 2 shards of per-cell inference (exact mode in the test profile; SC_TRACKS runs the metacell mode)
     gathered into one matrix."""

@@ -15,7 +15,7 @@ from nfrun import REPO, run_pipeline
 
 pytestmark = pytest.mark.pipeline
 
-# Generous: 22 tasks of about 4 s each (scfan's import for versions.yml), one at a time on 2 cores: 1.5-3 minutes on a
+# Generous: 24 tasks of about 4 s each (scfan's import for versions.yml), one at a time on 2 cores: 1.5-3 minutes on a
 # busy machine; a run that did real work takes well over ten.
 STUB_RUN_LIMIT_S = 300
 
@@ -27,6 +27,7 @@ EXPECTED_TASKS = {
     "SCFAN:BULK_TRAIN:BULK_PREPARE": 2,
     "SCFAN:BULK_TRAIN:BULK_TRAIN_MODEL": 2,
     "SCFAN:BULK_TRAIN:BULK_EVALUATE": 2,
+    "SCFAN:BULK_TRAIN:BULK_INTERPRET": 2,
     "SCFAN:SC_PREPARE:SC_INGEST": 2,
     "SCFAN:SC_PREPARE:SC_MERGE": 1,
     "SCFAN:SC_PREPARE:SC_NEIGHBORS": 1,
@@ -51,6 +52,9 @@ PUBLISHED = [
     *[f"bulk/{line}/{f}" for line in ("lineA", "lineB")
       for f in ("prepare/windows.parquet", "prepare/prepare.json", "train/model.pt", "train/train_log.tsv",
                 "evaluate/metrics.tsv", "evaluate/roc.png")],
+    # the contents of each line's interpretation folder, not the folder inside it
+    *[f"interpret/{line}/{f}" for line in ("lineA", "lineB")
+      for f in ("summary.tsv", "motifs.tsv", "filters.tsv", "interpret.json", "logos", "tracks")],
     "sc/sample1/cells.h5ad",
     "sc/sample2/cells.h5ad",
     "sc/cells.h5ad",

@@ -6,6 +6,7 @@ process REPORT {
     tuple val(names), path(analyses, stageAs: 'analysis/*')   // one `sc cluster` folder per name, first = answer
     path metrics, stageAs: 'metrics/metrics*.tsv'             // [] when models were given
     tuple val(figure_names), path(figures, stageAs: 'figures/figure*.png')
+    tuple val(interpret_names), path(interprets, stageAs: 'interpret*/*')   // one `bulk interpret` folder per line, or none
     path cells
     path activity
     path versions, stageAs: 'versions/versions*.yml'      // every task's versions.yml (no collectFile: -resume)
@@ -27,6 +28,8 @@ process REPORT {
     def metric_args = metric_files.collect { f -> "--metrics ${f}" }.join(' ')
     def figs = figures instanceof List ? figures : (figures ? [figures] : [])
     def figure_args = [figure_names, figs].transpose().collect { n, f -> "--figure '${n}=${f}'" }.join(' ')
+    def interpret_dirs = interprets instanceof List ? interprets : (interprets ? [interprets] : [])
+    def interpret_args = [interpret_names, interpret_dirs].transpose().collect { n, d -> "--interpret '${n}=${d}'" }.join(' ')
     def drv = drivers ? "--drivers ${drivers}" : ''
     def version_files = versions instanceof List ? versions : [versions]
     def version_args = version_files.collect { f -> "--versions ${f}" }.join(' ')
@@ -35,6 +38,7 @@ process REPORT {
         ${analysis_args} \\
         ${metric_args} \\
         ${figure_args} \\
+        ${interpret_args} \\
         --cells ${cells} \\
         --activity ${activity} \\
         ${version_args} \\

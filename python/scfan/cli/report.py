@@ -29,6 +29,8 @@ def report_cmd(
                                        "first is the answer (repeat for the clusterings compared)."),
     metrics: list[str] = typer.Option(None, "--metrics", help="LINE=metrics.tsv of `scfan bulk evaluate`."),
     figure: list[str] = typer.Option(None, "--figure", help="CAPTION=figure.png to embed in the bulk section."),
+    interpret: list[str] = typer.Option(None, "--interpret", help="LINE=folder of `scfan bulk interpret` output "
+                                        "(none: the report says the step was not run)."),
     cells: Path = typer.Option(None, help="cells.h5ad (QC per sample)."),
     activity: Path = typer.Option(None, help="tf_activity.h5ad (inference summary)."),
     versions: list[Path] = typer.Option(None, "--versions", help="versions.yml of the run, or of each task "
@@ -38,11 +40,13 @@ def report_cmd(
     title: str = typer.Option("scFAN-nf report", help="Page title."),
     out: Path = typer.Option(..., help="Output report.html."),
 ) -> None:
-    """One self-contained HTML page: clusters and their TFs first, then methods, QC, bulk models, versions."""
+    """One self-contained HTML page: clusters and their TFs first, then methods, QC, bulk models, what
+    they learned, versions."""
     from scfan.report import ReportInputs, write_report
 
     inp = ReportInputs(analyses=_pairs(analysis, "--analysis"), metrics=_pairs(metrics, "--metrics"),
-                       figures=_pairs(figure, "--figure"), cells=cells, activity=activity,
+                       figures=_pairs(figure, "--figure"),
+                       interpret=_pairs(interpret, "--interpret"), cells=cells, activity=activity,
                        versions=list(versions or []), params=params, drivers=drivers, title=title)
     write_report(inp, out)
 

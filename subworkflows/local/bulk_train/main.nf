@@ -1,9 +1,11 @@
 /*
- * BULK_TRAIN: for every bulk cell line, in parallel: windows + labels -> scFANet -> test-chromosome metrics.
+ * BULK_TRAIN: for every bulk cell line, in parallel: windows + labels -> scFANet -> test-chromosome metrics
+ *   and, unless --interpret false, what the model learned (attributions, motifs, JASPAR matches).
  */
 include { BULK_PREPARE     } from '../../../modules/local/bulk_prepare/main'
 include { BULK_TRAIN_MODEL } from '../../../modules/local/bulk_train/main'
 include { BULK_EVALUATE    } from '../../../modules/local/bulk_evaluate/main'
+include { BULK_INTERPRET   } from '../../../modules/local/bulk_interpret/main'
 
 workflow BULK_TRAIN {
     take:
@@ -12,6 +14,7 @@ workflow BULK_TRAIN {
     fai
     mappability
     blacklist       // path or []
+    interpret       // boolean: run BULK_INTERPRET
 
     main:
     ch_versions = channel.empty()
@@ -28,10 +31,18 @@ workflow BULK_TRAIN {
     BULK_EVALUATE(ch_eval_in, fasta, fai, mappability)
     ch_versions = ch_versions.mix(BULK_EVALUATE.out.versions)
 
+    ch_interpret = channel.empty()
+    if (interpret) {
+        BULK_INTERPRET(ch_eval_in, fasta, fai, mappability)
+        ch_versions  = ch_versions.mix(BULK_INTERPRET.out.versions)
+        ch_interpret = BULK_INTERPRET.out.results
+    }
+
     emit:
-    windows  = BULK_PREPARE.out.windows     // [ meta, windows.parquet ]
-    models   = BULK_TRAIN_MODEL.out.model   // [ meta, model.pt ]
-    metrics  = BULK_EVALUATE.out.metrics    // [ meta, metrics.tsv ]
-    plots    = BULK_EVALUATE.out.plots      // [ meta, [roc.png, pr.png] ]
-    versions = ch_versions
+    windows   = BULK_PREPARE.out.windows     // [ meta, windows.parquet ]
+    models    = BULK_TRAIN_MODEL.out.model   // [ meta, model.pt ]
+    metrics   = BULK_EVALUATE.out.metrics    // [ meta, metrics.tsv ]
+    plots     = BULK_EVALUATE.out.plots      // [ meta, [roc.png, pr.png] ]
+    interpret = ch_interpret                 // [ meta, interpret/ ] (empty with --interpret false)
+    versions  = ch_versions
 }

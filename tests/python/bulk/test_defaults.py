@@ -96,3 +96,19 @@ def test_every_training_parameter_reaches_the_command(repo_root):
     block = block[: block.index("publishDir")]
     for param, (_, option) in TRAIN_PARAMS.items():
         assert f"{option} ${{params.{param}}}" in block, option
+
+
+def test_interpret_parameters_match_the_command(repo_root, sources):
+    """`--interpret` (on) and `--interpret_n_windows` = `scfan bulk interpret --n-windows`'s default, passed on by
+    conf/modules.config; -profile test explains fewer windows."""
+    interpret = typer.main.get_command(app).commands["interpret"]
+    n_windows = {opt: p.default for p in interpret.params for opt in p.opts}["--n-windows"]
+    for where, values in sources.items():
+        assert values.get("interpret") is True, where
+        assert values.get("interpret_n_windows") == n_windows, (where, values.get("interpret_n_windows"), n_windows)
+    modules = (repo_root / "conf" / "modules.config").read_text()
+    block = modules[modules.index("withName: 'BULK_INTERPRET'"):]
+    block = block[: block.index("publishDir")]
+    assert "--n-windows ${params.interpret_n_windows}" in block and "--seed ${params.seed}" in block
+    test = parse_params_block((repo_root / "conf" / "test.config").read_text())
+    assert test["interpret_n_windows"] < n_windows

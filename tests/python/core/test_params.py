@@ -41,6 +41,15 @@ def test_wrong_type_names_parameter_value_and_expectation(schema):
     assert "integer" in v.expected and ">= 1" in v.expected
 
 
+def test_interpret_is_a_boolean_and_its_window_count_positive(schema):
+    base = {"outdir": "o", "simulate_preset": "test"}
+    assert validate_params({**base, "interpret": False, "interpret_n_windows": 50}, schema) == []
+    (v,) = validate_params({**base, "interpret": "maybe"}, schema)
+    assert (v.name, v.value, v.expected) == ("interpret", "maybe", "boolean")
+    (v,) = validate_params({**base, "interpret_n_windows": 0}, schema)
+    assert v.name == "interpret_n_windows" and ">= 1" in v.expected
+
+
 def test_enum_and_pattern_violations(schema):
     vs = validate_params({"outdir": "o", "simulate_preset": "huge", "max_memory": "lots"}, schema)
     assert {v.name for v in vs} == {"simulate_preset", "max_memory"}

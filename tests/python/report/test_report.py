@@ -139,3 +139,74 @@ def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, t
     software = page[page.index('id="software"'):]
     assert "Numerics of per-cell inference" in software and "amx_bf16" in software
     assert "max |Δp| 0.41" in software and "float32 (oneDNN, channels-last)" in software
+
+
+@pytest.fixture
+def interpret_folder(tmp_path):
+    """A tiny `scfan bulk interpret` folder: CTCF recovered in both parts, GATA1 not (one row with the command's
+    note, one without), a logo and an attribution track for CTCF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = tmp_path / "interpret"
+    (folder / "logos").mkdir(parents=True)
+    (folder / "tracks").mkdir()
+    note = "top motif matches SPI1 (MA0080.7), not GATA1's own: a model to distrust"
+    folder.joinpath("summary.tsv").write_text(
+        "tf\tpart\tn_windows\ttop_motif\ttop_jaspar_id\ttop_jaspar_name\ttop_q_value\town_motif_recovered\t"
+        "best_own_q_value\taccessibility_share\tattribution_sum\tnote\n"
+        'CTCF\tnetwork\t100\tpattern_0\tMA1929.2\tCTCF\t0.000001\ttrue\t0.000001\t0.125\t1.7\t""\n'
+        'CTCF\tmodel\t100\tpattern_0\tMA1929.2\tCTCF\t0.000000\ttrue\t0.000000\t0.250\t3.8\t""\n'
+        f"GATA1\tnetwork\t100\tpattern_0\tMA0080.7\tSPI1\t0.001\tfalse\tNaN\t0.600\t0.9\t{note}\n"
+        'GATA1\tmodel\t12\t""\t""\t""\tNaN\tfalse\tNaN\tNaN\tNaN\t""\n')
+    pngs = {}
+    for name in ("logos/CTCF_model_pattern_0.png", "tracks/CTCF_model.png"):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.plot([0, 1], [0, 1 if "logos" in name else 0])
+        fig.savefig(folder / name, format="png")
+        plt.close(fig)
+        pngs[name] = base64.b64encode((folder / name).read_bytes()).decode("ascii")
+    return folder, pngs, note
+
+
+def test_report_shows_what_the_models_learned(analyses, interpret_folder, tmp_path, monkeypatch):
+    """One row per TF and part with the top motif's logo, its JASPAR match and the share on accessibility; rows
+    whose TF's own motif was not recovered are flagged in red with the note (or "model to distrust")."""
+    folder, pngs, note = interpret_folder
+    out = tmp_path / "report.html"
+    assert run_cli(monkeypatch, *_args(analyses, out, "--interpret", f"lineA={folder}")) == 0
+    page = out.read_text()
+    sections = re.findall(r'<section id="([a-z]+)">', page)
+    assert sections.index("learned") == sections.index("bulk") + 1
+    learned = page[page.index('<section id="learned">'):page.index('<section id="software">')]
+    assert "What the models learned" in learned and "<h3>lineA</h3>" in learned
+    assert "network</b> = scFAN's convolutional network alone (motif branch off)" in learned
+    assert "partly by construction" in learned
+    rows = re.findall(r"<tr( class='distrust')?><td>([A-Z0-9]+)</td><td>(network|model)</td>(.*?)</tr>", learned)
+    assert [(tf, part, bool(flag)) for flag, tf, part, _ in rows] == [
+        ("CTCF", "network", False), ("CTCF", "model", False), ("GATA1", "network", True), ("GATA1", "model", True)]
+    cells = {(tf, part): re.findall(r"<td[^>]*>(.*?)</td>", rest) for _, tf, part, rest in rows}
+    # the logo of CTCF's model part is embedded; the network part has no logo file: its motif named instead
+    assert pngs["logos/CTCF_model_pattern_0.png"] in cells["CTCF", "model"][0]
+    assert cells["CTCF", "network"][0] == "pattern_0"
+    assert cells["CTCF", "model"][1:5] == ["CTCF (MA1929.2)", "&lt; 1e-06", "yes", "25%"]
+    assert cells["CTCF", "network"][1:5] == ["CTCF (MA1929.2)", "1e-06", "yes", "12%"]
+    assert cells["GATA1", "network"][1:5] == ["SPI1 (MA0080.7)", "0.001", "no", "60%"]
+    assert cells["GATA1", "network"][5] == f"<span class='flag'>{note.replace(chr(39), '&#x27;')}</span>"
+    assert cells["GATA1", "model"][1:6] == ["–", "–", "no", "–", "<span class='flag'>model to distrust</span>"]
+    # one attribution track per TF that has one, folded away
+    assert pngs["tracks/CTCF_model.png"] in learned.split("<details>")[-1]
+    assert "tr.distrust td{background:" in page   # the red flag is styled by the page itself
+
+
+def test_report_says_when_interpretation_was_not_run(analyses, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "report.html"
+    assert run_cli(monkeypatch, *_args(analyses, out)) == 0
+    learned = out.read_text().split('<section id="learned">')[1].split("</section>")[0]
+    assert "Interpretation was not run (--interpret false)." in learned
+    bogus = tmp_path / "empty"
+    bogus.mkdir()
+    assert run_cli(monkeypatch, *_args(analyses, out, "--interpret", f"lineA={bogus}")) == 2
+    assert f"{bogus}: not a `scfan bulk interpret` output folder (no summary.tsv)" in capsys.readouterr().err
