@@ -257,14 +257,25 @@ def split_fragments_cmd(
              sum(res.lines_written.values()), sum(res.lines_read.values()), res.replication)
 
 
+#: the inputs of the per-cluster commands (`sc tracks`, `sc interpret`): one definition, one help text
+_cluster_inputs = {
+    "cells": lambda: typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'])."),
+    "clusters": lambda: typer.Option(..., help="clusters.tsv from `sc cluster` (cell_id, cluster)."),
+    "model": lambda: typer.Option(..., "--model", help="Trained bulk model, NAME=model.pt (repeat)."),
+    "fragments": lambda: typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz, one per sample."),
+    "genome": lambda: typer.Option(..., help="Genome FASTA the models were trained on."),
+    "mappability": lambda: typer.Option(..., help="Mappability bigWig."),
+}
+
+
 @sc_app.command("tracks")
 def tracks_cmd(
-    cells: Path = typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'])."),
-    clusters: Path = typer.Option(..., help="clusters.tsv from `sc cluster` (cell_id, cluster)."),
-    model: list[str] = typer.Option(..., "--model", help="Trained bulk model, NAME=model.pt (repeat)."),
-    fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz, one per sample."),
-    genome: Path = typer.Option(..., help="Genome FASTA the models were trained on."),
-    mappability: Path = typer.Option(..., help="Mappability bigWig."),
+    cells: Path = _cluster_inputs["cells"](),
+    clusters: Path = _cluster_inputs["clusters"](),
+    model: list[str] = _cluster_inputs["model"](),
+    fragments: list[str] = _cluster_inputs["fragments"](),
+    genome: Path = _cluster_inputs["genome"](),
+    mappability: Path = _cluster_inputs["mappability"](),
     mode: str = typer.Option("fast", help="fast (default: exact's pairs, bfloat16 convolutions only where the "
                              "runtime check passes), exact or metacell (a few x faster, an approximation), as in "
                              "`sc predict`."),
@@ -291,12 +302,12 @@ def tracks_cmd(
 
 @sc_app.command("interpret")
 def interpret_cmd(
-    cells: Path = typer.Option(..., help="cells_nn.h5ad from `sc neighbors` (obsp['pooling'])."),
-    clusters: Path = typer.Option(..., help="clusters.tsv from `sc cluster` (cell_id, cluster)."),
-    model: list[str] = typer.Option(..., "--model", help="Trained bulk model, NAME=model.pt (repeat)."),
-    fragments: list[str] = typer.Option(..., "--fragments", help="SAMPLE=fragments.tsv.gz, one per sample."),
-    genome: Path = typer.Option(..., help="Genome FASTA the models were trained on."),
-    mappability: Path = typer.Option(..., help="Mappability bigWig."),
+    cells: Path = _cluster_inputs["cells"](),
+    clusters: Path = _cluster_inputs["clusters"](),
+    model: list[str] = _cluster_inputs["model"](),
+    fragments: list[str] = _cluster_inputs["fragments"](),
+    genome: Path = _cluster_inputs["genome"](),
+    mappability: Path = _cluster_inputs["mappability"](),
     differential: Path = typer.Option(None, "--differential", help="differential_tfs.tsv of `sc cluster`: explain "
                                       "each cluster's top differential TFs."),
     features: str = typer.Option(None, "--features", help="Comma-separated MODEL:TF features to explain in every "

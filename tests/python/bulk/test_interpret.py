@@ -157,7 +157,7 @@ def test_real_ctcf_peaks_sequence_only_model_learns_the_ctcf_motif(shared_data, 
     assert r.returncode == 0, r.stderr
     summary = pl.read_csv(tmp_path / "interp" / "summary.tsv", separator="\t")
     motifs = pl.read_csv(tmp_path / "interp" / "motifs.tsv", separator="\t")
-    print(motifs)
+    print(f"real GM12878 CTCF peaks, discovered motifs:\n{motifs}")
     for part in ("network", "model"):
         row = summary.filter(pl.col("part") == part).row(0, named=True)
         assert row["top_jaspar_name"].upper() == "CTCF" and row["top_q_value"] < 0.05, row
