@@ -217,11 +217,18 @@ def predict_cmd(
     compile_models: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the models on CUDA "
                                         "(with --amp): ~2.4x faster prediction after 1-2 min of compilation; for "
                                         "shards of tens of millions of cell-windows or more."),
+    window_share: float = typer.Option(1.0, "--window-share", help="Share of the windows scored for the activity "
+                                       "(0-1]: below 1, each layer is estimated from a random sample of every "
+                                       "cell's windows (the same windows for all cells), with standard errors in "
+                                       "layers *_se; ~1/share fewer model calls (docs/single_cell.md)."),
+    window_seed: int = typer.Option(0, "--window-seed", help="Seed of the --window-share sample."),
+    min_sampled_windows: int = typer.Option(100, "--min-sampled-windows", help="With --window-share < 1, a cell "
+                                            "with fewer sampled windows is scored on all of its windows."),
     threads: int = threads_option(),
     out: Path = typer.Option(..., help="Output activity shard .h5ad."),
 ) -> None:
     """Per-cell TF binding → the shard's cells × features activity (.h5ad: X top-k frequency, layers mean_prob,
-    frac_bound)."""
+    frac_bound; with --window-share < 1 also their standard errors)."""
     from scfan.threads import use_threads
 
     use_threads(threads, load_torch=True)  # first: polars sizes its pool on import
@@ -229,7 +236,8 @@ def predict_cmd(
 
     cfg = PredictConfig(mode=mode, shard=shard, min_signal=min_signal, bound_threshold=bound_threshold,
                         top_k=top_k, batch_size=batch_size, metacell_size=metacell_size, device=device, amp=amp,
-                        compile=compile_models, num_threads=threads)
+                        compile=compile_models, num_threads=threads, window_share=window_share,
+                        window_seed=window_seed, min_sampled_windows=min_sampled_windows)
     adata = predict_activity(cells, model, _fragments_map(fragments), genome, mappability, cfg)
     write_activity(adata, out)
     log.info("wrote %s (%d cells × %d features; %d without a scored window)", out, adata.n_obs, adata.n_vars,

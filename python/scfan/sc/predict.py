@@ -91,6 +91,13 @@ class PredictConfig:
     #: torch.compile the models on CUDA (with ``amp``): 2.4x the prediction rate after 1-2 minutes of compilation
     compile: bool = False
     num_threads: int | None = None
+    #: share of the windows scored for the activity layers (1: every window; below 1: the estimator of
+    #: :func:`sampled_windows`, with standard errors); per-cluster tracks and region queries always take 1
+    window_share: float = 1.0
+    #: seed of the window sample (a window is in it or not for every cell and shard alike)
+    window_seed: int = 0
+    #: a cell with fewer sampled windows than this is scored on all of its windows (its values are then exact)
+    min_sampled_windows: int = 100
 
     @property
     def reduced_precision(self) -> bool:
@@ -105,6 +112,15 @@ class PredictConfig:
             raise ScfanError("--min-signal must be >= 0, --bound-threshold in (0, 1), --top-k and --batch-size >= 1")
         if self.metacell_size < 1 or self.chunk_bp < 1 or self.cell_block < 1:
             raise ScfanError("--metacell-size, chunk and block sizes must be >= 1")
+        if not 0 < self.window_share <= 1:  # NaN fails too
+            raise ScfanError(f"--window-share {self.window_share:g}: expected a share of the windows in (0, 1]")
+        if self.min_sampled_windows < 1:
+            raise ScfanError("--min-sampled-windows must be >= 1")
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the activity layers are estimated from a share of the windows."""
+        return self.window_share < 1
 
 
 @dataclass
@@ -265,6 +281,61 @@ def scored_peaks(counts: sp.spmatrix | Callable[[np.ndarray], sp.spmatrix], pool
     return out
 
 
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """A 64-bit integer mixer (the finaliser of SplitMix64): nearby inputs give unrelated outputs."""
+    x = x.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def sampled_windows(windows: pl.DataFrame, share: float, seed: int) -> np.ndarray:
+    """Boolean mask of the rows of ``windows`` in the window sample: each window independently with probability
+    ``share``, decided by a hash of (chromosome, start, seed) alone, so a window is in or out for every cell, shard
+    count and batch size alike.
+
+    Why windows, not (cell, window) pairs: cells that share a window share its sampling error, so differences
+    between cells (what clustering and differential tests use) are estimated better than their levels; and the
+    model's per-window work (DNA, mappability, the sequence half of the first convolution) shrinks with the share.
+    """
+    if share >= 1:
+        return np.ones(len(windows), dtype=bool)
+    import zlib
+
+    names = windows["chrom"].to_numpy().astype(str)
+    uniq, inv = np.unique(names, return_inverse=True)
+    chrom_key = np.array([zlib.crc32(c.encode()) for c in uniq], dtype=np.uint64)[inv]
+    h = _mix64(_mix64(chrom_key ^ (np.uint64(seed % 2**32) << np.uint64(32)))
+               ^ windows["start"].to_numpy().astype(np.uint64))
+    return (h >> np.uint64(11)).astype(np.float64) / float(2**53) < share
+
+
+def scored_pairs(scored: sp.csr_matrix, windows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Every scored (cell, window) pair: ``(cell rows, window rows)``, cell-major then window order."""
+    peak_of_window = windows["peak"].to_numpy()
+    n_peaks = scored.shape[1]
+    w_ptr = np.concatenate([[0], np.cumsum(np.bincount(peak_of_window, minlength=n_peaks))])
+    w_of_peak = np.argsort(peak_of_window, kind="stable")  # windows of each peak, as CSR peak → window rows
+    cell_of_pair = np.repeat(np.arange(scored.shape[0]), np.diff(scored.indptr))
+    peaks_of_pair = scored.indices
+    n_w = w_ptr[peaks_of_pair + 1] - w_ptr[peaks_of_pair]
+    pair_cell = np.repeat(cell_of_pair, n_w)
+    first = np.repeat(w_ptr[peaks_of_pair], n_w)
+    k = np.arange(int(n_w.sum())) - np.repeat(np.cumsum(n_w) - n_w, n_w)
+    return pair_cell, w_of_peak[first + k]
+
+
+def sample_pairs(pair_cell: np.ndarray, pair_win: np.ndarray, in_sample: np.ndarray, n_cells: int,
+                 min_windows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which pairs are scored: those of sampled windows, and every pair of a cell with fewer than ``min_windows``
+    sampled windows. Returns the pair mask and each cell's number of candidate windows (all its scored windows)."""
+    n_total = np.bincount(pair_cell, minlength=n_cells)
+    keep = in_sample[pair_win]
+    few = np.bincount(pair_cell[keep], minlength=n_cells) < min_windows
+    return keep | few[pair_cell], n_total
+
+
 def greedy_metacells(pooling: sp.spmatrix, size: int) -> np.ndarray:
     """Metacell id of every cell: in cell order, each unassigned cell opens a metacell and takes its unassigned
     neighbours of highest pooling weight (ties by index) until ``size`` members. Deterministic, O(cells × k)."""
@@ -351,13 +422,16 @@ def check_depth_shift(models: ModelSet, depth: np.ndarray) -> dict[str, float]:
 class ActivityAccumulator:
     """Per-cell running sums: top-k counts, probability sums, bound counts and windows scored (float64)."""
 
-    def __init__(self, n_cells: int, n_features: int, top_k: int, bound_threshold: float):
+    def __init__(self, n_cells: int, n_features: int, top_k: int, bound_threshold: float,
+                 squares: bool = False):
         self.top_k = min(top_k, n_features)
         self.threshold = bound_threshold
         self.top = np.zeros((n_cells, n_features))
         self.prob_sum = np.zeros((n_cells, n_features))
         self.bound = np.zeros((n_cells, n_features))
         self.n_scored = np.zeros(n_cells, dtype=np.int64)
+        #: sums of squared probabilities, for the standard errors of a window sample (:meth:`standard_errors`)
+        self.prob_sq = np.zeros((n_cells, n_features)) if squares else None
 
     def add(self, cells: np.ndarray, probs: np.ndarray) -> None:
         """Add the predictions ``probs (n, F)`` of ``n`` (cell, window) pairs (cells may repeat)."""
@@ -365,6 +439,8 @@ class ActivityAccumulator:
             return
         p = probs.astype(np.float64)
         np.add.at(self.prob_sum, cells, p)
+        if self.prob_sq is not None:
+            np.add.at(self.prob_sq, cells, p * p)
         np.add.at(self.bound, cells, (p > self.threshold).astype(np.float64))
         # top-k by probability; ties broken by the lower feature index so the result is deterministic
         order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
@@ -377,6 +453,27 @@ class ActivityAccumulator:
         return {"top_k_freq": (self.top / (div * self.top_k)).astype(np.float32),
                 "mean_prob": (self.prob_sum / div).astype(np.float32),
                 "frac_bound": (self.bound / div).astype(np.float32)}
+
+    def standard_errors(self, n_candidates: np.ndarray) -> dict[str, np.ndarray]:
+        """Standard error of each layer's value when a cell's ``n`` scored windows are a simple random sample of its
+        ``N = n_candidates`` windows: ``sqrt((1 - n/N) s² / n)``, ``s²`` the sample variance over the ``n`` windows
+        (for the 0/1 layers ``n m (1 - m) / (n - 1)``). 0 where every window was scored; NaN where ``n < 2 < N``."""
+        if self.prob_sq is None:
+            raise ValueError("standard errors need an accumulator made with squares=True")
+        n = self.n_scored[:, None].astype(np.float64)
+        big_n = np.asarray(n_candidates, dtype=np.float64)[:, None]
+        fpc = np.where(n >= big_n, 0.0, np.clip(1.0 - n / np.where(big_n > 0, big_n, 1.0), 0.0, 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            def se(var_sum: np.ndarray) -> np.ndarray:  # var_sum: Σ (x - mean)², the sample variance × (n - 1)
+                out = np.sqrt(fpc * np.maximum(var_sum, 0.0) / ((n - 1) * n))
+                out = np.where(fpc == 0, 0.0, out)
+                return np.where((n < 2) & (fpc > 0), np.nan, out).astype(np.float32)
+
+            m_top = self.top / np.where(n > 0, n, 1.0)  # share of windows where the feature is in the top k
+            m_bound = self.bound / np.where(n > 0, n, 1.0)
+            return {"top_k_freq_se": se(n * m_top * (1 - m_top)) / self.top_k,
+                    "mean_prob_se": se(self.prob_sq - self.prob_sum ** 2 / np.where(n > 0, n, 1.0)),
+                    "frac_bound_se": se(n * m_bound * (1 - m_bound))}
 
 
 class _ChunkInputs:
@@ -393,10 +490,28 @@ class _ChunkInputs:
         self.offsets = ctx_starts - self.a
 
 
+def _only_columns(m: sp.csr_matrix, offsets: np.ndarray, width: int) -> sp.csr_matrix:
+    """``m`` without the entries outside every ``[offset, offset + width)`` column range: the pooling product then
+    skips the insertions between the windows, and gives the windows' columns bit for bit as before (each output
+    value sums the same terms in the same order)."""
+    cover = np.zeros(m.shape[1] + 1, dtype=np.int64)
+    np.add.at(cover, np.clip(offsets, 0, m.shape[1]), 1)
+    np.add.at(cover, np.clip(offsets + width, 0, m.shape[1]), -1)
+    inside = np.cumsum(cover)[:-1] > 0
+    if inside.all():
+        return m
+    keep = inside[m.indices]
+    row_of = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of, minlength=m.shape[0]))])
+    return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
+
+
 def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, scored: sp.csr_matrix,
                           windows: pl.DataFrame, genome, mappability_bw, cfg: PredictConfig,
-                          device: torch.device) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``(cell_rows, window_rows, probs)`` batches over every scored (cell, window) pair of the shard.
+                          device: torch.device, pair_mask: np.ndarray | None = None,
+                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(cell_rows, window_rows, probs)`` batches over every scored (cell, window) pair of the shard (of
+    :func:`scored_pairs`), or over those ``pair_mask`` keeps.
 
     ``tracks`` must have been built on ``units.pooling``; ``cell_rows`` index the shard's cells and
     ``window_rows`` the rows of ``windows``.
@@ -404,20 +519,9 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
     del device  # models already live on it
     context, window = models.context, models.window
     flank = (context - window) // 2
-    peak_of_window = windows["peak"].to_numpy()
-    # windows of each peak, as CSR peak → window rows
-    order = np.argsort(peak_of_window, kind="stable")
-    n_peaks = scored.shape[1]
-    w_ptr = np.concatenate([[0], np.cumsum(np.bincount(peak_of_window, minlength=n_peaks))])
-    w_of_peak = order
-    # every scored (cell, window) pair, cell-major then window order
-    cell_of_pair = np.repeat(np.arange(scored.shape[0]), np.diff(scored.indptr))
-    peaks_of_pair = scored.indices
-    n_w = w_ptr[peaks_of_pair + 1] - w_ptr[peaks_of_pair]
-    pair_cell = np.repeat(cell_of_pair, n_w)
-    first = np.repeat(w_ptr[peaks_of_pair], n_w)
-    k = np.arange(int(n_w.sum())) - np.repeat(np.cumsum(n_w) - n_w, n_w)
-    pair_win = w_of_peak[first + k]
+    pair_cell, pair_win = scored_pairs(scored, windows)
+    if pair_mask is not None:
+        pair_cell, pair_win = pair_cell[pair_mask], pair_win[pair_mask]
     chroms = windows["chrom"].to_numpy().astype(str)
     starts = windows["start"].to_numpy()
     # genomic chunks of consecutive windows on one chromosome
@@ -450,7 +554,8 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
         xw = torch.from_numpy(np.concatenate([inputs.onehot, np.zeros_like(inputs.mapp)[:, None, :],
                                               inputs.mapp[:, None, :]], axis=1).astype(np.float32))
         scores = models.window_scores(xw)
-        ins = tracks.insertions(chrom, inputs.a, inputs.b).astype(np.float64)
+        ins = _only_columns(tracks.insertions(chrom, inputs.a, inputs.b).astype(np.float64),
+                            inputs.offsets, context)
         probs = np.empty((len(ukeys), len(models.features)), dtype=np.float32)
         blocks = np.searchsorted(u_unit, np.arange(0, n_units + cfg.cell_block, cfg.cell_block))
         for b0, b1 in zip(blocks[:-1], blocks[1:], strict=True):
@@ -668,7 +773,17 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
             check_chrom_names((str(genome_fa), sizes), {str(mappability): list(bw.chroms())})
             scored = scored_peaks(adata.rows, adata.obsp["pooling"], cells, cfg.min_signal)
             totals = 2.0 * adata.obs["n_fragments"].to_numpy(dtype=np.float64)
-            acc = ActivityAccumulator(len(cells), len(models.features), cfg.top_k, cfg.bound_threshold)
+            pair_mask, n_candidates = None, None
+            if cfg.sampled:
+                pc, pw = scored_pairs(scored, windows)
+                in_sample = sampled_windows(windows, cfg.window_share, cfg.window_seed)
+                pair_mask, n_candidates = sample_pairs(pc, pw, in_sample, len(cells), cfg.min_sampled_windows)
+                log.info("--window-share %g: %d of %d windows in the sample; %d of %d (cell, window) pairs scored "
+                         "(cells with fewer than %d sampled windows keep all of theirs)", cfg.window_share,
+                         int(in_sample.sum()), len(windows), int(pair_mask.sum()), len(pc), cfg.min_sampled_windows)
+                del pc, pw
+            acc = ActivityAccumulator(len(cells), len(models.features), cfg.top_k, cfg.bound_threshold,
+                                      squares=cfg.sampled)
             log.info("shard %s: %d of %d cells, %d units (%s mode), %d windows on %d peaks, %d (cell, peak) pairs "
                      "scored; %d model(s), %d features, device %s", cfg.shard, len(cells), adata.n_obs,
                      units.pooling.shape[0], cfg.mode, len(windows), adata.n_vars, scored.nnz, len(models.names),
@@ -676,7 +791,8 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
             depth = pooled_depth(units.pooling, totals, sum(sizes.values()))[units.of_cell]
             depth_share = check_depth_shift(models, depth)
             with PooledTracks(fragments, list(adata.obs_names), units.pooling, totals, sum(sizes.values())) as tr:
-                batches = iter_cell_predictions(models, tr, units, scored, windows, genome, bw, cfg, device)
+                batches = iter_cell_predictions(models, tr, units, scored, windows, genome, bw, cfg, device,
+                                                pair_mask=pair_mask)
                 for p_cell, _p_win, probs in tqdm(batches, desc=f"predict shard {cfg.shard}", unit="chunk",
                                                    disable=not progress_enabled(), leave=False):
                     acc.add(p_cell, probs)
@@ -686,8 +802,12 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
         finally:
             bw.close()
     layers = acc.layers()
+    if cfg.sampled:
+        layers.update(acc.standard_errors(n_candidates))
     obs = adata.obs.iloc[cells].copy()
     obs["n_scored_windows"] = acc.n_scored
+    if cfg.sampled:
+        obs["n_candidate_windows"] = n_candidates
     obs["no_scored_windows"] = acc.n_scored == 0
     obs["pooled_depth"] = depth
     if units.members is not None:
@@ -699,8 +819,7 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
     var = models.var().to_pandas().set_index("feature")
     var.index.name = None
     var = var.astype({"model": "category", "tf": "category"})  # as AnnData would store them, without its notice
-    out = ad.AnnData(X=layers["top_k_freq"], obs=obs, var=var,
-                     layers={"mean_prob": layers["mean_prob"], "frac_bound": layers["frac_bound"]})
+    out = ad.AnnData(X=layers.pop("top_k_freq"), obs=obs, var=var, layers=layers)
     i, n = parse_shard(cfg.shard)
     out.uns["scfan_activity"] = {
         "config": {k: v for k, v in cfg.__dict__.items() if v is not None},
@@ -716,6 +835,32 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
         "n_windows": int(len(windows)), "n_peaks": int(adata.n_vars), "package_version": __version__,
         "X": f"frequency of each feature among a window's top {acc.top_k} (per cell, rows sum to 1)",
     }
+    if cfg.sampled:
+        out.uns["scfan_activity"]["window_sampling"] = sampling_summary(out, cfg)
+    return out
+
+
+SE_LAYERS = {"X": "top_k_freq_se", "mean_prob": "mean_prob_se", "frac_bound": "frac_bound_se"}
+
+
+def sampling_summary(adata: ad.AnnData, cfg: PredictConfig | dict) -> dict:
+    """What ``uns['scfan_activity']['window_sampling']`` says of a window-sampled activity matrix: the settings, the
+    estimator, and per layer the median standard error and its median over the layer's own value (cells × features
+    with a value > 0)."""
+    c = cfg if isinstance(cfg, dict) else cfg.__dict__
+    out = {"share": float(c["window_share"]), "seed": int(c["window_seed"]),
+           "min_sampled_windows": int(c["min_sampled_windows"]),
+           "estimator": "each layer is a cell's mean over a random share of its scored windows (the same windows for "
+                        "every cell); *_se layers: standard errors for a simple random sample without replacement "
+                        "(finite-population corrected; 0 where a cell was scored on all its windows)",
+           "median_scored_share": float(np.median(adata.obs["n_scored_windows"].to_numpy()
+                                                  / np.maximum(adata.obs["n_candidate_windows"].to_numpy(), 1)))}
+    for layer, se_name in SE_LAYERS.items():
+        val = np.asarray(adata.X if layer == "X" else adata.layers[layer], dtype=np.float64)
+        se = np.asarray(adata.layers[se_name], dtype=np.float64)
+        ok = np.isfinite(se) & (val > 0)
+        out[f"median_se_{layer}"] = float(np.median(se[ok])) if ok.any() else float("nan")
+        out[f"median_relative_se_{layer}"] = float(np.median(se[ok] / val[ok])) if ok.any() else float("nan")
     return out
 
 
@@ -740,10 +885,15 @@ def merge_activity(paths: Sequence[str | Path]) -> ad.AnnData:
         if not isinstance(info, dict) or "shard_index" not in info:
             raise InputFileError(p, "not an activity shard written by `scfan sc predict`")
         i, n = int(info["shard_index"]), int(info["shard_count"])
+        sampling = tuple(info["config"].get(k, d) for k, d in (("window_share", 1.0), ("window_seed", 0),
+                                                               ("min_sampled_windows", 100)))
         if ref is None:
-            ref = (n, list(a.var_names), info["config"].get("mode"), int(info["n_cells_total"]), p)
+            ref = (n, list(a.var_names), info["config"].get("mode"), int(info["n_cells_total"]), p, sampling)
         if n != ref[0] or list(a.var_names) != ref[1] or info["config"].get("mode") != ref[2]:
             raise InputFileError(p, f"shard {i}/{n} does not match {ref[4]} (shard count, features or mode differ)")
+        if sampling != ref[5]:
+            raise InputFileError(p, f"shard {i}/{n} was scored on another window sample than {ref[4]} "
+                                 f"(--window-share, seed, minimum: {sampling} vs {ref[5]})")
         if i in parts:
             raise InputFileError(p, f"shard {i}/{n} given twice")
         parts[i] = a
@@ -771,6 +921,8 @@ def merge_activity(paths: Sequence[str | Path]) -> ad.AnnData:
     if "pooled_depth" in merged.obs and isinstance(info.get("bulk_depth"), dict):  # over every shard's cells
         med = float(np.median(merged.obs["pooled_depth"].to_numpy()))
         info["median_depth_share"] = {k: med / float(v) for k, v in info["bulk_depth"].items()}
+    if "window_sampling" in info:  # over every shard's cells
+        info["window_sampling"] = sampling_summary(merged, info["config"])
     merged.uns["scfan_activity"] = info
     merged.obs["no_scored_windows"] = merged.obs["no_scored_windows"].astype(bool)
     return merged

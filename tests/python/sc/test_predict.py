@@ -713,3 +713,150 @@ def test_split_refuses_fragments_of_no_cell(tiny_sc, tmp_path, monkeypatch, caps
     code = run_cli(monkeypatch, "sc", "split-fragments", "--cells", str(tiny_sc["cells"]), "--fragments",
                    f"s1={tiny_sc['fragments']}", "--shards", "0", "--out-dir", str(tmp_path / "split"))
     assert code == 2 and "--shards 0" in capsys.readouterr().err
+
+
+# --- window sampling (--window-share): the activity layers estimated from a share of every cell's windows ---
+
+
+def _pairs_of_exact_run(t, cfg: P.PredictConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Every (cell, window, probs) of an exact run over all cells, through `predict_activity`'s `on_batch`."""
+    got = []
+
+    def keep(cells, wins, probs, **kw):
+        got.append((cells.copy(), wins.copy(), probs.copy(), kw["windows"]))
+
+    models = [f"lineA={t['models'][0]}", f"lineB={t['models'][1]}"]
+    P.predict_activity(t["cells"], models, {"s1": t["fragments"]}, t["fasta"], t["mapp"], cfg, on_batch=keep)
+    return (np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]),
+            np.concatenate([g[2] for g in got]), got[0][3])
+
+
+def test_window_sample_is_the_mean_over_the_sampled_windows_of_exact_predictions(tiny_sc, tmp_path, monkeypatch):
+    """With --window-share, each cell's layers are exact mode's predictions averaged over the cell's windows in the
+    sample (the same windows for every cell; all of a cell's windows when it has fewer than the minimum in the
+    sample), with standard errors 0 exactly where every window was scored, and the counts in obs."""
+    cfg = P.PredictConfig(device="cpu")
+    pc, pw, pp, windows = _pairs_of_exact_run(tiny_sc, cfg)
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "s.h5ad", "--window-share", "0.5", "--window-seed", "3",
+                    "--min-sampled-windows", "3") == 0
+    s = ad.read_h5ad(tmp_path / "s.h5ad")
+    info = s.uns["scfan_activity"]["window_sampling"]
+    assert info["share"] == 0.5 and info["seed"] == 3 and info["min_sampled_windows"] == 3
+    in_sample = P.sampled_windows(windows, 0.5, 3)
+    assert 0 < in_sample.sum() < len(windows)
+    n_cells = s.n_obs
+    n_all = np.bincount(pc, minlength=n_cells)
+    np.testing.assert_array_equal(s.obs["n_candidate_windows"], n_all)
+    sampled_n = np.bincount(pc[in_sample[pw]], minlength=n_cells)
+    every = sampled_n < 3  # these cells keep all their windows
+    assert every.any() and (~every & (n_all > 0)).any(), "the fixture must have cells of both kinds"
+    expect_n = np.where(every, n_all, sampled_n)
+    np.testing.assert_array_equal(s.obs["n_scored_windows"], expect_n)
+    kept = in_sample[pw] | every[pc]
+    mean = np.zeros((n_cells, pp.shape[1]))
+    np.add.at(mean, pc[kept], pp[kept])
+    mean /= np.maximum(expect_n, 1)[:, None]
+    np.testing.assert_allclose(s.layers["mean_prob"], mean, rtol=0, atol=2e-6)
+    se = s.layers["mean_prob_se"]
+    assert set(s.layers) >= {"top_k_freq_se", "mean_prob_se", "frac_bound_se"}
+    full = expect_n == n_all
+    assert np.all(se[full] == 0)
+    part = ~full & (expect_n >= 2)
+    assert part.any() and np.all(se[part] > 0)
+    # the same numbers for any shard count: the sample belongs to the windows, not the shard
+    shards = []
+    for i in (1, 2):
+        shards.append(tmp_path / f"p{i}.h5ad")
+        assert _predict(monkeypatch, tiny_sc, shards[-1], "--window-share", "0.5", "--window-seed", "3",
+                        "--min-sampled-windows", "3", "--shard", f"{i}/2") == 0
+    assert run_cli(monkeypatch, "sc", "merge-activity", *map(str, shards), "--out", str(tmp_path / "m.h5ad")) == 0
+    m = ad.read_h5ad(tmp_path / "m.h5ad")
+    for layer in ("mean_prob", "mean_prob_se", "top_k_freq_se", "frac_bound_se"):
+        np.testing.assert_array_equal(m.layers[layer], s.layers[layer])
+    assert m.uns["scfan_activity"]["window_sampling"]["median_se_mean_prob"] == pytest.approx(
+        info["median_se_mean_prob"])
+    # another seed draws other windows
+    other = P.sampled_windows(windows, 0.5, 4)
+    assert not np.array_equal(other, in_sample)
+
+
+def test_merge_refuses_shards_of_different_window_samples(tiny_sc, tmp_path, monkeypatch, capsys):
+    a, b = tmp_path / "a.h5ad", tmp_path / "b.h5ad"
+    assert _predict(monkeypatch, tiny_sc, a, "--window-share", "0.5", "--shard", "1/2") == 0
+    assert _predict(monkeypatch, tiny_sc, b, "--window-share", "0.6", "--shard", "2/2") == 0
+    capsys.readouterr()
+    out = tmp_path / "m.h5ad"
+    assert run_cli(monkeypatch, "sc", "merge-activity", str(a), str(b), "--out", str(out)) == 2
+    assert "another window sample" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("share", ["0", "1.5", "-0.1", "nan"])
+def test_window_share_outside_zero_one(tiny_sc, tmp_path, monkeypatch, capsys, share):
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "--window-share", "--window-share", share)
+
+
+def test_sampled_windows_are_a_share_of_the_windows_independent_of_their_order():
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    w = pl.DataFrame({"chrom": rng.choice(["chr1", "chr2", "chrX"], 20_000),
+                      "start": rng.integers(0, 10**8, 20_000), "peak": np.arange(20_000)})
+    m = P.sampled_windows(w, 0.2, 11)
+    assert abs(m.mean() - 0.2) < 0.01
+    perm = rng.permutation(len(w))
+    np.testing.assert_array_equal(P.sampled_windows(w[perm], 0.2, 11), m[perm])
+    assert P.sampled_windows(w, 1.0, 11).all()
+    # nested: a window in the 10 % sample is in the 20 % sample of the same seed
+    assert not (P.sampled_windows(w, 0.1, 11) & ~m).any()
+
+
+def test_standard_errors_cover_the_full_mean_at_their_stated_rate():
+    """The estimator's 95 % intervals (± 1.96 SE) hold the mean over all of a cell's windows in about 95 % of
+    (cell, feature) values, for cells of different sizes, when windows are sampled at random."""
+    rng = np.random.default_rng(1)
+    n_cells, n_feat = 400, 3
+    n_win = rng.integers(300, 3000, n_cells)
+    pc = np.repeat(np.arange(n_cells), n_win)
+    pw = np.concatenate([rng.choice(50_000, n, replace=False) for n in n_win])
+    # per cell a different level, windows differ a lot (skewed probabilities, as a sigmoid output)
+    logits = rng.normal(0, 1.5, (len(pc), n_feat)) + rng.normal(0, 1, (n_cells, n_feat))[pc]
+    probs = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    full = P.ActivityAccumulator(n_cells, n_feat, 1, 0.5)
+    full.add(pc, probs)
+    truth = full.layers()
+    in_sample = rng.random(50_000) < 0.2
+    keep, n_total = P.sample_pairs(pc, pw, in_sample, n_cells, 20)
+    np.testing.assert_array_equal(n_total, n_win)
+    est = P.ActivityAccumulator(n_cells, n_feat, 1, 0.5, squares=True)
+    est.add(pc[keep], probs[keep])
+    lay, se = est.layers(), est.standard_errors(n_total)
+    for name in ("mean_prob", "frac_bound", "top_k_freq"):
+        diff, s_ = np.abs(lay[name] - truth[name]), se[f"{name}_se"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(diff == 0, 0.0, diff / s_)  # SE 0 with a wrong value (a feature never seen) is not covered
+        cover = float(np.mean(z <= 1.96))
+        assert 0.90 <= cover <= 0.99, (name, cover)
+    # everything scored: SE 0 and the exact values
+    all_in = P.ActivityAccumulator(n_cells, n_feat, 1, 0.5, squares=True)
+    all_in.add(pc, probs)
+    assert all(np.all(v == 0) for v in all_in.standard_errors(n_total).values())
+
+
+def test_only_the_windows_columns_enter_the_pooling_product():
+    """Dropping the insertions between windows changes no pooled value inside a window, bit for bit."""
+    from scfan.sc.predict import _only_columns
+
+    rng = np.random.default_rng(2)
+    ins = sp.random(60, 5000, density=0.02, random_state=3, format="csr", dtype=np.float64)
+    ins.data[:] = rng.integers(1, 3, ins.nnz)
+    pool = sp.random(20, 60, density=0.3, random_state=4, format="csr")
+    offsets, width = np.array([0, 900, 950, 3000, 4800]), 400
+    cut = _only_columns(ins, offsets, width)
+    assert cut.nnz < ins.nnz
+    full, part = (pool @ ins).toarray(), (pool @ cut).toarray()
+    inside = np.zeros(5000, bool)
+    for o in offsets:
+        inside[o : o + width] = True
+    np.testing.assert_array_equal(full[:, inside], part[:, inside])
+    assert np.all(part[:, ~inside] == 0)
