@@ -318,6 +318,32 @@ def _numerics_table(activity) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _sampling_note(activity) -> str:
+    """A paragraph on the window sample the activity was estimated from (``--infer_window_share`` < 1), else ''."""
+    if activity is None:
+        return ""
+    import anndata as ad
+
+    info = ad.read_h5ad(activity, backed="r").uns.get("scfan_activity", {})
+    ws = info.get("window_sampling") if isinstance(info, dict) else None
+    if not isinstance(ws, dict):
+        return ""
+
+    def f(key: str) -> str:
+        v = float(ws.get(key, float("nan")))
+        return f"{v:.3g}"
+
+    return ("<h3>Activity from a window sample</h3><p class='note'>Each cell's activity was estimated from a random "
+            f"share {float(ws['share']):g} of its scored windows (seed {int(ws['seed'])}; the same windows for every "
+            f"cell; cells with fewer than {int(ws['min_sampled_windows'])} sampled windows were scored on all of "
+            f"theirs): a median {float(ws['median_scored_share']):.0%} of a cell's windows were predicted. Standard "
+            "errors are in the activity file's layers <code>top_k_freq_se</code>, <code>mean_prob_se</code> and "
+            f"<code>frac_bound_se</code>; median standard error {f('median_se_X')} for X (relative "
+            f"{f('median_relative_se_X')}), {f('median_se_mean_prob')} for mean_prob (relative "
+            f"{f('median_relative_se_mean_prob')}), {f('median_se_frac_bound')} for frac_bound. Per-cluster tracks "
+            "score every window.</p>")
+
+
 def _versions(paths: list[Path]) -> pd.DataFrame:
     import yaml
 
@@ -486,6 +512,7 @@ def build_report(inp: ReportInputs) -> str:
         body += ("<h3>Numerics of per-cell inference</h3><p class='note'>What each model ran in, after a probe on the "
                  "machine that ran it against PyTorch's float32 reference kernels (fast paths past their tolerance "
                  "are refused and named).</p>" + _table(numerics))
+    body += _sampling_note(inp.activity)
     if inp.versions:
         v = _versions(inp.versions)
         body += "<h3>Software</h3>" + (_table(v) if not v.empty else "<p>none recorded</p>")

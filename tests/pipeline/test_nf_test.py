@@ -60,8 +60,8 @@ def test_nf_test_specs_pass(tmp_path):
     both = "\n".join(outs)
     # modules: one each, VALIDATE_PARAMS two; subworkflows: one each, + SC_INFER's split-off, SC_ANALYSIS's
     # --chromvar/--tracks false and BULK_TRAIN's --interpret false; default.nf.test: the default run and
-    # --interpret false; main.nf.test tag "fast": 5 parameter failures
-    assert len(passed) == len(MODULES) + 1 + len(SUBWORKFLOWS) + 3 + 2 + 5, (len(passed), both[-6000:])
+    # --interpret false; main.nf.test tag "fast": 6 parameter failures
+    assert len(passed) == len(MODULES) + 1 + len(SUBWORKFLOWS) + 3 + 2 + 6, (len(passed), both[-6000:])
     assert all(re.findall(r"Test \[[0-9a-f]+\] '(.+?)' PASSED", out) for out in outs)  # both shards ran tests
     assert any("default run publishes every step folder" in name for name in passed), both[-4000:]
     assert sum("-stub: every output, correctly named" in name for name in passed) == len(MODULES) - 1

@@ -112,3 +112,17 @@ def test_interpret_parameters_match_the_command(repo_root, sources):
     assert "--n-windows ${params.interpret_n_windows}" in block and "--seed ${params.seed}" in block
     test = parse_params_block((repo_root / "conf" / "test.config").read_text())
     assert test["interpret_n_windows"] < n_windows
+
+
+def test_bulk_chroms_is_the_prepare_commands_chroms(repo_root, sources):
+    """`--bulk_chroms` (default all: every contig, as before) = `scfan bulk prepare --chroms`'s default, passed on by
+    conf/modules.config (issue 34: `primary` on a real human FASTA)."""
+    prepare = typer.main.get_command(app).commands["prepare"]
+    default = {opt: p.default for p in prepare.params for opt in p.opts}["--chroms"]
+    assert default == "all"
+    for where, values in sources.items():
+        assert values.get("bulk_chroms") == default, (where, values.get("bulk_chroms"), default)
+    modules = (repo_root / "conf" / "modules.config").read_text()
+    block = modules[modules.index("withName: 'BULK_PREPARE'"):]
+    block = block[: block.index("publishDir")]
+    assert "--chroms ${params.bulk_chroms}" in block

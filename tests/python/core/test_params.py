@@ -50,6 +50,30 @@ def test_interpret_is_a_boolean_and_its_window_count_positive(schema):
     assert v.name == "interpret_n_windows" and ">= 1" in v.expected
 
 
+def test_infer_window_share_is_a_share_in_zero_one(schema):
+    base = {"outdir": "o", "simulate_preset": "test"}
+    for ok in (1, 1.0, 0.2, 1e-3):
+        assert validate_params({**base, "infer_window_share": ok}, schema) == []
+    for bad in (0, -0.5, 1.5, "half"):
+        (v,) = validate_params({**base, "infer_window_share": bad}, schema)
+        assert (v.name, v.value) == ("infer_window_share", bad)
+
+
+@pytest.mark.parametrize("value", ["all", "primary", "chr1", "chr1,chr2,chrX", "1,2,MT", "NC_000001.11",
+                                   "chr1_KI270706v1_random,chrUn_GL000195v1", "GL000192.1,hs37d5"])
+def test_bulk_chroms_accepts_all_primary_or_a_list_of_contigs(schema, value):
+    assert validate_params({"outdir": "o", "simulate_preset": "test", "bulk_chroms": value}, schema) == []
+
+
+@pytest.mark.parametrize("value", ["chr1;rm", "chr1 chr2", "chr1,,chr2", "chr1,", "", "$(id)", "chr1|x", "-x", "'a'"])
+def test_bulk_chroms_refuses_other_text_naming_what_it_accepts(schema, value):
+    """What reaches `scfan bulk prepare --chroms` unquoted on the task's command line: no shell syntax, no blanks."""
+    (v,) = validate_params({"outdir": "o", "simulate_preset": "test", "bulk_chroms": value}, schema)
+    assert (v.name, v.value) == ("bulk_chroms", value)
+    assert str(v).startswith(f"parameter 'bulk_chroms': got {json.dumps(value)}; "
+                             "expected string matching /^(all|primary|")
+
+
 def test_enum_and_pattern_violations(schema):
     vs = validate_params({"outdir": "o", "simulate_preset": "huge", "max_memory": "lots"}, schema)
     assert {v.name for v in vs} == {"simulate_preset", "max_memory"}

@@ -139,6 +139,25 @@ def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, t
     software = page[page.index('id="software"'):]
     assert "Numerics of per-cell inference" in software and "amx_bf16" in software
     assert "max |Δp| 0.41" in software and "float32 (oneDNN, channels-last)" in software
+    assert "Activity from a window sample" not in page  # every window scored: nothing to say
+
+
+def test_report_states_the_error_of_a_window_sample(analyses, tmp_path, monkeypatch):
+    """An activity estimated from a share of the windows says so in the report, with its standard errors."""
+    act = ad.read_h5ad(analyses["activity_file"])
+    act.uns["scfan_activity"] = {"config": {"mode": "exact", "window_share": 0.2}, "window_sampling": {
+        "share": 0.2, "seed": 7, "min_sampled_windows": 100, "estimator": "…", "median_scored_share": 0.21,
+        "median_se_X": 0.0123, "median_relative_se_X": 0.0456, "median_se_mean_prob": 0.0031,
+        "median_relative_se_mean_prob": 0.0178, "median_se_frac_bound": 0.0099, "median_relative_se_frac_bound": 0.1}}
+    act_path = tmp_path / "tf_activity.h5ad"
+    act.write_h5ad(act_path)
+    out = tmp_path / "report.html"
+    assert run_cli(monkeypatch, *_args(dict(analyses, activity_file=act_path), out)) == 0
+    software = out.read_text()[out.read_text().index('id="software"'):]
+    note = software[software.index("Activity from a window sample"):]
+    assert "share 0.2 of its scored windows (seed 7" in note and "fewer than 100 sampled windows" in note
+    assert "a median 21% of a cell's windows" in note
+    assert "0.0123 for X (relative 0.0456)" in note and "0.0031 for mean_prob (relative 0.0178)" in note
 
 
 @pytest.fixture
