@@ -224,6 +224,10 @@ def predict_cmd(
     window_seed: int = typer.Option(0, "--window-seed", help="Seed of the --window-share sample."),
     min_sampled_windows: int = typer.Option(100, "--min-sampled-windows", help="With --window-share < 1, a cell "
                                             "with fewer sampled windows is scored on all of its windows."),
+    assembly: str = typer.Option("auto", "--assembly", help="Where the model inputs are built from the parsed "
+                                 "fragments: host (numpy/scipy), device (torch on the models' device: pooling, "
+                                 "window slices, scaling) or auto (device on CUDA, host on a CPU); the same numbers up "
+                                 "to float32 rounding."),
     threads: int = threads_option(),
     out: Path = typer.Option(..., help="Output activity shard .h5ad."),
 ) -> None:
@@ -237,7 +241,7 @@ def predict_cmd(
     cfg = PredictConfig(mode=mode, shard=shard, min_signal=min_signal, bound_threshold=bound_threshold,
                         top_k=top_k, batch_size=batch_size, metacell_size=metacell_size, device=device, amp=amp,
                         compile=compile_models, num_threads=threads, window_share=window_share,
-                        window_seed=window_seed, min_sampled_windows=min_sampled_windows)
+                        window_seed=window_seed, min_sampled_windows=min_sampled_windows, assembly=assembly)
     adata = predict_activity(cells, model, _fragments_map(fragments), genome, mappability, cfg)
     write_activity(adata, out)
     log.info("wrote %s (%d cells × %d features; %d without a scored window)", out, adata.n_obs, adata.n_vars,

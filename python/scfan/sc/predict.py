@@ -24,6 +24,18 @@ Three modes (``benchmarks/bench_sc_infer.py`` measures the speed and the agreeme
   pooled track (same depth as any cell's own track; the mean of the members' tracks was denser than what exact mode
   sees), once per window that any member scores, and every member takes those predictions on its *own* scored
   windows. The model runs up to ``metacell_size`` × fewer times, at a lower agreement with ``exact``.
+
+Window sampling (``window_share`` < 1, any mode): the activity layers are means over a cell's scored windows, so they
+can be estimated from a random share of them. A window is in the sample or not for every cell and shard alike
+(:func:`sampled_windows`, a hash of its position and the seed), cells with fewer than ``min_sampled_windows``
+sampled windows are scored on all of theirs, and each layer comes with its standard error (``*_se`` layers,
+:meth:`ActivityAccumulator.standard_errors`); ``uns['scfan_activity']['window_sampling']`` summarises them.
+Per-cluster tracks and region queries never sample (they need every window).
+
+Where the model inputs are built (``--assembly``): the fragments are always parsed on the CPU; the pooling product,
+the window slices and the scaling run either on the host with numpy/scipy (``host``) or with torch on the models'
+device (``device``, :mod:`scfan.sc.assembly`; on a GPU the host could not feed the model). ``auto`` takes the device
+on CUDA and the host on a CPU; both give the same numbers up to the last bit of a float32 ``log1p``.
 """
 
 from __future__ import annotations
@@ -54,6 +66,7 @@ from scfan.inference import (
     resolve_device,
 )
 from scfan.intervals import parse_region_id
+from scfan.sc.assembly import DeviceAssembler
 from scfan.sc.pooling import PooledTracks, _extract_windows
 from scfan.sc.shards import (
     RANK_COLUMN,
@@ -69,6 +82,8 @@ from scfan.tracks import normalize_track
 log = logging.getLogger(__name__)
 
 MODES = ("exact", "fast", "metacell")
+#: where the model inputs are built (:func:`assembly_of`)
+ASSEMBLIES = ("auto", "host", "device")
 #: the accessibility channel of a per-cell model's inputs, the only one that differs between cells
 ACC_CHANNEL = channel_names(True).index("accessibility")
 
@@ -98,6 +113,9 @@ class PredictConfig:
     window_seed: int = 0
     #: a cell with fewer sampled windows than this is scored on all of its windows (its values are then exact)
     min_sampled_windows: int = 100
+    #: where the model inputs are built from the parsed insertions: ``host`` (numpy/scipy), ``device`` (torch on
+    #: the models' device, :mod:`scfan.sc.assembly`) or ``auto`` (device on CUDA, host on a CPU)
+    assembly: str = "auto"
 
     @property
     def reduced_precision(self) -> bool:
@@ -116,6 +134,8 @@ class PredictConfig:
             raise ScfanError(f"--window-share {self.window_share:g}: expected a share of the windows in (0, 1]")
         if self.min_sampled_windows < 1:
             raise ScfanError("--min-sampled-windows must be >= 1")
+        if self.assembly not in ASSEMBLIES:
+            raise ScfanError(f"--assembly {self.assembly!r}: expected one of {', '.join(ASSEMBLIES)}")
 
     @property
     def sampled(self) -> bool:
@@ -162,16 +182,18 @@ class ModelSet:
     def predict_pairs(self, xw: torch.Tensor, scores: list, widx: np.ndarray, acc: np.ndarray, batch_size: int,
                       amp: bool) -> np.ndarray:
         """Probabilities ``(n, features)`` of the (cell, window) pairs: window ``widx[i]`` of ``xw`` with the
-        accessibility channel ``acc[i]``; ``scores`` from :meth:`window_scores` on the same ``xw``."""
+        accessibility channel ``acc[i]``; ``scores`` from :meth:`window_scores` on the same ``xw``. ``acc`` may be a
+        tensor on ``xw``'s device (:class:`~scfan.sc.assembly.DeviceAssembler`): a whole model then gets its inputs
+        there, without staging through the host."""
         outs, x = [], None
         for m, sc in zip(self.models, scores, strict=True):
             shared = _shared(m)
             if shared is not None:
                 outs.append(shared.predict_pairs(xw, sc, widx, acc))
                 continue
-            if x is None:
-                x = xw.index_select(0, torch.as_tensor(np.asarray(widx, dtype=np.int64)))
-                x[:, ACC_CHANNEL] = torch.as_tensor(np.asarray(acc, dtype=np.float32))
+            if x is None:  # on xw's device (the models', with --assembly device)
+                x = xw.index_select(0, torch.as_tensor(widx, dtype=torch.int64, device=xw.device))
+                x[:, ACC_CHANNEL] = torch.as_tensor(acc, dtype=torch.float32, device=xw.device)
             outs.append(predict_batches(m, x, batch_size, amp=amp))
         return np.concatenate(outs, axis=1)
 
@@ -506,19 +528,42 @@ def _only_columns(m: sp.csr_matrix, offsets: np.ndarray, width: int) -> sp.csr_m
     return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
 
 
+def assembly_of(name: str, device: torch.device) -> str:
+    """``host`` or ``device``: where ``--assembly name`` builds the model inputs for models on ``device``."""
+    if name == "auto":
+        return "device" if device.type == "cuda" else "host"
+    return name
+
+
+def assembly_label(name: str, device: torch.device) -> str:
+    """What ``uns['scfan_activity']['assembly']`` says ran: ``host`` or ``device (<device>)``."""
+    if assembly_of(name, device) == "host":
+        return "host"
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return f"device ({device})"
+
+
+def _models_device(models: ModelSet) -> torch.device:
+    return next(models.models[0].parameters()).device
+
+
 def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, scored: sp.csr_matrix,
                           windows: pl.DataFrame, genome, mappability_bw, cfg: PredictConfig,
-                          device: torch.device, pair_mask: np.ndarray | None = None,
+                          device: torch.device | None, pair_mask: np.ndarray | None = None,
                           ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(cell_rows, window_rows, probs)`` batches over every scored (cell, window) pair of the shard (of
     :func:`scored_pairs`), or over those ``pair_mask`` keeps.
 
     ``tracks`` must have been built on ``units.pooling``; ``cell_rows`` index the shard's cells and
-    ``window_rows`` the rows of ``windows``.
+    ``window_rows`` the rows of ``windows``. ``device``: the models' (None: read from the models); with
+    ``cfg.assembly`` ``device`` there the inputs are built on it (:mod:`scfan.sc.assembly`), else on the host.
     """
-    del device  # models already live on it
+    device = device if device is not None else _models_device(models)
     context, window = models.context, models.window
     flank = (context - window) // 2
+    assembler = (DeviceAssembler(tracks.pooling, tracks.pooled_mean, context, device)
+                 if assembly_of(cfg.assembly, device) == "device" else None)
     pair_cell, pair_win = scored_pairs(scored, windows)
     if pair_mask is not None:
         pair_cell, pair_win = pair_cell[pair_mask], pair_win[pair_mask]
@@ -535,42 +580,75 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
     pair_chunk = chunk_id[pair_win]
     by_chunk = np.argsort(pair_chunk, kind="stable")
     bounds = np.searchsorted(pair_chunk[by_chunk], np.arange(chunk_id.max() + 2 if len(windows) else 1))
-    n_units = units.pooling.shape[0]
     for ch in range(len(bounds) - 1):
         sel = by_chunk[bounds[ch] : bounds[ch + 1]]
         if not len(sel):
             continue
         p_cell, p_win = pair_cell[sel], pair_win[sel]
-        p_unit = units.of_cell[p_cell]
-        key = p_unit * len(windows) + p_win
+        key = units.of_cell[p_cell] * len(windows) + p_win
         ukeys, inverse = np.unique(key, return_inverse=True)  # sorted: unit-major, then window
         u_unit, u_win = ukeys // len(windows), ukeys % len(windows)
         chrom = chroms[p_win[0]]
         wins = np.unique(u_win)
         inputs = _ChunkInputs(genome, mappability_bw, chrom, starts[wins] - flank, context)
         win_local = np.searchsorted(wins, u_win)
-        # the chunk's windows with an empty accessibility channel (each pair fills in its own), and what the models
-        # compute from the windows alone, once for every cell
+        # the chunk's windows with an empty accessibility channel (each pair fills in its own)
         xw = torch.from_numpy(np.concatenate([inputs.onehot, np.zeros_like(inputs.mapp)[:, None, :],
                                               inputs.mapp[:, None, :]], axis=1).astype(np.float32))
-        scores = models.window_scores(xw)
-        ins = _only_columns(tracks.insertions(chrom, inputs.a, inputs.b).astype(np.float64),
-                            inputs.offsets, context)
-        probs = np.empty((len(ukeys), len(models.features)), dtype=np.float32)
-        blocks = np.searchsorted(u_unit, np.arange(0, n_units + cfg.cell_block, cfg.cell_block))
-        for b0, b1 in zip(blocks[:-1], blocks[1:], strict=True):
-            if b0 == b1:
-                continue
-            units_here = np.unique(u_unit[b0:b1])
-            pooled = sp.csr_matrix(tracks.pooling[units_here] @ ins)
-            pooled.sort_indices()
-            for s in range(b0, b1, cfg.batch_size * 4):
-                e = min(s + cfg.batch_size * 4, b1)
-                rows = np.searchsorted(units_here, u_unit[s:e])
-                acc = _extract_windows(pooled, rows, inputs.offsets[win_local[s:e]], context)
-                acc = normalize_track(acc, tracks.pooled_mean[u_unit[s:e]][:, None])
-                probs[s:e] = models.predict_pairs(xw, scores, win_local[s:e], acc, cfg.batch_size, cfg.amp)
+        ins = tracks.insertions(chrom, inputs.a, inputs.b)  # parsed on the host, whatever the assembly
+        if assembler is None:
+            probs = _host_chunk_probs(models, tracks, xw, ins, inputs.offsets, u_unit, win_local, cfg)
+        else:
+            probs = _device_chunk_probs(models, assembler, xw, ins, inputs.offsets, u_unit, win_local, cfg)
         yield p_cell, p_win, probs[inverse]
+
+
+def _unit_blocks(u_unit: np.ndarray, n_units: int, cfg: PredictConfig) -> Iterator[tuple[int, int, np.ndarray]]:
+    """The chunk's pairs (unit-major) in blocks of ``cfg.cell_block`` unit ids: ``(first, end, units of the
+    block)``."""
+    blocks = np.searchsorted(u_unit, np.arange(0, n_units + cfg.cell_block, cfg.cell_block))
+    for b0, b1 in zip(blocks[:-1], blocks[1:], strict=True):
+        if b0 < b1:
+            yield int(b0), int(b1), np.unique(u_unit[b0:b1])
+
+
+def _host_chunk_probs(models: ModelSet, tracks: PooledTracks, xw: torch.Tensor, ins: sp.csr_matrix,
+                      offsets: np.ndarray, u_unit: np.ndarray, win_local: np.ndarray, cfg: PredictConfig,
+                      ) -> np.ndarray:
+    """Probabilities of a chunk's pairs, inputs built on the host (numpy/scipy; ``--assembly host``)."""
+    context = models.context
+    # what the models compute from the windows alone, once for every cell
+    scores = models.window_scores(xw)
+    ins = _only_columns(ins.astype(np.float64), offsets, context)
+    probs = np.empty((len(u_unit), len(models.features)), dtype=np.float32)
+    for b0, b1, units_here in _unit_blocks(u_unit, tracks.pooling.shape[0], cfg):
+        pooled = sp.csr_matrix(tracks.pooling[units_here] @ ins)
+        pooled.sort_indices()
+        for s in range(b0, b1, cfg.batch_size * 4):
+            e = min(s + cfg.batch_size * 4, b1)
+            rows = np.searchsorted(units_here, u_unit[s:e])
+            acc = _extract_windows(pooled, rows, offsets[win_local[s:e]], context)
+            acc = normalize_track(acc, tracks.pooled_mean[u_unit[s:e]][:, None])
+            probs[s:e] = models.predict_pairs(xw, scores, win_local[s:e], acc, cfg.batch_size, cfg.amp)
+    return probs
+
+
+def _device_chunk_probs(models: ModelSet, assembler: DeviceAssembler, xw: torch.Tensor, ins: sp.csr_matrix,
+                        offsets: np.ndarray, u_unit: np.ndarray, win_local: np.ndarray, cfg: PredictConfig,
+                        ) -> np.ndarray:
+    """Probabilities of a chunk's pairs, inputs built on the models' device (``--assembly device``): the chunk
+    moves there once; a CPU's window-sharing models take the accessibility as a (cpu) tensor, a CUDA model gets
+    its whole inputs on the device."""
+    xw_dev = assembler.load_chunk(ins, offsets, xw)
+    scores = models.window_scores(xw_dev)
+    probs = np.empty((len(u_unit), len(models.features)), dtype=np.float32)
+    for b0, b1, units_here in _unit_blocks(u_unit, assembler.n_units, cfg):
+        assembler.pool(units_here)
+        for s in range(b0, b1, cfg.batch_size * 4):
+            e = min(s + cfg.batch_size * 4, b1)
+            acc = assembler.accessibility(u_unit[s:e], win_local[s:e])
+            probs[s:e] = models.predict_pairs(xw_dev, scores, win_local[s:e], acc, cfg.batch_size, cfg.amp)
+    return probs
 
 
 def check_barcodes(fragments: dict[str, str | Path], cell_ids: Sequence[str], max_lines: int = 200_000) -> None:
@@ -827,6 +905,7 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
         "cell_rows": cells.astype(np.int64),  # rows of the cells file: merge-activity restores its order
         "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
         "precision": precision_of(models),
+        "assembly": assembly_label(cfg.assembly, device),
         "fast_path_check": {n: c.as_dict() for n, c in zip(models.names, models.checks, strict=True)},
         "pooled_depth": "effective Tn5 insertions per base of each cell's pooled track (mean / sum of squared weights)",
         "bulk_depth": {n: float(sp_.track_norm.mean_per_base) for n, sp_ in zip(models.names, models.specs, strict=True)

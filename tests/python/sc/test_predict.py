@@ -860,3 +860,66 @@ def test_only_the_windows_columns_enter_the_pooling_product():
         inside[o : o + width] = True
     np.testing.assert_array_equal(full[:, inside], part[:, inside])
     assert np.all(part[:, ~inside] == 0)
+
+
+# --- where the inputs are built (--assembly): the device path (torch, here on the CPU device) gives the host's ---
+
+
+@pytest.mark.parametrize("mode", ["exact", "metacell"])
+def test_device_assembly_gives_the_host_activity(tiny_sc, tmp_path, monkeypatch, mode):
+    """`--assembly device` (the inputs built with torch on the models' device, here the CPU) predicts every pair as
+    the host path does, within float rounding (log1p in float32 may differ in the last bit); the activity of one
+    shard equals that of three merged shards, and any batch size gives the same numbers."""
+    t = tiny_sc
+    opts = ("--mode", mode, "--metacell-size", "3")
+    host = P.PredictConfig(mode=mode, metacell_size=3, device="cpu", num_threads=1, assembly="host")
+    dev = P.PredictConfig(mode=mode, metacell_size=3, device="cpu", num_threads=1, assembly="device")
+    hc, hw, hp, _ = _pairs_of_exact_run(t, host)
+    dc, dw, dp, _ = _pairs_of_exact_run(t, dev)
+    np.testing.assert_array_equal(hc, dc)
+    np.testing.assert_array_equal(hw, dw)
+    np.testing.assert_allclose(dp, hp, rtol=0, atol=1e-5)
+    # a (cell, feature) whose bound count may differ: a pair within 1e-5 of the threshold
+    near = np.zeros((ad.read_h5ad(t["cells"]).n_obs, hp.shape[1]), dtype=bool)
+    np.logical_or.at(near, hc, np.abs(hp - 0.5) < 1e-5)
+    assert _predict(monkeypatch, t, tmp_path / "host.h5ad", *opts, "--assembly", "host") == 0
+    assert _predict(monkeypatch, t, tmp_path / "dev.h5ad", *opts, "--assembly", "device") == 0
+    shards = []
+    for i in (1, 2, 3):
+        shards.append(tmp_path / f"s{i}.h5ad")
+        assert _predict(monkeypatch, t, shards[-1], *opts, "--assembly", "device", "--shard", f"{i}/3") == 0
+    assert run_cli(monkeypatch, "sc", "merge-activity", *map(str, shards), "--out", str(tmp_path / "m.h5ad")) == 0
+    h, d, m = (ad.read_h5ad(tmp_path / f) for f in ("host.h5ad", "dev.h5ad", "m.h5ad"))
+    assert h.uns["scfan_activity"]["assembly"] == "host"
+    assert d.uns["scfan_activity"]["assembly"] == m.uns["scfan_activity"]["assembly"] == "device (cpu)"
+    assert d.uns["scfan_activity"]["config"]["assembly"] == "device"
+    np.testing.assert_allclose(d.X, h.X, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(d.layers["mean_prob"], h.layers["mean_prob"], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(d.layers["frac_bound"][~near], h.layers["frac_bound"][~near])
+    np.testing.assert_array_equal(d.obs["n_scored_windows"], h.obs["n_scored_windows"])
+    for name in ("X", "mean_prob", "frac_bound"):
+        np.testing.assert_array_equal(d.X if name == "X" else d.layers[name], m.X if name == "X" else m.layers[name])
+    if mode == "exact":
+        assert _predict(monkeypatch, t, tmp_path / "b1.h5ad", *opts, "--assembly", "device", "--batch-size", "1") == 0
+        b1 = ad.read_h5ad(tmp_path / "b1.h5ad")
+        for name in ("mean_prob", "frac_bound"):
+            np.testing.assert_array_equal(b1.layers[name], d.layers[name])
+        np.testing.assert_array_equal(b1.X, d.X)
+
+
+def test_default_assembly_on_a_cpu_is_the_host():
+    assert P.assembly_of("auto", torch.device("cpu")) == "host"
+    assert P.assembly_of("auto", torch.device("cuda")) == "device"
+    assert P.assembly_label("device", torch.device("cpu")) == "device (cpu)"
+    assert P.assembly_label("host", torch.device("cuda", 0)) == "host"
+
+
+def test_unknown_assembly(tiny_sc, tmp_path, monkeypatch, capsys):
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "--assembly 'gpu': expected one of auto, host, device",
+         "--assembly", "gpu")
+
+
+def test_cuda_device_without_a_gpu(tiny_sc, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU, wherever this runs
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "--device cuda requested but no CUDA device is available",
+         "--device", "cuda", "--assembly", "device")
