@@ -551,19 +551,22 @@ def _models_device(models: ModelSet) -> torch.device:
 def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, scored: sp.csr_matrix,
                           windows: pl.DataFrame, genome, mappability_bw, cfg: PredictConfig,
                           device: torch.device | None, pair_mask: np.ndarray | None = None,
-                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                          record: dict | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(cell_rows, window_rows, probs)`` batches over every scored (cell, window) pair of the shard (of
     :func:`scored_pairs`), or over those ``pair_mask`` keeps.
 
     ``tracks`` must have been built on ``units.pooling``; ``cell_rows`` index the shard's cells and
     ``window_rows`` the rows of ``windows``. ``device``: the models' (None: read from the models); with
-    ``cfg.assembly`` ``device`` there the inputs are built on it (:mod:`scfan.sc.assembly`), else on the host.
+    ``cfg.assembly`` ``device`` there the inputs are built on it (:mod:`scfan.sc.assembly`), else on the host; the
+    device path is first checked against the host's on the first chunk (:func:`check_device_assembly`), and
+    ``record['assembly']`` (when given) says when it was refused.
     """
     device = device if device is not None else _models_device(models)
     context, window = models.context, models.window
     flank = (context - window) // 2
     assembler = (DeviceAssembler(tracks.pooling, tracks.pooled_mean, context, device)
                  if assembly_of(cfg.assembly, device) == "device" else None)
+    checked = False
     pair_cell, pair_win = scored_pairs(scored, windows)
     if pair_mask is not None:
         pair_cell, pair_win = pair_cell[pair_mask], pair_win[pair_mask]
@@ -596,11 +599,49 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
         xw = torch.from_numpy(np.concatenate([inputs.onehot, np.zeros_like(inputs.mapp)[:, None, :],
                                               inputs.mapp[:, None, :]], axis=1).astype(np.float32))
         ins = tracks.insertions(chrom, inputs.a, inputs.b)  # parsed on the host, whatever the assembly
+        if assembler is not None and not checked:
+            checked = True
+            refused = check_device_assembly(assembler, tracks, xw, ins, inputs.offsets, u_unit, win_local, cfg,
+                                            context)
+            if refused is not None:
+                log.warning("--assembly device on %s refused: %s; building the inputs on the host for the rest of "
+                            "the shard (the host path's numbers)", device, refused)
+                assembler = None
+                if record is not None:
+                    record["assembly"] = f"host (device assembly on {device} refused: {refused})"
         if assembler is None:
             probs = _host_chunk_probs(models, tracks, xw, ins, inputs.offsets, u_unit, win_local, cfg)
         else:
             probs = _device_chunk_probs(models, assembler, xw, ins, inputs.offsets, u_unit, win_local, cfg)
         yield p_cell, p_win, probs[inverse]
+
+
+#: device-assembled accessibility may differ from the host's by float32 rounding of log1p (~1 ulp), nothing more
+ASSEMBLY_TOLERANCE = 1e-5
+
+
+def check_device_assembly(assembler: DeviceAssembler, tracks: PooledTracks, xw: torch.Tensor, ins: sp.csr_matrix,
+                          offsets: np.ndarray, u_unit: np.ndarray, win_local: np.ndarray, cfg: PredictConfig,
+                          context: int, n_probe: int = 256) -> str | None:
+    """Build the first ``n_probe`` pairs of a chunk both ways, on the device and on the host; None when they agree
+    within :data:`ASSEMBLY_TOLERANCE`, else why not (an error of the device's kernels included). Runs once per shard,
+    on its first chunk: a device path is trusted only where it was seen to give the host's numbers."""
+    b0, b1, units_here = next(_unit_blocks(u_unit, tracks.pooling.shape[0], cfg))
+    e = min(b1, b0 + n_probe)
+    try:
+        assembler.load_chunk(ins, offsets, xw)
+        assembler.pool(units_here)
+        dev = assembler.accessibility(u_unit[b0:e], win_local[b0:e]).float().cpu().numpy()
+    except (RuntimeError, ValueError) as exc:
+        return f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    pooled = sp.csr_matrix(tracks.pooling[units_here] @ _only_columns(ins.astype(np.float64), offsets, context))
+    pooled.sort_indices()
+    host = _extract_windows(pooled, np.searchsorted(units_here, u_unit[b0:e]), offsets[win_local[b0:e]], context)
+    host = normalize_track(host, tracks.pooled_mean[u_unit[b0:e]][:, None])
+    diff = float(np.max(np.abs(dev - host))) if host.size else 0.0
+    if not np.isfinite(diff) or diff > ASSEMBLY_TOLERANCE:
+        return f"its inputs differ from the host's by {diff:.3g} (tolerance {ASSEMBLY_TOLERANCE:g}) on {e - b0} pairs"
+    return None
 
 
 def _unit_blocks(u_unit: np.ndarray, n_units: int, cfg: PredictConfig) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -869,8 +910,9 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
             depth = pooled_depth(units.pooling, totals, sum(sizes.values()))[units.of_cell]
             depth_share = check_depth_shift(models, depth)
             with PooledTracks(fragments, list(adata.obs_names), units.pooling, totals, sum(sizes.values())) as tr:
+                ran = {"assembly": assembly_label(cfg.assembly, device)}
                 batches = iter_cell_predictions(models, tr, units, scored, windows, genome, bw, cfg, device,
-                                                pair_mask=pair_mask)
+                                                pair_mask=pair_mask, record=ran)
                 for p_cell, _p_win, probs in tqdm(batches, desc=f"predict shard {cfg.shard}", unit="chunk",
                                                    disable=not progress_enabled(), leave=False):
                     acc.add(p_cell, probs)
@@ -905,7 +947,7 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
         "cell_rows": cells.astype(np.int64),  # rows of the cells file: merge-activity restores its order
         "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
         "precision": precision_of(models),
-        "assembly": assembly_label(cfg.assembly, device),
+        "assembly": ran["assembly"],
         "fast_path_check": {n: c.as_dict() for n, c in zip(models.names, models.checks, strict=True)},
         "pooled_depth": "effective Tn5 insertions per base of each cell's pooled track (mean / sum of squared weights)",
         "bulk_depth": {n: float(sp_.track_norm.mean_per_base) for n, sp_ in zip(models.names, models.specs, strict=True)

@@ -923,3 +923,32 @@ def test_cuda_device_without_a_gpu(tiny_sc, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU, wherever this runs
     _bad(monkeypatch, capsys, tiny_sc, tmp_path, "--device cuda requested but no CUDA device is available",
          "--device", "cuda", "--assembly", "device")
+
+
+@pytest.mark.parametrize("broken", ["wrong numbers", "kernel error"])
+def test_a_device_assembly_that_disagrees_with_the_host_is_refused(tiny_sc, tmp_path, monkeypatch, capsys, broken):
+    """The device path is trusted only after it built the first chunk's first pairs as the host does: a stand-in
+    that returns wrong numbers (or whose kernel fails) is refused with one warning line, the shard runs on the host
+    with the host's numbers, and the activity file says so."""
+    from scfan.sc.assembly import DeviceAssembler
+
+    good = DeviceAssembler.accessibility
+
+    def bad(self, units, windows):
+        if broken == "kernel error":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore")
+        return good(self, units, windows) * 1.5 + 0.1
+
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "host.h5ad", "--assembly", "host") == 0
+    monkeypatch.setattr(DeviceAssembler, "accessibility", bad)
+    capsys.readouterr()
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "dev.h5ad", "--assembly", "device") == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "--assembly device on cpu refused" in ln]
+    assert len(lines) == 1, err
+    assert ("illegal memory access" in lines[0]) if broken == "kernel error" else "differ from the host's" in lines[0]
+    h, d = ad.read_h5ad(tmp_path / "host.h5ad"), ad.read_h5ad(tmp_path / "dev.h5ad")
+    assert d.uns["scfan_activity"]["assembly"].startswith("host (device assembly on cpu refused: ")
+    for name in ("mean_prob", "frac_bound"):
+        np.testing.assert_array_equal(d.layers[name], h.layers[name])
+    np.testing.assert_array_equal(d.X, h.X)
