@@ -1,0 +1,129 @@
+"""Pipeline parameters reach the real command lines of BULK_PREPARE and SC_PREDICT: each module's `script:`
+(not its stub) run by Nextflow with the pipeline's own configuration (nextflow.config, conf/modules.config's
+ext.args), against a stand-in `scfan` that records the arguments it is given, so no data is needed (one
+Nextflow start each, about 20 s)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from nfrun import NEXTFLOW, REPO, _env
+
+pytestmark = pytest.mark.pipeline
+
+WRAPPER = f"""\
+include {{ BULK_PREPARE }} from '{REPO}/modules/local/bulk_prepare/main'
+
+workflow {{
+    def d = file("${{projectDir}}/inputs")
+    BULK_PREPARE(Channel.of([[id: 'lineA'], ['CTCF'], [''], [d.resolve('CTCF.bed')], d.resolve('atac.bw')]),
+                 d.resolve('genome.fa'), d.resolve('genome.fa.fai'), d.resolve('mappability.bw'), [])
+}}
+"""
+
+# first on the PATH of Nextflow and so of its local tasks: `scfan bulk prepare` writes its arguments, one a line, as
+# its prepare.json (published under bulk/<line>/prepare/), `scfan versions` a versions.yml
+FAKE_SCFAN = """\
+#!/bin/bash
+if [ "$1 $2" = "bulk prepare" ]; then
+    mkdir -p prepare && touch prepare/windows.parquet && printf '%s\\n' "$@" > prepare/prepare.json
+elif [ "$1" = versions ]; then
+    printf '"%s":\\n    scfan: "0"\\n' "$3"
+else
+    exit 1
+fi
+"""
+
+
+def prepare_argv(tmp_path, *args: str) -> list[str]:
+    """The arguments `scfan bulk prepare` gets in a BULK_PREPARE task run with these pipeline arguments."""
+    (tmp_path / "main.nf").write_text(WRAPPER)
+    fake = tmp_path / "fakebin" / "scfan"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_SCFAN)
+    fake.chmod(0o755)
+    env = _env()
+    env["PATH"] = f"{fake.parent}:{env['PATH']}"
+    (tmp_path / "inputs").mkdir()
+    for name in ("CTCF.bed", "atac.bw", "genome.fa", "genome.fa.fai", "mappability.bw"):
+        (tmp_path / "inputs" / name).write_text("")
+    outdir = tmp_path / "results"
+    # -profile test: its caps for 2 cores (BULK_PREPARE's process_medium asks for 6 CPUs)
+    proc = subprocess.run([str(NEXTFLOW), "run", str(tmp_path / "main.nf"), "-c", str(REPO / "nextflow.config"),
+                           "-profile", "test", "--outdir", str(outdir), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return (outdir / "bulk" / "lineA" / "prepare" / "prepare.json").read_text().splitlines()
+
+
+def test_bulk_chroms_and_the_splits_reach_scfan_bulk_prepare(tmp_path):
+    argv = prepare_argv(tmp_path, "--bulk_chroms", "primary", "--valid_chroms", "chr2", "--test_chroms", "chr1,chr3")
+    assert argv[:2] == ["bulk", "prepare"], argv
+
+    def value(option: str) -> str:
+        assert argv.count(option) == 1, (option, argv)
+        return argv[argv.index(option) + 1]
+
+    assert value("--chroms") == "primary"
+    assert (value("--valid-chroms"), value("--test-chroms")) == ("chr2", "chr1,chr3")
+    assert (value("--line"), value("--outdir")) == ("lineA", "prepare")
+
+
+SC_WRAPPER = f"""\
+include {{ SC_PREDICT }} from '{REPO}/modules/local/sc_predict/main'
+
+workflow {{
+    def d = file("${{projectDir}}/inputs")
+    SC_PREDICT(Channel.of(['1/1', d.resolve('cells_nn.h5ad'), ['s1'], [d.resolve('s1.fragments.tsv.gz')]]),
+               Channel.of([['lineA'], [d.resolve('model.pt')]]).first(),
+               d.resolve('genome.fa'), d.resolve('genome.fa.fai'), d.resolve('mappability.bw'))
+    SC_PREDICT.out.activity.map {{ f -> 'ARGV ' + f.text.readLines().join(' ') }}.view()
+}}
+"""
+
+# `scfan sc predict` writes its arguments, one a line, into the file it is told to --out
+FAKE_SC = """\
+#!/bin/bash
+if [ "$1 $2" = "sc predict" ]; then
+    out=""; prev=""
+    for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
+    printf '%s\\n' "$@" > "$out"
+elif [ "$1" = versions ]; then
+    printf '"%s":\\n    scfan: "0"\\n' "$3"
+else
+    exit 1
+fi
+"""
+
+
+def predict_argv(tmp_path, *args: str) -> list[str]:
+    """The arguments `scfan sc predict` gets in an SC_PREDICT task run with these pipeline arguments."""
+    (tmp_path / "main.nf").write_text(SC_WRAPPER)
+    fake = tmp_path / "fakebin" / "scfan"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_SC)
+    fake.chmod(0o755)
+    env = _env()
+    env["PATH"] = f"{fake.parent}:{env['PATH']}"
+    (tmp_path / "inputs").mkdir()
+    for name in ("cells_nn.h5ad", "s1.fragments.tsv.gz", "model.pt", "genome.fa", "genome.fa.fai", "mappability.bw"):
+        (tmp_path / "inputs" / name).write_text("")
+    proc = subprocess.run([str(NEXTFLOW), "run", str(tmp_path / "main.nf"), "-c", str(REPO / "nextflow.config"),
+                           "-profile", "test", "--outdir", str(tmp_path / "results"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("ARGV ")]
+    return line.split()[1:]
+
+
+def test_the_window_share_and_the_seed_reach_scfan_sc_predict(tmp_path):
+    argv = predict_argv(tmp_path, "--infer_window_share", "0.25", "--seed", "11")
+    assert argv[:2] == ["sc", "predict"], argv
+
+    def value(option: str) -> str:
+        assert argv.count(option) == 1, (option, argv)
+        return argv[argv.index(option) + 1]
+
+    assert (value("--window-share"), value("--window-seed")) == ("0.25", "11")
+    assert value("--shard") == "1/1" and value("--model") == "lineA=models/model.pt"
