@@ -104,7 +104,8 @@ def spearman_per_feature(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=HERE / "out" / "sc_predict")
-    ap.add_argument("--sim-dir", type=Path, default=None, help="a simulated data set (default: the bench preset)")
+    ap.add_argument("--sim-dir", type=Path, default=None, help="a simulated data set (default: --preset, seed 7)")
+    ap.add_argument("--preset", default="bench", help="simulator preset made when no --sim-dir is given")
     ap.add_argument("--cells", type=int, default=150, help="cells of the shard (the first shard of n_cells / this)")
     ap.add_argument("--shares", type=float, nargs="+", default=[0.2, 0.1])
     ap.add_argument("--epochs", type=int, default=12)
@@ -114,9 +115,9 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M")
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    sim = args.sim_dir or work / "sim_bench"
+    sim = args.sim_dir or work / f"sim_{args.preset}"
     if not (sim / "manifest.json").is_file():
-        sh("simulate", "--preset", "bench", "--seed", "7", "--outdir", str(sim))
+        sh("simulate", "--preset", args.preset, "--seed", "7", "--outdir", str(sim))
     models, cells_path, fragments = prepare(sim, work, args.epochs)
     import anndata as ad
 

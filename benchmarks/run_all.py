@@ -26,8 +26,8 @@ def run(cmd: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
-    steps = ["simulate", "bulk", "sc", "infer", "shift", "memory", "analysis", "neighbors", "startup", "resolution",
-             "threads", "genome", "interpret"]
+    steps = ["simulate", "bulk", "sc", "infer", "predict", "shift", "memory", "analysis", "neighbors", "startup",
+             "resolution", "threads", "genome", "interpret"]
     ap.add_argument("--only", nargs="+", choices=steps, default=steps)
     args = ap.parse_args()
     py = sys.executable
@@ -50,6 +50,10 @@ def main() -> None:
         run([py, str(HERE / "bench_sc_infer.py"), "--workdir", str(out / "sc_infer"),
              *(["--cells", "40", "--naive-cells", "4", "--memory-totals", "100", "200"] if args.quick else
                ["--sim-dir", str(sim), "--memory-totals", "1000", "2000", "4000", "6000", "--shard-cells", "500"])])
+    if "predict" in args.only:  # one shard of `sc predict` end to end: modes, window shares, where the time goes
+        run([py, str(HERE / "bench_sc_predict.py"), "--workdir", str(out / "sc_predict"), "--epochs", "2",
+             *(["--preset", "test", "--cells", "20", "--shares", "0.5"] if args.quick
+               else ["--sim-dir", str(sim), "--cells", "100"])])
     if "shift" in args.only:  # the test preset (its 400 cells, all scored): the domain-shift remedy's table
         run([py, str(HERE / "bench_domain_shift.py"), "--workdir", str(out / "domain_shift"),
              *(["--cells", "100", "--k", "20", "--epochs", "4", "--out", str(out / "bench_domain_shift_quick.md")]
