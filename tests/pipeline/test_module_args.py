@@ -12,15 +12,17 @@ from nfrun import NEXTFLOW, REPO, _env
 
 pytestmark = pytest.mark.pipeline
 
-WRAPPER = f"""\
-include {{ BULK_PREPARE }} from '{REPO}/modules/local/bulk_prepare/main'
+# Nextflow wrappers: plain strings with @REPO@ replaced (no f-string: nf-core's template_strings lint reads doubled
+# braces as Jinja)
+WRAPPER = """\
+include { BULK_PREPARE } from '@REPO@/modules/local/bulk_prepare/main'
 
-workflow {{
-    def d = file("${{projectDir}}/inputs")
+workflow {
+    def d = file("${projectDir}/inputs")
     BULK_PREPARE(Channel.of([[id: 'lineA'], ['CTCF'], [''], [d.resolve('CTCF.bed')], d.resolve('atac.bw')]),
                  d.resolve('genome.fa'), d.resolve('genome.fa.fai'), d.resolve('mappability.bw'), [])
-}}
-"""
+}
+""".replace("@REPO@", str(REPO))
 
 # first on the PATH of Nextflow and so of its local tasks: `scfan bulk prepare` writes its arguments, one a line, as
 # its prepare.json (published under bulk/<line>/prepare/), `scfan versions` a versions.yml
@@ -70,17 +72,17 @@ def test_bulk_chroms_and_the_splits_reach_scfan_bulk_prepare(tmp_path):
     assert (value("--line"), value("--outdir")) == ("lineA", "prepare")
 
 
-SC_WRAPPER = f"""\
-include {{ SC_PREDICT }} from '{REPO}/modules/local/sc_predict/main'
+SC_WRAPPER = """\
+include { SC_PREDICT } from '@REPO@/modules/local/sc_predict/main'
 
-workflow {{
-    def d = file("${{projectDir}}/inputs")
+workflow {
+    def d = file("${projectDir}/inputs")
     SC_PREDICT(Channel.of(['1/1', d.resolve('cells_nn.h5ad'), ['s1'], [d.resolve('s1.fragments.tsv.gz')]]),
                Channel.of([['lineA'], [d.resolve('model.pt')]]).first(),
                d.resolve('genome.fa'), d.resolve('genome.fa.fai'), d.resolve('mappability.bw'))
-    SC_PREDICT.out.activity.map {{ f -> 'ARGV ' + f.text.readLines().join(' ') }}.view()
-}}
-"""
+    SC_PREDICT.out.activity.map { f -> 'ARGV ' + f.text.readLines().join(' ') }.view()
+}
+""".replace("@REPO@", str(REPO))
 
 # `scfan sc predict` writes its arguments, one a line, into the file it is told to --out
 FAKE_SC = """\
