@@ -38,38 +38,44 @@ fi
 """
 
 
-def prepare_argv(tmp_path, *args: str) -> list[str]:
-    """The arguments `scfan bulk prepare` gets in a BULK_PREPARE task run with these pipeline arguments."""
-    (tmp_path / "main.nf").write_text(WRAPPER)
+def run_module(tmp_path, wrapper: str, fake_scfan: str, inputs: tuple[str, ...], *args: str) -> str:
+    """Run ``wrapper`` (one module) with the pipeline's configuration, ``-profile test`` (its caps for 2 cores) and
+    these pipeline arguments, ``fake_scfan`` first on the PATH and empty ``inputs/<name>`` files; returns stdout."""
+    (tmp_path / "main.nf").write_text(wrapper)
     fake = tmp_path / "fakebin" / "scfan"
     fake.parent.mkdir()
-    fake.write_text(FAKE_SCFAN)
+    fake.write_text(fake_scfan)
     fake.chmod(0o755)
     env = _env()
     env["PATH"] = f"{fake.parent}:{env['PATH']}"
     (tmp_path / "inputs").mkdir()
-    for name in ("CTCF.bed", "atac.bw", "genome.fa", "genome.fa.fai", "mappability.bw"):
+    for name in inputs:
         (tmp_path / "inputs" / name).write_text("")
-    outdir = tmp_path / "results"
-    # -profile test: its caps for 2 cores (BULK_PREPARE's process_medium asks for 6 CPUs)
     proc = subprocess.run([str(NEXTFLOW), "run", str(tmp_path / "main.nf"), "-c", str(REPO / "nextflow.config"),
-                           "-profile", "test", "--outdir", str(outdir), *args], cwd=tmp_path, env=env,
+                           "-profile", "test", "--outdir", str(tmp_path / "results"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    return (outdir / "bulk" / "lineA" / "prepare" / "prepare.json").read_text().splitlines()
+    return proc.stdout
 
+
+def value(argv: list[str], option: str) -> str:
+    """The one value of ``option`` on a command line."""
+    assert argv.count(option) == 1, (option, argv)
+    return argv[argv.index(option) + 1]
+
+
+def prepare_argv(tmp_path, *args: str) -> list[str]:
+    """The arguments `scfan bulk prepare` gets in a BULK_PREPARE task run with these pipeline arguments."""
+    run_module(tmp_path, WRAPPER, FAKE_SCFAN, ("CTCF.bed", "atac.bw", "genome.fa", "genome.fa.fai", "mappability.bw"),
+               *args)
+    return (tmp_path / "results" / "bulk" / "lineA" / "prepare" / "prepare.json").read_text().splitlines()
 
 def test_bulk_chroms_and_the_splits_reach_scfan_bulk_prepare(tmp_path):
     argv = prepare_argv(tmp_path, "--bulk_chroms", "primary", "--valid_chroms", "chr2", "--test_chroms", "chr1,chr3")
     assert argv[:2] == ["bulk", "prepare"], argv
-
-    def value(option: str) -> str:
-        assert argv.count(option) == 1, (option, argv)
-        return argv[argv.index(option) + 1]
-
-    assert value("--chroms") == "primary"
-    assert (value("--valid-chroms"), value("--test-chroms")) == ("chr2", "chr1,chr3")
-    assert (value("--line"), value("--outdir")) == ("lineA", "prepare")
+    assert value(argv, "--chroms") == "primary"
+    assert (value(argv, "--valid-chroms"), value(argv, "--test-chroms")) == ("chr2", "chr1,chr3")
+    assert (value(argv, "--line"), value(argv, "--outdir")) == ("lineA", "prepare")
 
 
 SC_WRAPPER = """\
@@ -101,31 +107,14 @@ fi
 
 def predict_argv(tmp_path, *args: str) -> list[str]:
     """The arguments `scfan sc predict` gets in an SC_PREDICT task run with these pipeline arguments."""
-    (tmp_path / "main.nf").write_text(SC_WRAPPER)
-    fake = tmp_path / "fakebin" / "scfan"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_SC)
-    fake.chmod(0o755)
-    env = _env()
-    env["PATH"] = f"{fake.parent}:{env['PATH']}"
-    (tmp_path / "inputs").mkdir()
-    for name in ("cells_nn.h5ad", "s1.fragments.tsv.gz", "model.pt", "genome.fa", "genome.fa.fai", "mappability.bw"):
-        (tmp_path / "inputs" / name).write_text("")
-    proc = subprocess.run([str(NEXTFLOW), "run", str(tmp_path / "main.nf"), "-c", str(REPO / "nextflow.config"),
-                           "-profile", "test", "--outdir", str(tmp_path / "results"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("ARGV ")]
+    out = run_module(tmp_path, SC_WRAPPER, FAKE_SC, ("cells_nn.h5ad", "s1.fragments.tsv.gz", "model.pt", "genome.fa",
+                                                     "genome.fa.fai", "mappability.bw"), *args)
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("ARGV ")]
     return line.split()[1:]
-
 
 def test_the_window_share_and_the_seed_reach_scfan_sc_predict(tmp_path):
     argv = predict_argv(tmp_path, "--infer_window_share", "0.25", "--seed", "11")
     assert argv[:2] == ["sc", "predict"], argv
 
-    def value(option: str) -> str:
-        assert argv.count(option) == 1, (option, argv)
-        return argv[argv.index(option) + 1]
-
-    assert (value("--window-share"), value("--window-seed")) == ("0.25", "11")
-    assert value("--shard") == "1/1" and value("--model") == "lineA=models/model.pt"
+    assert (value(argv, "--window-share"), value(argv, "--window-seed")) == ("0.25", "11")
+    assert value(argv, "--shard") == "1/1" and value(argv, "--model") == "lineA=models/model.pt"
