@@ -1,17 +1,24 @@
 """How `scfan sc cluster` picks its Leiden resolution, measured against labels it never sees.
 
-For each data set: the partition every fixed resolution of a fine grid gives (clusters, ARI), the partition the
-default rule keeps (highest silhouette, ``scfan.sc.cluster.choose_resolution``) and the one a candidate rule would
-keep (subsample stability, in the manner of chooseR / consensus clustering: the highest resolution whose partition
-Leiden reproduces on seeded 80 % subsamples with their own kNN graph, mean pairwise ARI ≥ 0.85, among partitions
-whose median cluster holds ≥ ``n_neighbors`` cells), side by side. Data sets:
+For each data set: the partition every resolution of the library's grid gives (clusters, ARI), the partition the
+default rule keeps (``consensus``: of the partitions within 0.1 of the best silhouette, the one that agrees most
+with the other resolutions' partitions; ``scfan.sc.cluster.choose_resolution``), the one the former default keeps
+(the highest silhouette), a fixed 1.0 (scanpy's default) and, with ``--stability``, the candidate measured and
+rejected before (subsample stability, in the manner of chooseR: the highest resolution whose partition Leiden
+reproduces on seeded 80 % subsamples with their own kNN graph, mean pairwise ARI ≥ 0.85, among partitions whose
+median cluster holds ≥ ``n_neighbors`` cells), side by side. Data sets:
 
 * real counts from ``../shared/data`` (hemato_atac: 600 bone-marrow cells of 6 types; chromvar_example: 50 cells of
   2 lines), through ``sc ingest`` and ``sc neighbors`` with the pipeline's defaults, clustered on ``X_spectral``;
-* simulated matrices of 10, 15 and 20 populations of unequal sizes (Dirichlet weights, 3,000 cells, 30 features),
-  well separated and overlapping.
+* with ``--test-run OUTDIR``: the three matrices a ``-profile test`` run clusters (``sc/cells.h5ad``'s
+  ``X_spectral``, ``activity/tf_activity.h5ad``'s ``mean_prob``, ``analysis/chromvar.h5ad``), labels from
+  ``simulate/truth/cells.tsv``, the run's seed;
+* simulated matrices of 10, 15 and 20 populations of unequal sizes (Dirichlet weights, 30 features), well separated
+  (spread 1.2), in between (0.8) and overlapping (0.66): the *design* set (3,000 cells, seeds 0–2: the one the rule
+  was chosen on) and a *held-out* set (seeds 3, 4, 5 at 3,000, 1,000 and 8,000 cells) it never saw.
 
-Run: ``python benchmarks/bench_resolution.py [--out benchmarks/results/bench_resolution.md]``.
+Run: ``python benchmarks/bench_resolution.py [--test-run OUTDIR] [--stability] [--out
+benchmarks/results/bench_resolution.md]``.
 """
 
 from __future__ import annotations
@@ -72,7 +79,11 @@ def simulated_matrix(n_types: int, seed: int, spread: float, n: int = 3000, dim:
     return centres[lab] + rng.normal(0, 1, (len(lab), dim)), lab.astype(str), sizes
 
 
-GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0)
+from scfan.sc.cluster import RESOLUTION_GRID as GRID  # noqa: E402
+
+SPREADS = ((1.2, "apart"), (0.8, "in between"), (0.66, "overlapping"))
+DESIGN = ((0, 3000), (1, 3000), (2, 3000))
+HELD_OUT = ((3, 3000), (4, 1000), (5, 8000))
 STABILITY_RUNS, STABILITY_FRACTION, STABILITY_MIN = 4, 0.8, 0.85
 
 
@@ -111,7 +122,7 @@ def subsample_stability(x: np.ndarray, metric: str, k: int, resolutions, seed: i
     return out
 
 
-def run_case(fm, cfg) -> dict:
+def run_case(fm, cfg, stability: bool) -> dict:
     from scfan.sc.cluster import choose_resolution, cluster_matrix
 
     t0 = time.perf_counter()
@@ -120,79 +131,116 @@ def run_case(fm, cfg) -> dict:
     s = res.summary
     scan = s["resolution_scan"]
     assert choose_resolution(scan)[0] == s["resolution"]
-    stab = subsample_stability(res.adata.obsm["X_cluster_rep"], s["metric"], s["n_neighbors"], GRID, cfg.seed)
-    for row in scan:
-        row["stability"] = stab[row["resolution"]]
-    cand = [r for r in scan if r["n_clusters"] >= 2 and r["median_cluster_size"] >= s["n_neighbors"]]
-    stable = [r for r in cand if r["stability"] >= STABILITY_MIN]
-    pick = stable[-1] if stable else max(cand, key=lambda r: r["stability"])
+    by_res = {r["resolution"]: r for r in scan}
+    sil = by_res[choose_resolution(scan, rule="silhouette")[0]]
+    out = {"rule": (s["resolution"], s["n_clusters"], s["ari"]), "silhouette": (sil["resolution"],
+           sil["n_clusters"], sil["ari"]), "r1": (1.0, by_res[1.0]["n_clusters"], by_res[1.0]["ari"]),
+           "seconds": seconds, "scan": scan}
     best = max(scan, key=lambda r: r["ari"])
-    one = next(r for r in scan if r["resolution"] == 1.0)
-    return {"rule": (s["resolution"], s["n_clusters"], s["ari"]),
-            "stability": (pick["resolution"], pick["n_clusters"], pick["ari"]),
-            "r1": (1.0, one["n_clusters"], one["ari"]),
-            "best": (best["resolution"], best["n_clusters"], best["ari"]), "seconds": seconds, "scan": scan}
+    out["best"] = (best["resolution"], best["n_clusters"], best["ari"])
+    if stability:
+        stab = subsample_stability(res.adata.obsm["X_cluster_rep"], s["metric"], s["n_neighbors"], GRID, cfg.seed)
+        for row in scan:
+            row["stability"] = stab[row["resolution"]]
+        cand = [r for r in scan if r["n_clusters"] >= 2 and r["median_cluster_size"] >= s["n_neighbors"]]
+        stable = [r for r in cand if r["stability"] >= STABILITY_MIN]
+        pick = stable[-1] if stable else max(cand, key=lambda r: r["stability"])
+        out["stability"] = (pick["resolution"], pick["n_clusters"], pick["ari"])
+    return out
+
+
+def pipeline_matrices(outdir: Path):
+    """(name, FeatureMatrix, ClusterConfig kwargs, seed) of the three matrices a `-profile test` run clusters."""
+    import json
+
+    from scfan.sc.cluster import read_labels, read_matrix
+
+    seed = int(json.loads((outdir / "pipeline_info" / "params.json").read_text())["seed"])
+    labels = read_labels(outdir / "simulate" / "truth" / "cells.tsv", "cell_type")
+    for name, path, kw in (("chromatin (X_spectral)", outdir / "sc" / "cells.h5ad", {"obsm": "X_spectral"}),
+                           ("TF activity (mean_prob)", outdir / "activity" / "tf_activity.h5ad",
+                            {"layer": "mean_prob"}),
+                           ("chromVAR", outdir / "analysis" / "chromvar.h5ad", {})):
+        fm = read_matrix(path, **kw)
+        fm.labels = labels
+        yield f"-profile test: {name}", fm, kw, seed
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_resolution.md")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--test-run", type=Path, default=None, help="outdir of a -profile test run")
+    ap.add_argument("--stability", action="store_true", help="also the subsample-stability candidate (slow)")
+    ap.add_argument("--quick", action="store_true", help="design seed 0 and held-out seed 4 only")
     args = ap.parse_args()
 
     from scfan.logging_utils import setup_logging
     from scfan.sc.cluster import ClusterConfig, FeatureMatrix, read_labels, read_matrix
 
     setup_logging(-1)
-    rows = []
+    rows = []  # (group, name, cells, types, result)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in ("hemato_atac", "chromvar_example"):
             nn, labels = real_embedding(name, work)
             fm = read_matrix(nn, obsm="X_spectral")
             fm.labels = read_labels(labels, "cell_type")
-            r = run_case(fm, ClusterConfig(obsm="X_spectral", seed=0, resolutions=GRID))
-            rows.append((f"{name} (real counts, spectral embedding)", fm.values.shape[0],
+            r = run_case(fm, ClusterConfig(obsm="X_spectral", seed=0), args.stability)
+            rows.append(("real", f"{name} (real counts, spectral embedding)", fm.values.shape[0],
                          len(set(fm.labels.dropna())), r))
             print(name, r["rule"], r["best"], flush=True)
-    for n_types in (10, 15, 20):
-        for spread, kind in ((1.2, "apart"), (0.66, "overlapping")):
-            for seed in args.seeds:
-                x, lab, sizes = simulated_matrix(n_types, seed, spread)
-                cells = [f"c{i}" for i in range(len(lab))]
-                fm = FeatureMatrix(cells, [f"f{j}" for j in range(x.shape[1])], x, Path(f"sim{n_types}"),
-                                   labels=pd.Series(lab, index=cells))
-                r = run_case(fm, ClusterConfig(seed=seed, resolutions=GRID))
-                rows.append((f"{n_types} types {kind}, sizes {sizes.min()}–{sizes.max()}, seed {seed}", len(lab),
-                             n_types, r))
-                print(n_types, kind, seed, r["rule"], r["best"], flush=True)
+    if args.test_run is not None:
+        for name, fm, kw, seed in pipeline_matrices(args.test_run):
+            r = run_case(fm, ClusterConfig(seed=seed, **kw), args.stability)
+            rows.append(("real", name, fm.values.shape[0], len(set(fm.labels.dropna())), r))
+            print(name, r["rule"], r["best"], flush=True)
+    sets = (("design", DESIGN[:1] if args.quick else DESIGN), ("held-out", HELD_OUT[1:2] if args.quick else HELD_OUT))
+    for group, seeds in sets:
+        for n_types in (10, 15, 20):
+            for spread, kind in SPREADS:
+                for seed, n in seeds:
+                    x, lab, sizes = simulated_matrix(n_types, seed, spread, n=n)
+                    cells = [f"c{i}" for i in range(len(lab))]
+                    fm = FeatureMatrix(cells, [f"f{j}" for j in range(x.shape[1])], x, Path(f"sim{n_types}"),
+                                       labels=pd.Series(lab, index=cells))
+                    r = run_case(fm, ClusterConfig(seed=seed), args.stability)
+                    rows.append((group, f"{n_types} types {kind}, sizes {sizes.min()}–{sizes.max()}, seed {seed}",
+                                 len(lab), n_types, r))
+                    print(group, n_types, kind, seed, r["rule"], r["best"], flush=True)
 
     def cell(t):
         return f"{t[0]:g} → {t[1]}, {t[2]:.3f}"
 
+    rules = [("rule", "default (consensus)"), ("silhouette", "silhouette alone (former default)")]
+    if args.stability:
+        rules.append(("stability", "subsample stability"))
+    rules.append(("r1", "resolution 1.0"))
     lines = ["# Choosing the Leiden resolution without labels", "",
-             f"Machine: {machine()}. Command: `python benchmarks/bench_resolution.py --seeds "
-             f"{' '.join(map(str, args.seeds))}`. Each cell: resolution → clusters, ARI against the labels (never "
-             "seen by a rule).", "",
-             f"Grid {', '.join(map(str, GRID))}. Default rule: the highest mean silhouette width. Candidate: the "
-             f"highest resolution whose partition Leiden reproduces on {STABILITY_RUNS} seeded subsamples of "
-             f"{STABILITY_FRACTION:.0%} of the cells with their own kNN graphs (mean pairwise ARI ≥ {STABILITY_MIN}), "
-             "among partitions of ≥ 2 clusters whose median cluster holds ≥ `n_neighbors` cells (else the most "
-             "stable). Seconds: `cluster_matrix` (the default rule) alone.", "",
-             "| data | cells | types | default (silhouette) | candidate (stability) | resolution 1.0 | "
-             "best on the grid | default − best | stability − best | seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, n, types, r in rows:
-        lines.append(f"| {name} | {n} | {types} | {cell(r['rule'])} | {cell(r['stability'])} | {cell(r['r1'])} | "
-                     f"{cell(r['best'])} | {r['rule'][2] - r['best'][2]:+.3f} | "
-                     f"{r['stability'][2] - r['best'][2]:+.3f} | {r['seconds']:.1f} |")
-    sims = [r for name, _, _, r in rows if "types" in name]
-    rules = (("rule", "default (silhouette)"), ("stability", "candidate (stability)"), ("r1", "resolution 1.0"))
-    for key, what in rules:
-        gaps = [r[key][2] - r["best"][2] for r in sims]
-        lines.append(f"- {what}: on the simulated matrices within 0.05 ARI of the best fixed resolution in "
-                     f"{sum(g >= -0.05 for g in gaps)} of {len(gaps)}; worst gap {-min(gaps):.3f}, mean "
-                     f"{-np.mean(gaps):.3f}.")
+             f"Machine: {machine()}. Command: `python benchmarks/bench_resolution.py"
+             f"{' --test-run OUTDIR' if args.test_run else ''}{' --stability' if args.stability else ''}"
+             f"{' --quick' if args.quick else ''}`. Each cell: resolution → clusters, ARI against the labels "
+             "(never seen by a rule).", "",
+             f"Grid {', '.join(map(str, GRID))} (`scfan.sc.cluster.RESOLUTION_GRID`). Default rule (consensus): of "
+             "the partitions of ≥ 2 clusters whose mean silhouette width is within 0.1 of the best, the one with the "
+             "highest mean ARI against the partitions at every other resolution of the grid. Seconds: "
+             "`cluster_matrix` (the default rule) alone. *design*: the simulated matrices the rule was chosen on; "
+             "*held-out*: seeds and sizes it never saw.", "",
+             "| set | data | cells | types | " + " | ".join(w for _, w in rules)
+             + " | best on the grid | default − best | seconds |",
+             "|---|---|---|---|" + "---|" * len(rules) + "---|---|---|"]
+    for group, name, n, types, r in rows:
+        lines.append(f"| {group} | {name} | {n} | {types} | " + " | ".join(cell(r[k]) for k, _ in rules) +
+                     f" | {cell(r['best'])} | {r['rule'][2] - r['best'][2]:+.3f} | {r['seconds']:.1f} |")
+    lines.append("")
+    for group in ("design", "held-out", "real"):
+        sub = [r for g, _, _, _, r in rows if g == group]
+        if not sub:
+            continue
+        for key, what in rules:
+            gaps = [r[key][2] - r["best"][2] for r in sub]
+            lines.append(f"- {group}, {what}: within 0.05 ARI of the best resolution of the grid in "
+                         f"{sum(g >= -0.05 for g in gaps)} of {len(gaps)}; worst gap {-min(gaps):.3f}, mean "
+                         f"{-np.mean(gaps):.3f}.")
     lines.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -282,6 +282,8 @@ def _resolution_details(an) -> str:
         row = {"resolution": r.get("resolution"), "clusters": r.get("n_clusters"),
                "silhouette": "–" if not np.isfinite(float(r.get("silhouette", float("nan")))) else
                f"{float(r['silhouette']):.3f}"}
+        if r.get("agreement") is not None:
+            row["agreement (mean ARI with the other resolutions)"] = f"{float(r['agreement']):.3f}"
         if "smallest_cluster" in r:
             row["smallest / median cluster (cells)"] = f"{r['smallest_cluster']} / {r['median_cluster_size']:g}"
         if r.get("ari") is not None:
@@ -289,10 +291,12 @@ def _resolution_details(an) -> str:
         row["chosen"] = "✔" if r.get("chosen", r.get("resolution") == s.get("resolution")) else ""
         rows.append(row)
     rule = s.get("resolution_rule") or "highest mean silhouette width"
+    nested = ("" if not str(rule).startswith("consensus") else " The consensus rule keeps a clearly separated "
+              "partition where there is one, so nested types (families of similar cell types) stay merged.")
     return (f"<details><summary>How the resolution was chosen — {html.escape(str(rule))} — and the alternatives"
-            f"</summary>{_table(pd.DataFrame(rows))}<p class='note'>Fix the resolution with "
-            f"<code>--cluster_resolution</code> where the populations are many or nested (the silhouette favours "
-            f"coarse partitions: benchmarks/results/bench_resolution.md).</p></details>")
+            f"</summary>{_table(pd.DataFrame(rows))}<p class='note'>No rule sees the labels. Fix the resolution with "
+            f"<code>--cluster_resolution</code> where another partition of the table fits what you know of the "
+            f"cells.{nested} How the rules compare: benchmarks/results/bench_resolution.md.</p></details>")
 
 
 def _numerics_table(activity) -> pd.DataFrame:

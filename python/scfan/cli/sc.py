@@ -133,8 +133,11 @@ def cluster_cmd(
     diff_matrix: Path = typer.Option(None, "--diff-matrix", help="Test this matrix's features between the clusters "
                                      "(default: the clustered matrix), e.g. TF activity on chromatin clusters."),
     diff_layer: str = typer.Option(None, "--diff-layer", help="Layer of --diff-matrix tested."),
-    resolution: float = typer.Option(None, help="Leiden resolution; default: the highest-silhouette one of "
-                                     "0.05–2.0 (every one tried is listed in cluster.json and the report)."),
+    resolution: float = typer.Option(None, help="Leiden resolution; default: chosen by --resolution-rule over "
+                                     "0.05–3.0 (every one tried is listed in cluster.json and the report)."),
+    resolution_rule: str = typer.Option("consensus", "--resolution-rule", help="consensus: of the partitions within "
+                                        "0.1 of the best silhouette, the one most in agreement with the other "
+                                        "resolutions' partitions; silhouette: the best silhouette alone."),
     n_neighbors: int = typer.Option(15, "--n-neighbors", min=2, help="kNN graph neighbours."),
     n_pcs: int = typer.Option(30, "--n-pcs", min=2, help="PCA components when there are more features."),
     scale: bool = typer.Option(None, "--scale/--no-scale", help="z-score features (default: yes for matrices, no "
@@ -155,7 +158,8 @@ def cluster_cmd(
     layer = None if layer == "X" else layer  # "X" names the matrix itself
     diff_layer = None if diff_layer == "X" else diff_layer
     cfg = ClusterConfig(layer=layer, obsm=obsm, scale=scale, n_pcs=n_pcs, n_neighbors=n_neighbors,
-                        resolution=resolution, seed=seed, tsne=tsne, label_column=label_column,
+                        resolution=resolution, resolution_rule=resolution_rule, seed=seed, tsne=tsne,
+                        label_column=label_column,
                         diff_layer=diff_layer)
     fm = read_matrix(matrix, layer=layer, obsm=obsm)
     if labels is not None:

@@ -110,9 +110,9 @@ def test_report_refuses_a_wrong_metrics_file(analyses, tmp_path, monkeypatch, ca
 
 
 def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, tmp_path, monkeypatch):
-    """The answer section names the resolution rule and lists every resolution tried (clusters, silhouette, the
-    chosen one marked); the software section lists what each model ran in after the runtime check, with refused
-    fast paths named."""
+    """The answer section names the resolution rule and lists every resolution tried (clusters, silhouette,
+    agreement, the chosen one marked); the software section lists what each model ran in after the runtime check,
+    with refused fast paths named."""
     import json
 
     act = ad.read_h5ad(analyses["activity_file"])
@@ -130,8 +130,10 @@ def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, t
     page = out.read_text()
     answer = page[page.index('id="answer"'):page.index('id="heatmap"')]
     summary = json.loads((analyses["chromatin"] / "cluster.json").read_text())
-    assert "How the resolution was chosen — highest mean silhouette width" in answer
+    assert "How the resolution was chosen — consensus: of the partitions within 0.1 of the best mean silhouette" \
+        in answer
     details = answer[answer.index("How the resolution was chosen"):]
+    assert "agreement (mean ARI with the other resolutions)" in details and "No rule sees the labels" in details
     rows = re.findall(r"<tr><td>([0-9.]+)</td><td>(\d+)</td>", details)
     assert [float(r) for r, _ in rows] == [r["resolution"] for r in summary["resolution_scan"]]
     assert [int(n) for _, n in rows] == [r["n_clusters"] for r in summary["resolution_scan"]]

@@ -237,9 +237,9 @@ def test_single_cell_clusters_are_not_tested_but_stay_in_the_rest(caplog):
 
 def test_resolution_scan_shows_every_alternative(planted_files, tmp_path, monkeypatch):
     """cluster.json says how the resolution was chosen and lists every resolution of the grid: clusters, cluster
-    sizes, silhouette, and (labels given) the ARI a reader can compare — the rule's choice is the highest silhouette
-    and does not change when the labels are left out."""
-    from scfan.sc.cluster import choose_resolution
+    sizes, silhouette, agreement with the other resolutions and (labels given) the ARI a reader can compare — the
+    choice follows the consensus rule and does not change when the labels are left out."""
+    from scfan.sc.cluster import SILHOUETTE_MARGIN, choose_resolution
 
     matrix, labels, _ = planted_files
     for name, extra in (("with", ["--labels", str(labels)]), ("without", [])):
@@ -250,13 +250,15 @@ def test_resolution_scan_shows_every_alternative(planted_files, tmp_path, monkey
     assert [r["resolution"] for r in scan] == list(with_l["config"]["resolutions"])
     assert sum(r["chosen"] for r in scan) == 1
     chosen = next(r for r in scan if r["chosen"])
-    assert chosen["resolution"] == with_l["resolution"] and chosen["n_clusters"] == with_l["n_clusters"]
+    assert chosen["resolution"] == with_l["resolution"] and chosen["n_clusters"] == with_l["n_clusters"] == 3
     assert chosen["ari"] == pytest.approx(with_l["ari"])
     multi = [r for r in scan if r["n_clusters"] >= 2]
-    assert chosen["silhouette"] == max(r["silhouette"] for r in multi)
+    near = [r for r in multi if r["silhouette"] >= max(r["silhouette"] for r in multi) - SILHOUETTE_MARGIN]
+    assert chosen in near and chosen["agreement"] == max(r["agreement"] for r in near)
     for r in scan:
         assert 1 <= r["smallest_cluster"] <= r["median_cluster_size"] and r["n_clusters"] >= 1
-    assert with_l["resolution_rule"].startswith("highest mean silhouette")
+        assert -0.5 <= r["agreement"] <= 1.0
+    assert with_l["resolution_rule"].startswith("consensus")
     assert "ari" not in without["resolution_scan"][0] and without["resolution"] == with_l["resolution"]
     assert choose_resolution(scan) == (with_l["resolution"], with_l["resolution_rule"])
     assert choose_resolution([dict(scan[0], n_clusters=1, silhouette=float("-inf"))]) == (
@@ -266,3 +268,57 @@ def test_resolution_scan_shows_every_alternative(planted_files, tmp_path, monkey
                    str(fixed_dir)) == 0
     fixed = json.loads((fixed_dir / "cluster.json").read_text())
     assert fixed["resolution_rule"] == "fixed (--resolution)" and len(fixed["resolution_scan"]) == 1
+    assert fixed["resolution_scan"][0]["agreement"] is None
+
+
+def test_choose_resolution_screens_by_silhouette_then_takes_the_consensus():
+    """A clearly separated partition (silhouette far above the rest) is kept even where finer ones agree more with
+    each other; among partitions the silhouette cannot tell apart, the one most in agreement wins; the silhouette
+    rule keeps the best silhouette alone."""
+    from scfan.sc.cluster import choose_resolution
+
+    def row(r, k, sil, agree):
+        return {"resolution": r, "n_clusters": k, "silhouette": sil, "agreement": agree}
+
+    separated = [row(0.1, 4, 0.89, 0.62), row(0.5, 7, 0.56, 0.74), row(1.0, 9, 0.38, 0.72)]
+    assert choose_resolution(separated)[0] == 0.1
+    overlapping = [row(0.1, 1, float("-inf"), 0.07), row(0.2, 2, 0.073, 0.33), row(0.8, 6, 0.061, 0.46),
+                   row(1.0, 7, 0.057, 0.45), row(3.0, 51, 0.005, 0.17)]
+    assert choose_resolution(overlapping)[0] == 0.8
+    assert choose_resolution(overlapping, rule="silhouette")[0] == 0.2
+    tie = [row(0.3, 5, 0.2, 0.5), row(0.4, 5, 0.2, 0.5)]
+    assert choose_resolution(tie)[0] == 0.3  # ties to the lower resolution
+
+
+def test_many_overlapping_populations_are_not_collapsed(tmp_path, monkeypatch):
+    """Ten overlapping Gaussian populations of unequal sizes (Dirichlet weights): the silhouette rule collapses
+    them to two or three clusters; the default (consensus) keeps most of them apart, with the labels unseen."""
+    rng = np.random.default_rng(1)
+    w = np.maximum(rng.dirichlet(np.full(10, 0.7)), 0.01)
+    sizes = np.maximum(10, np.round(w / w.sum() * 1500).astype(int))
+    lab = np.repeat(np.arange(10), sizes)
+    x = rng.normal(0, 0.66, (10, 30))[lab] + rng.normal(0, 1, (len(lab), 30))
+    df = pd.DataFrame(x, columns=[f"f{j}" for j in range(30)])
+    df.insert(0, "cell_id", [f"c{i}" for i in range(len(lab))])
+    matrix, labels = tmp_path / "m.tsv", tmp_path / "l.tsv"
+    df.to_csv(matrix, sep="\t", index=False)
+    pd.DataFrame({"cell_id": df["cell_id"], "cell_type": lab.astype(str)}).to_csv(labels, sep="\t", index=False)
+    got = {}
+    for rule in ("consensus", "silhouette"):
+        assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(matrix), "--labels", str(labels),
+                       "--resolution-rule", rule, "--out-dir", str(tmp_path / rule)) == 0
+        got[rule] = json.loads((tmp_path / rule / "cluster.json").read_text())
+    best = max(r["ari"] for r in got["consensus"]["resolution_scan"])
+    print({k: (v["n_clusters"], round(v["ari"], 3)) for k, v in got.items()}, "best", round(best, 3))
+    assert got["consensus"]["ari"] >= best - 0.05 and got["consensus"]["n_clusters"] >= 5
+    assert got["consensus"]["ari"] > got["silhouette"]["ari"] + 0.2
+
+
+def test_unknown_resolution_rule_is_refused(planted_files, tmp_path, monkeypatch, capsys):
+    matrix, _, _ = planted_files
+    out = tmp_path / "out"
+    assert run_cli(monkeypatch, "sc", "cluster", "--matrix", str(matrix), "--resolution-rule", "best",
+                   "--out-dir", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "resolution rule 'best': expected one of consensus, silhouette" in err
+    assert not out.exists()
