@@ -224,7 +224,9 @@ def main() -> None:
              "the partitions of ≥ 2 clusters whose mean silhouette width is within 0.1 of the best, the one with the "
              "highest mean ARI against the partitions at every other resolution of the grid. Seconds: "
              "`cluster_matrix` (the default rule) alone. *design*: the simulated matrices the rule was chosen on; "
-             "*held-out*: seeds and sizes it never saw.", "",
+             "*held-out*: seeds and sizes it never saw; *real*: the real count data sets of ../shared/data and, with "
+             "--test-run, the three matrices a `-profile test` run clusters (simulated cells through the whole "
+             "pipeline).", "",
              "| set | data | cells | types | " + " | ".join(w for _, w in rules)
              + " | best on the grid | default − best | seconds |",
              "|---|---|---|---|" + "---|" * len(rules) + "---|---|---|"]
