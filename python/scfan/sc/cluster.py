@@ -17,9 +17,10 @@ resolutions); the consensus of the resolution path picks among partitions the si
 populations are many, of unequal sizes and overlapping (there the best silhouette alone collapses to 2–3 clusters).
 Measured against labels it never sees (``benchmarks/bench_resolution.py``): within 0.05 ARI of the best fixed
 resolution on 26 of 27 simulated matrices of 10–20 populations and 25 of 27 held-out ones (worst gap 0.07), on the
-real counts and on the ``test`` preset's three matrices. ``resolution_rule='silhouette'`` keeps the highest silhouette alone (the
-rule before). Every resolution's clusters, cluster sizes, silhouette, agreement (and ARI, when labels are given,
-for the reader only) are in ``cluster.json`` (``resolution_scan``, ``resolution_rule``) and the report.
+real counts and on the ``test`` preset's three matrices. ``resolution_rule='silhouette'`` keeps the highest
+silhouette alone (the rule before). Every resolution's clusters, cluster sizes, silhouette, agreement (and ARI,
+when labels are given, for the reader only) are in ``cluster.json`` (``resolution_scan``, ``resolution_rule``)
+and the report.
 
 Small and degenerate inputs (each fallback is logged as a warning and recorded in ``cluster.json``):
 
