@@ -34,3 +34,7 @@ def test_exit_137_is_retried_with_more_memory(tmp_path):
         (by_attempt["1"]["memory"], by_attempt["2"]["memory"])
     others = [r for r in run.trace_rows() if not r["process"].endswith("SC_MERGE_ACTIVITY")]
     assert all(r["attempt"] == "1" and r["status"] == "COMPLETED" for r in others)
+    # the bulk steps ask what a human-sized genome needs (conf/base.config, bench_genome_scale.md), under the limits
+    asked = {r["process"].rsplit(":", 1)[-1]: r["memory"] for r in others}
+    assert (asked["BULK_PREPARE"], asked["BULK_TRAIN_MODEL"], asked["BULK_EVALUATE"]) == ("12 GB", "16 GB", "6 GB"), \
+        asked

@@ -228,16 +228,34 @@ def jittered_context_starts(chroms: np.ndarray, starts: np.ndarray, window: int,
     return np.clip(shifted, 0, sizes - context)
 
 
-def windows_arrays(df: pl.DataFrame, tf_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``chroms``, ``starts`` (int64) and labels ``(N, n_tfs)`` float32 of a windows table.
+def windows_arrays(df: pl.DataFrame, tf_names: list[str],
+                   labels_dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``chroms``, ``starts`` (int64) and labels ``(N, n_tfs)`` (float32, or ``labels_dtype``) of a windows table.
 
     ``chroms`` is an object array whose items are one shared ``str`` per chromosome (the categories of the column,
     indexed by each window's code): 8 bytes a window, where a fixed-width numpy string array takes 4 bytes per
     character of the longest name (88 with GRCh38's ``chr1_KI270706v1_random``). It compares, sorts and indexes
-    like the string array it replaces.
+    like the string array it replaces. Labels are filled one column at a time (no ``(N, n_tfs)`` temporary of
+    another dtype); ``np.uint8`` keeps them at 1 byte a label, converted batch by batch by the training loop.
     """
-    labels = df.select(tf_names).to_numpy().astype(np.float32) if tf_names else np.zeros((len(df), 0), np.float32)
+    labels = np.empty((len(df), len(tf_names)), dtype=labels_dtype)
+    for j, tf in enumerate(tf_names):
+        labels[:, j] = df[tf].to_numpy()
     return chrom_array(df["chrom"]), df["start"].to_numpy().astype(np.int64), labels
+
+
+def split_arrays(df: pl.DataFrame, tf_names: list[str], splits: Sequence[str],
+                 labels_dtype: type = np.uint8) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`windows_arrays` of the rows of each split (in table order), without a filtered copy of the table; labels
+    as ``uint8`` by default (1 byte a label where float32 takes 4)."""
+    out = []
+    for name in splits:
+        rows = (df["split"] == name).arg_true().to_numpy().astype(np.int64)
+        labels = np.empty((len(rows), len(tf_names)), dtype=labels_dtype)
+        for j, tf in enumerate(tf_names):
+            labels[:, j] = df[tf].to_numpy()[rows]
+        out.append((chrom_array(df["chrom"].gather(rows)), df["start"].to_numpy()[rows].astype(np.int64), labels))
+    return out
 
 
 def chrom_array(chrom: pl.Series) -> np.ndarray:
@@ -284,7 +302,9 @@ def sample_epoch_hard(pos_idx: np.ndarray, neg_pool: np.ndarray, open_pool: np.n
     n_neg = min(len(neg_pool), int(round(neg_ratio * len(pos_idx))))
     n_hard = min(len(open_pool), int(round(hard_frac * n_neg)))
     hard = rng.choice(open_pool, size=n_hard, replace=False) if n_hard else np.zeros(0, dtype=np.int64)
-    rest_pool = np.setdiff1d(neg_pool, hard, assume_unique=True)
+    # ``np.setdiff1d(neg_pool, hard, assume_unique=True)``, by a lookup table (the size of the index range) instead
+    # of its sort of both arrays: the same windows in the same order, without ~4 int64 copies of the pool
+    rest_pool = neg_pool[np.isin(neg_pool, hard, invert=True, kind="table")]
     n_rest = min(len(rest_pool), n_neg - n_hard)
     rest = rng.choice(rest_pool, size=n_rest, replace=False) if n_rest else np.zeros(0, dtype=np.int64)
     idx = np.concatenate([pos_idx, hard, rest]).astype(np.int64)

@@ -165,7 +165,7 @@ def evaluate_model(model, spec: ModelSpec, windows: pl.DataFrame, src: InputSour
     missing = [t for t in tf_names if t not in df.columns]
     if missing:
         raise ScfanError(f"the windows table lacks label column(s) {', '.join(missing)} of the model")
-    chroms, starts, labels = windows_arrays(df, tf_names)
+    chroms, starts, labels = windows_arrays(df, tf_names, np.uint8)  # 1 byte a label; one TF as float32 at a time
     probs = predict_windows(model, spec, src, chroms, starts, cfg.batch_size)
     is_open = None
     if src.uses_tracks:
@@ -174,7 +174,7 @@ def evaluate_model(model, spec: ModelSpec, windows: pl.DataFrame, src: InputSour
                  cfg.split)
     rows, roc, pr = [], {}, {}
     for j, tf in enumerate(tf_names):
-        y = labels[:, j]
+        y = labels[:, j].astype(np.float32)
         n_pos = int(y.sum())
         note = missing_class_note(n_pos, len(y) - n_pos, cfg.split)
         if note is not None:

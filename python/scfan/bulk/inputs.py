@@ -77,14 +77,20 @@ class FlatGenome:
         raise IndexError(f"flat position {flat} is outside the genome ({self.total} bp)")
 
 
+# Bases of FASTA text decoded per call (the text and its bytes are ~2 bytes a base beside the codes).
+_FASTA_CHUNK = 1 << 24
+
+
 def load_genome_codes(genome: Genome, chroms: Sequence[str] | None = None) -> tuple[FlatGenome, np.ndarray]:
     """Read the chosen chromosomes of an opened genome once into a flat code array."""
     chroms = list(genome.sizes) if chroms is None else list(chroms)
     layout = FlatGenome.from_sizes({c: genome.sizes[c] for c in chroms})
     codes = np.empty(layout.total, dtype=np.uint8)
     for chrom in chroms:
-        o = layout.offsets[chrom]
-        codes[o : o + layout.sizes[chrom]] = encode_codes(genome.fetch(chrom, 0, layout.sizes[chrom]))
+        o, n = layout.offsets[chrom], layout.sizes[chrom]
+        for s in range(0, n, _FASTA_CHUNK):  # bounded text temporaries, whatever the chromosome's length
+            e = min(n, s + _FASTA_CHUNK)
+            codes[o + s : o + e] = encode_codes(genome.fetch(chrom, s, e))
     log.info("%s: %d chromosome(s), %.1f Mb loaded", genome.path, len(chroms), layout.total / 1e6)
     return layout, codes
 

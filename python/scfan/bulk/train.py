@@ -34,8 +34,8 @@ from scfan.bulk.data import (
     positive_mask,
     sample_epoch,
     sample_epoch_hard,
+    split_arrays,
     window_mean_accessibility,
-    windows_arrays,
 )
 from scfan.bulk.model import ArchConfig, ModelSpec, ScFANet, build_model, channel_names, predict_batches, save_model
 from scfan.bulk.train_config import TrainConfig
@@ -282,7 +282,7 @@ def _run_epoch(model: nn.Module, src: InputSource, chroms, starts, labels, idx: 
         else:
             cs, rev, keep = context_starts(starts[bi], spec.window, spec.context), None, None
         x = src.batch(chroms[bi], cs, spec.context, rev, keep, rng).to(device, non_blocking=True)
-        y = torch.from_numpy(labels[bi]).to(device, non_blocking=True)
+        y = torch.from_numpy(np.asarray(labels[bi], dtype=np.float32)).to(device, non_blocking=True)
         with torch.set_grad_enabled(train), torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             logits = model(x)
         loss = loss_fn(logits.float(), y)
@@ -313,22 +313,19 @@ def _compatible(saved: dict, cfg: TrainConfig) -> list[str]:
 def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainConfig, outdir: str | Path,
                 on_epoch_end: Callable[[int], None] | None = None) -> dict:
     """Train (or resume) on a windows table (``split`` column: train / valid / test); see :func:`train_arrays`."""
-    import polars as pl
-
-    tf_names = list(meta["tf_names"])
-    train = windows_arrays(windows.filter(pl.col("split") == "train"), tf_names)
-    valid = windows_arrays(windows.filter(pl.col("split") == "valid"), tf_names)
+    train, valid = split_arrays(windows, list(meta["tf_names"]), ("train", "valid"))
     return train_arrays(train, valid, meta, src, cfg, outdir, on_epoch_end)
 
 
-WindowArrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # chroms (str), starts (int64), labels (N, n_tfs) float32
+# chroms (str), starts (int64), labels (N, n_tfs): 0/1 as uint8 (:func:`split_arrays`) or float32
+WindowArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: InputSource, cfg: TrainConfig,
                  outdir: str | Path, on_epoch_end: Callable[[int], None] | None = None) -> dict:
     """Train (or resume) and write ``model.pt``, ``checkpoints/last.pt``, ``train_log.tsv``, ``train.json``.
 
-    ``train`` and ``valid`` are the windows of each split as :func:`windows_arrays` returns them; ``meta`` is the
+    ``train`` and ``valid`` are the windows of each split as :func:`split_arrays` returns them; ``meta`` is the
     windows table's metadata (``tf_names``, ``window``, ``context``, optional ``motifs`` and ``line``). Needs only
     torch, numpy and scikit-learn, so the GPU benchmark runs it without the genomics packages.
     ``on_epoch_end(epoch)`` is called after each epoch's checkpoint is written (tests use it to simulate a kill).
@@ -366,7 +363,8 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
     va_idx = _valid_indices(positive_mask(va_labels), cfg)
     if not len(va_idx):
         raise ScfanError("the validation chromosomes have no windows; choose other --valid-chroms in prepare")
-    va_chroms, va_starts, va_labels = va_chroms[va_idx], va_starts[va_idx], va_labels[va_idx]
+    va_chroms, va_starts = va_chroms[va_idx], va_starts[va_idx]
+    va_labels = va_labels[va_idx].astype(np.float32)  # the subset only; training labels stay compact
     no_valid_pos = [tf for tf, n in zip(tf_names, va_labels.sum(axis=0), strict=True) if n == 0]
     for tf in no_valid_pos:
         log.warning("%s: no positive window in split 'valid'; left out of the validation mean AUPRC", tf)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandera.polars as pa
 import polars as pl
+import pyarrow
 import pyarrow.parquet as pq
 
 from scfan import __version__
@@ -359,7 +360,7 @@ def read_windows(path: str | Path, splits: Sequence[str] | None = None) -> tuple
     try:
         schema = pq.read_schema(p)
         subset = splits is not None and "split" in schema.names
-        table = pq.read_table(p, filters=[("split", "in", list(splits))] if subset else None)
+        table = _read_rows(p, list(splits)) if subset else pq.read_table(p)
     except Exception as exc:  # pyarrow raises several types for a non-parquet file
         raise InputFileError(p, f"cannot read as parquet ({exc})") from exc
     raw = (schema.metadata or {}).get(METADATA_KEY)
@@ -368,11 +369,24 @@ def read_windows(path: str | Path, splits: Sequence[str] | None = None) -> tuple
     meta = json.loads(raw)
     df = pl.from_arrow(table)
     del table
+    pyarrow.default_memory_pool().release_unused()  # the batches polars did not take over go back now
     try:
         df = windows_schema(meta["tf_names"]).validate(df)
     except (pa.errors.SchemaError, pa.errors.SchemaErrors) as exc:
         raise InputFileError(p, f"does not match the windows schema: {str(exc).splitlines()[0]}") from exc
     return df, meta
+
+
+def _read_rows(path: Path, splits: list[str], batch_rows: int = 1 << 20) -> pyarrow.Table:
+    """The rows of ``splits`` in file order, read ``batch_rows`` at a time, so the whole table is never in memory
+    (a filter on :func:`pyarrow.parquet.read_table` holds every row group it reads until the end)."""
+    import pyarrow.compute as pc
+
+    wanted = pyarrow.array(splits, type=pyarrow.string())
+    with pq.ParquetFile(path) as fh:
+        parts = [batch.filter(pc.is_in(batch.column("split"), value_set=wanted))
+                 for batch in fh.iter_batches(batch_size=batch_rows)]
+        return pyarrow.Table.from_batches(parts, schema=fh.schema_arrow)
 
 
 def prepare_bulk(sources: BulkSources, genome_fa: str | Path, mappability: str | Path,

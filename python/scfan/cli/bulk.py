@@ -125,11 +125,13 @@ def train_cmd(
     outdir: Path = typer.Option(..., "--outdir", help="Output folder; re-running resumes from checkpoints/last.pt."),
 ) -> None:
     """Train scFANet on the training windows (resumable; model selection on validation mean AUPRC)."""
+    from scfan.memory import return_freed_memory_at_once
     from scfan.threads import use_threads
 
+    return_freed_memory_at_once()  # before polars is imported: the windows table is dropped before the genome loads
     n_threads = use_threads(threads, load_torch=True)  # first: polars sizes its pool when it is imported
-    from scfan.bulk.data import InputSource
-    from scfan.bulk.train import train_model
+    from scfan.bulk.data import InputSource, split_arrays
+    from scfan.bulk.train import train_arrays
     from scfan.bulk.windows import read_windows
     from scfan.errors import ScfanError
 
@@ -143,9 +145,12 @@ def train_cmd(
                       max_valid_windows=max_valid_windows,
                       seed=seed, device=device, amp=amp, num_threads=n_threads)
     df, meta = read_windows(windows, splits=("train", "valid"))  # test windows are never needed here
+    chroms = _split_chroms(df, ("train", "valid"))
+    train, valid = split_arrays(df, list(meta["tf_names"]), ("train", "valid"))
+    del df  # the arrays are all training needs: the table must not stay in memory beside the genome
     src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability,
-                           chroms=_split_chroms(df, ("train", "valid")), compact=True)
-    summary = train_model(df, meta, src, cfg, outdir)
+                           chroms=chroms, compact=True)
+    summary = train_arrays(train, valid, meta, src, cfg, outdir)
     log.info("trained %d epoch(s); best epoch %d", summary["epochs_run"], summary["best_epoch"])
 
 
@@ -166,8 +171,10 @@ def evaluate_cmd(
     outdir: Path = typer.Option(..., "--outdir", help="Output folder (metrics.tsv, roc.png, pr.png)."),
 ) -> None:
     """Per-TF AUROC/AUPRC/recall at FDR/F1 on held-out chromosomes, with a PWM-scan baseline."""
+    from scfan.memory import return_freed_memory_at_once
     from scfan.threads import use_threads
 
+    return_freed_memory_at_once()  # before polars is imported
     use_threads(threads, load_torch=True)  # first: polars sizes its pool when it is imported
     from scfan.bulk.evaluate import EvaluateConfig, evaluate_model
     from scfan.bulk.model import load_model
@@ -309,7 +316,9 @@ def _split_chroms(df, splits: tuple[str, ...]) -> list[str]:
     """The chromosomes of the windows of ``splits``: the only ones a command needs in memory."""
     import polars as pl
 
-    return df.filter(pl.col("split").is_in(list(splits)))["chrom"].unique().to_list()
+    # lazily, so that only the chrom column is filtered (not a copy of the whole table)
+    return (df.lazy().filter(pl.col("split").is_in(list(splits))).select(pl.col("chrom").unique(maintain_order=True))
+            .collect()["chrom"].to_list())
 
 
 def _load_inputs(spec, genome: Path, atac: Path | None, mappability: Path | None, chroms: list[str] | None = None):

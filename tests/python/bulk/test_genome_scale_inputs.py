@@ -16,12 +16,19 @@ import torch
 from bulk_builders import CHROMS
 
 from scfan.bulk import inputs as inputs_mod
-from scfan.bulk.data import InputSource, negative_pool, window_mean_accessibility, windows_arrays
+from scfan.bulk import windows as windows_mod
+from scfan.bulk.data import (
+    InputSource,
+    negative_pool,
+    split_arrays,
+    window_mean_accessibility,
+    windows_arrays,
+)
 from scfan.bulk.evaluate import EvaluateConfig, evaluate_model
 from scfan.bulk.inputs import FlatGenome, TrackStore, read_track
 from scfan.bulk.model import ArchConfig, ModelSpec, build_model, channel_names
 from scfan.bulk.predict import predict_regions
-from scfan.bulk.train import TrainConfig, train_model
+from scfan.bulk.train import TrainConfig, train_arrays, train_model
 from scfan.bulk.windows import (
     blacklist_keep,
     coverage_prefix,
@@ -288,3 +295,49 @@ def test_reading_some_splits_gives_the_rows_a_filter_gives(tiny_prepared, tmp_pa
     pl.DataFrame({"a": np.arange(3)}).write_parquet(other)
     with pytest.raises(InputFileError, match="no 'scfan' metadata"):
         read_windows(other, splits=("test",))
+
+
+def test_split_rows_read_in_batches_are_the_filtered_table(tiny_prepared, monkeypatch):
+    _, windows = tiny_prepared
+    whole, _ = read_windows(windows)
+    original = windows_mod._read_rows
+    monkeypatch.setattr(windows_mod, "_read_rows", lambda path, splits: original(path, splits, batch_rows=7))
+    for splits in (["test"], ["train", "valid"], ["valid", "train"]):
+        part, _ = read_windows(windows, splits=splits)
+        assert part.equals(whole.filter(pl.col("split").is_in(splits)))
+    assert read_windows(windows, splits=["nothing"])[0].height == 0
+
+
+def test_split_arrays_are_the_arrays_of_the_filtered_tables_with_compact_labels(tiny_prepared):
+    _, windows = tiny_prepared
+    df, meta = read_windows(windows)
+    tfs = list(meta["tf_names"])
+    for split, (chroms, starts, labels) in zip(("train", "test"), split_arrays(df, tfs, ("train", "test")),
+                                               strict=True):
+        c, s, y = windows_arrays(df.filter(pl.col("split") == split), tfs)
+        assert labels.dtype == np.uint8 and y.dtype == np.float32
+        assert np.array_equal(chroms, c) and np.array_equal(starts, s) and np.array_equal(labels, y)
+        assert starts.dtype == np.int64 and len({id(x) for x in chroms}) == len(set(chroms))
+
+
+def test_training_on_compact_labels_gives_the_same_weights_as_on_float_labels(tiny_prepared, tmp_path):
+    tb, windows = tiny_prepared
+    df, meta = read_windows(windows)
+    tfs = list(meta["tf_names"])
+    src = InputSource.load(tb.genome, tb.atac, tb.mappability, compact=True)
+    cfg = TrainConfig(arch="small", epochs=2, max_train_windows=96, max_valid_windows=48, batch_size=32, seed=5,
+                      thin_min_keep=0.5, jitter=20, sampler="hard")
+    floats = [windows_arrays(df.filter(pl.col("split") == s), tfs) for s in ("train", "valid")]
+    train_arrays(*floats, meta, src, cfg, tmp_path / "float")
+    train_arrays(*split_arrays(df, tfs, ("train", "valid")), meta, src, cfg, tmp_path / "uint8")
+    wa = torch.load(tmp_path / "float" / "model.pt", weights_only=True)["state_dict"]
+    wb = torch.load(tmp_path / "uint8" / "model.pt", weights_only=True)["state_dict"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_genome_read_in_chunks_is_the_genome_read_whole(tiny_bulk, monkeypatch):
+    with Genome(tiny_bulk.genome) as genome:
+        _, whole = inputs_mod.load_genome_codes(genome)
+        monkeypatch.setattr(inputs_mod, "_FASTA_CHUNK", 1000)
+        _, chunked = inputs_mod.load_genome_codes(genome)
+    assert np.array_equal(whole, chunked)
