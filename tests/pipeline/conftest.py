@@ -1,11 +1,14 @@
-"""Fixtures of the pipeline tests: the two full `-profile test` runs they share, and fresh launch folders.
+"""Fixtures of the pipeline tests: the full `-profile test` run they share, a stubbed cluster run, fresh launch folders.
 
 - ``test_profile_run``: the local executor in the project's .venv, checked in detail (test_pipeline.py,
-  test_analysis_report.py) and the reference every other full run is compared with.
-- ``slurm_podman_run``: the same profile as a user on a cluster runs it, ``-profile test,slurm,podman``: every task a
-  job of a real one-node Slurm cluster (scripts/slurm_cluster.sh), run inside the image built from
-  containers/Dockerfile (scripts/container_image.sh). test_slurm.py reads it as Slurm's, test_podman.py as the
-  image's; both compare it with the local run (determinism.py). One run for both keeps `make test` near 40 minutes.
+  test_analysis_report.py); the reference that the kill -9 / -resume run and the tasks replayed in the image
+  (test_podman.py) are compared with.
+- ``slurm_podman_stub_run``: the profile a user on a cluster runs, ``-profile test,slurm,podman``, with every module's
+  stub: every task a job of a real one-node Slurm cluster (scripts/slurm_cluster.sh), started in the image built from
+  containers/Dockerfile (scripts/container_image.sh), where the stub still asks scfan for its versions.yml.
+  test_slurm.py reads it as Slurm's, test_podman.py as the image's. Whether the image computes the same numbers is
+  checked on a few real tasks of ``test_profile_run`` replayed in it (test_podman.py): a full real run in the image
+  cost about 15 of `make test`'s minutes.
 """
 
 from __future__ import annotations
@@ -59,15 +62,16 @@ def slurm_conf(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def slurm_podman_run(image, slurm_conf, tmp_path_factory) -> Run:
+def slurm_podman_stub_run(image, slurm_conf, tmp_path_factory) -> Run:
+    """`-profile test,slurm,podman -stub` with the image of the current sources (two to four minutes)."""
     tag, env = image
-    d = tmp_path_factory.mktemp("slurm_podman_run")
-    run = run_pipeline(d / "launch", "-profile", "test,slurm,podman", "--container_image", tag,
+    d = tmp_path_factory.mktemp("slurm_podman_stub_run")
+    run = run_pipeline(d / "launch", "-profile", "test,slurm,podman", "-stub", "--container_image", tag,
                        "-c", str(fast_polling(d)), env_extra={**env, "SLURM_CONF": str(slurm_conf)})
     if run.returncode != 0:
         log = (d / "launch" / ".nextflow.log")
         tail = log.read_text()[-5000:] if log.exists() else ""
-        pytest.fail(f"-profile test,slurm,podman failed (exit {run.returncode}):\n{run.output[-5000:]}\n{tail}")
+        pytest.fail(f"-profile test,slurm,podman -stub failed (exit {run.returncode}):\n{run.output[-5000:]}\n{tail}")
     return run
 
 

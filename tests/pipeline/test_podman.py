@@ -1,17 +1,21 @@
 """The pipeline in its container: the image built here from containers/Dockerfile with Podman (scripts/
-container_image.sh, once per content hash; the `image` fixture in conftest.py), then the shared
-`-profile test,slurm,podman` run (conftest.py) with every task run in that image."""
+container_image.sh, once per content hash; the `image` fixture in conftest.py); the shared
+`-profile test,slurm,podman -stub` run (conftest.py), every task of it started in that image; and real tasks of the
+shared local run replayed in the image, which must compute what they computed on the host, bit for bit."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
-from determinism import environment_differences
-from nfrun import REPO, run_pipeline
+from determinism import h5ad_digests
+from nfrun import REPO, Run, run_pipeline
 
 pytestmark = pytest.mark.pipeline
 
@@ -112,29 +116,79 @@ def test_cuda_target_is_the_same_environment_plus_the_nvidia_runtime_settings(im
     assert layers[cuda_tag][: len(layers[cpu_tag])] == layers[cpu_tag]  # the cpu image, plus configuration
 
 
-def test_every_task_runs_in_the_image(slurm_podman_run, image):
+def test_every_task_runs_in_the_image(slurm_podman_stub_run, image):
+    """Every process, stubbed, was a Slurm job that started the image: Nextflow's trace, the job scripts, and the
+    scfan that wrote each task's versions.yml (the stub too runs `scfan versions`, which names its interpreter)."""
     tag, _env = image
-    rows = slurm_podman_run.trace_rows()
+    run = slurm_podman_stub_run
+    rows = run.trace_rows()
     assert len(rows) >= 15 and all(r["status"] == "COMPLETED" for r in rows), [(r["name"], r["status"]) for r in rows]
     outside = [r["name"] for r in rows if r["container"] != tag]
     assert not outside, outside  # Nextflow's own record of the image each task ran in
-    run_scripts = list((slurm_podman_run.launch_dir / "work").rglob(".command.run"))
+    run_scripts = list((run.launch_dir / "work").rglob(".command.run"))
     assert len(run_scripts) == len(rows)
     assert all("podman run" in p.read_text() and tag in p.read_text() for p in run_scripts)
     # and the scfan that answered was the image's, in every process (versions.yml names the interpreter)
-    versions = yaml.safe_load((slurm_podman_run.outdir / "pipeline_info" / "versions.yml").read_text())
+    versions = yaml.safe_load((run.outdir / "pipeline_info" / "versions.yml").read_text())
     pythons = {proc: tools["scfan_python"] for proc, tools in versions.items()}
     assert len(pythons) >= 14 and all(p.startswith(f"{VENV_IN_IMAGE}/bin/python") for p in pythons.values()), pythons
-    assert (slurm_podman_run.outdir / "activity" / "tf_activity.h5ad").is_file()
-    assert (slurm_podman_run.outdir / "report" / "report.html").is_file()
+    assert (run.outdir / "activity" / "tf_activity.h5ad").is_file()
+    assert (run.outdir / "report" / "report.html").is_file()
 
 
-def test_same_tables_in_the_image_on_slurm_as_on_the_host(slurm_podman_run, test_profile_run):
-    """The image holds the lock file's pins, so the run in it (from scratch, another executor, nothing cached)
-    publishes the same tables and matrices as the host's local run: bit for bit, models and activity matrix
-    included, but for float32 rounding in a kNN graph and the UMAP layout it moves (determinism.py)."""
-    problems = environment_differences(test_profile_run.outdir, slurm_podman_run.outdir)
-    assert not problems, problems
+def _task_dir(run: Run, process: str, tag: str) -> Path:
+    """The work folder of the one completed task of ``run`` that the trace names ``process`` (``tag``)."""
+    rows = [r for r in run.trace_rows() if r["process"] == process and r["tag"] == tag and r["status"] == "COMPLETED"]
+    assert len(rows) == 1, f"{process} ({tag}): {len(rows)} completed tasks in the trace"
+    (task_dir,) = (run.launch_dir / "work").glob(rows[0]["hash"] + "*")
+    return task_dir
+
+
+def _replay_in_image(image, run: Run, task_dir: Path, dest: Path) -> Path:
+    """Run a finished task of the host's ``run`` again in a fresh container of the image, in ``dest``: the same
+    .command.sh on the same staged inputs (the task's links into the run's work folder and results, mounted read-only
+    at the same paths), with the environment the config gives every task; returns ``dest``."""
+    tag, env = image
+    dest.mkdir(parents=True)
+    for link in task_dir.rglob("*"):
+        if link.is_symlink():
+            target = Path(os.readlink(link))
+            assert target.resolve().is_relative_to(run.launch_dir), f"{link} -> {target}: outside the run's folder"
+            (dest / link.relative_to(task_dir)).parent.mkdir(parents=True, exist_ok=True)
+            (dest / link.relative_to(task_dir)).symlink_to(target)
+    shutil.copy(task_dir / ".command.sh", dest)
+    exports = re.findall(r'^\s*export (\w+)="(.*)"$', (task_dir / ".command.run").read_text(), re.MULTILINE)
+    task_env = [f"--env={k}={v}" for k, v in exports if k != "PATH" and not k.startswith("NXF_")]
+    assert task_env, "no environment in the task's .command.run: has Nextflow changed how it writes it?"
+    _podman(env, "run", "--rm", "--network=none", "-u", f"{os.getuid()}:{os.getgid()}", *task_env,
+            "-v", f"{run.launch_dir}:{run.launch_dir}:ro", "-v", f"{dest}:{dest}", "-w", str(dest),
+            tag, "bash", "-euo", "pipefail", ".command.sh")
+    versions = yaml.safe_load((dest / "versions.yml").read_text())
+    (python,) = (tools["scfan_python"] for tools in versions.values())
+    assert python.startswith(f"{VENV_IN_IMAGE}/bin/python"), python  # the image's scfan did the work
+    return dest
+
+
+def test_the_image_evaluates_a_model_as_the_host_did(image, test_profile_run, tmp_path):
+    """A trained model scored on its line's held-out windows (torch, and the PWM baseline beside it), replayed in the
+    image from the local run's inputs, gives the published metrics bit for bit: every score to 6 decimals in
+    metrics.tsv, the mean AUROC/AUPRC at full precision in evaluate.json."""
+    task_dir = _task_dir(test_profile_run, "SCFAN:BULK_TRAIN:BULK_EVALUATE", "lineA")
+    out = _replay_in_image(image, test_profile_run, task_dir, tmp_path / "evaluate")
+    published = test_profile_run.outdir / "bulk" / "lineA" / "evaluate"
+    for name in ("metrics.tsv", "evaluate.json"):
+        assert (out / "evaluate" / name).read_bytes() == (published / name).read_bytes(), name
+
+
+def test_the_image_merges_the_same_activity_matrix_as_the_host(image, test_profile_run, tmp_path):
+    """The shards merged in the image (from the local run's shards) give the published activity/tf_activity.h5ad,
+    the per-cell TF activity matrix that the clustering and the report read, bit for bit."""
+    task_dir = _task_dir(test_profile_run, "SCFAN:SC_INFER:SC_MERGE_ACTIVITY", "2 shard(s)")
+    out = _replay_in_image(image, test_profile_run, task_dir, tmp_path / "merge")
+    published = test_profile_run.outdir / "activity" / "tf_activity.h5ad"
+    host, container = h5ad_digests(published, "tf_activity"), h5ad_digests(out / "tf_activity.h5ad", "tf_activity")
+    assert len(host) > 3 and container == host, sorted(k for k in host.keys() | container.keys()
+                                                       if host.get(k) != container.get(k))
 
 
 def test_a_container_profile_without_an_image_is_refused(tmp_path, image):
@@ -146,7 +200,7 @@ def test_a_container_profile_without_an_image_is_refused(tmp_path, image):
     assert not (tmp_path / "launch" / "work").exists() or not list((tmp_path / "launch" / "work").rglob(".command.run"))
 
 
-def test_the_params_record_names_the_image(slurm_podman_run, image):
+def test_the_params_record_names_the_image(slurm_podman_stub_run, image):
     tag, _env = image
-    params = json.loads((slurm_podman_run.outdir / "pipeline_info" / "params.json").read_text())
+    params = json.loads((slurm_podman_stub_run.outdir / "pipeline_info" / "params.json").read_text())
     assert params["container_image"] == tag

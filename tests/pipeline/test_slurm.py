@@ -1,6 +1,6 @@
 """The pipeline on a real one-node Slurm cluster started for the session (scripts/slurm_cluster.sh, the `slurm_conf`
-fixture in conftest.py): the shared `-profile test,slurm,podman` run must finish with every task run as a Slurm job,
-each of them COMPLETED in Slurm's own records (test_podman.py checks the same run's image and its tables)."""
+fixture in conftest.py): the shared `-profile test,slurm,podman -stub` run must finish with every task run as a Slurm
+job, each of them COMPLETED in Slurm's own records (test_podman.py checks the same run's image)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def _slurm(conf: Path, *args: str) -> str:
     return res.stdout
 
 
-def test_test_profile_runs_every_task_as_a_slurm_job(slurm_podman_run, slurm_conf):
-    run = slurm_podman_run
+def test_test_profile_runs_every_task_as_a_slurm_job(slurm_podman_stub_run, slurm_conf):
+    run = slurm_podman_stub_run
     rows = run.trace_rows()
     assert len(rows) >= 15, len(rows)
     assert all(r["status"] == "COMPLETED" for r in rows), [(r["name"], r["status"]) for r in rows]
@@ -30,7 +30,7 @@ def test_test_profile_runs_every_task_as_a_slurm_job(slurm_podman_run, slurm_con
     states = dict(line.split() for line in _slurm(slurm_conf, "squeue", "-t", "all", "-h", "-o", "%i %T")
                   .splitlines())
     assert {i: states.get(i) for i in ids} == dict.fromkeys(ids, "COMPLETED")
-    # the per-cell stage ran there too, and delivered
+    # the per-cell stage ran there too, and published
     assert (run.outdir / "activity" / "tf_activity.h5ad").is_file()
     assert any(r["process"].endswith("SC_PREDICT") for r in rows)
     # the job script Slurm received carries the task's resources, and starts the task in the image
