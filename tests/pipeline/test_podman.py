@@ -137,8 +137,10 @@ def test_every_task_runs_in_the_image(slurm_podman_stub_run, image):
 
 
 def _task_dir(run: Run, process: str, tag: str) -> Path:
-    """The work folder of the one completed task of ``run`` that the trace names ``process`` (``tag``)."""
-    rows = [r for r in run.trace_rows() if r["process"] == process and r["tag"] == tag and r["status"] == "COMPLETED"]
+    """The work folder of the one completed task of ``run`` that its first trace names ``process`` (``tag``): other
+    tests resume the shared run, and a resumed run's trace lists its tasks as CACHED."""
+    rows = [r for r in run.trace_rows(run.traces()[0])
+            if r["process"] == process and r["tag"] == tag and r["status"] == "COMPLETED"]
     assert len(rows) == 1, f"{process} ({tag}): {len(rows)} completed tasks in the trace"
     (task_dir,) = (run.launch_dir / "work").glob(rows[0]["hash"] + "*")
     return task_dir
