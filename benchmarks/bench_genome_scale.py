@@ -47,8 +47,50 @@ N_TFS = 20
 VALID, TEST = "chr11", "chr21"
 
 
+def _write_fasta_streamed(path: Path, sizes: dict[str, int], seed: int) -> None:
+    """Random uppercase FASTA (60 columns) and its ``.fai``, one chromosome in memory at a time."""
+    letters = np.frombuffer(b"ACGT", dtype=np.uint8)
+    fai, offset = [], 0
+    with open(path, "wb") as fh:
+        for ci, (name, n) in enumerate(sizes.items()):
+            rng = np.random.default_rng([seed, 0, ci])
+            header = f">{name}\n".encode()
+            fh.write(header)
+            offset += len(header)
+            fai.append(f"{name}\t{n}\t{offset}\t60\t61\n")
+            for lo in range(0, n, 60 * 2**18):  # 15.7 Mb pieces: whole lines but the chromosome's last
+                m = min(60 * 2**18, n - lo)
+                codes = letters[rng.integers(0, 4, m, dtype=np.uint8)]
+                full = m // 60
+                block = np.full((full, 61), ord("\n"), dtype=np.uint8)
+                block[:, :60] = codes[: full * 60].reshape(full, 60)
+                body = block.tobytes() + (codes[full * 60:].tobytes() + b"\n" if m % 60 else b"")
+                fh.write(body)
+                offset += len(body)
+    Path(str(path) + ".fai").write_text("".join(fai))
+
+
+def _write_bigwig_streamed(path: Path, sizes: dict[str, int], track) -> None:
+    """bigWig with a value for every base (zeros included), ``track(index, name, size)`` made per chromosome."""
+    import pyBigWig
+
+    from scfan.simulate.writers import runs
+
+    bw = pyBigWig.open(str(path), "w")
+    try:
+        bw.addHeader(list(sizes.items()), maxZooms=10)
+        for ci, (name, n) in enumerate(sizes.items()):
+            s, e, v = runs(track(ci, name, n))
+            bw.addEntries([name] * s.size, s, ends=e, values=v)
+    finally:
+        bw.close()
+
+
 def make_inputs(root: Path, scale: float, seed: int = 0) -> dict[str, Path]:
     """Write genome.fa (+ .fai), atac.bw, map.bw and one BED of peaks per TF under ``root`` (skipped when present).
+
+    Streamed: one chromosome's sequence or track is in memory at a time (each chromosome and role has its own
+    random stream), so the full-size genome (3.1 Gb) is made in a few GiB.
 
     Parameters
     ----------
@@ -64,21 +106,16 @@ def make_inputs(root: Path, scale: float, seed: int = 0) -> dict[str, Path]:
     dict
         Paths by role: ``genome``, ``atac``, ``mappability`` and ``TF<k>`` for each TF's peaks.
     """
-    from scfan.simulate.writers import write_bigwig, write_fasta
-
     paths = {"genome": root / "genome.fa", "atac": root / "atac.bw", "mappability": root / "map.bw",
              **{f"TF{k}": root / f"TF{k}.bed" for k in range(N_TFS)}}
     if all(p.exists() for p in paths.values()):
         return paths
     root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     sizes = {c: max(1, int(round(n * scale))) for c, n in HG38.items()}
-    names = list(sizes)
-    seqs = [rng.integers(0, 4, sizes[c], dtype=np.uint8) for c in names]
-    write_fasta(paths["genome"], names, seqs, [np.zeros(sizes[c], dtype=bool) for c in names])
-    del seqs
-    atac = {c: rng.poisson(0.02, sizes[c]).astype(np.float32) for c in names}
+    _write_fasta_streamed(paths["genome"], sizes, seed)
+    rng = np.random.default_rng([seed, 1])
     main_len = np.array([sizes[c] for c in MAIN], dtype=np.float64)
+    mids: dict[str, list[np.ndarray]] = {c: [] for c in MAIN}
     for k in range(N_TFS):
         n = max(1, int(round(rng.integers(20_000, 60_001) * scale)))
         chrom_idx = rng.choice(len(MAIN), size=n, p=main_len / main_len.sum())
@@ -88,20 +125,30 @@ def make_inputs(root: Path, scale: float, seed: int = 0) -> dict[str, Path]:
             m = int((chrom_idx == ci).sum())
             width = rng.integers(200, 600, m)
             start = np.sort(rng.integers(0, sizes[c] - 600, m))
-            for s, w in zip(start, width, strict=True):
-                rows.append(f"{c}\t{s}\t{s + w}\n")
-                mid = s + w // 2
-                atac[c][mid - 100 : mid + 100] += rng.poisson(2.0, 200)
+            rows += [f"{c}\t{s}\t{s + w}\n" for s, w in zip(start.tolist(), width.tolist(), strict=True)]
+            mids[c].append(start + width // 2)
         paths[f"TF{k}"].write_text("".join(rows))
-    write_bigwig(paths["atac"], names, [atac[c] for c in names])
-    del atac
-    mapp = []
-    for c in names:
-        m = np.ones(sizes[c], dtype=np.float32)
-        for s in rng.integers(0, sizes[c], max(1, sizes[c] // 200_000)):
+
+    def atac(ci: int, name: str, n: int) -> np.ndarray:
+        r = np.random.default_rng([seed, 2, ci])
+        x = np.empty(n, dtype=np.float32)
+        for lo in range(0, n, 2**24):  # Poisson draws are int64: 16M at a time
+            x[lo : lo + 2**24] = r.poisson(0.02, min(2**24, n - lo))
+        if mids.get(name):
+            at = np.concatenate(mids[name])
+            idx = (at[:, None] + np.arange(-100, 100)[None, :]).ravel()
+            np.add.at(x, idx, r.poisson(2.0, idx.size).astype(np.float32))
+        return x
+
+    def mappability(ci: int, name: str, n: int) -> np.ndarray:
+        r = np.random.default_rng([seed, 3, ci])
+        m = np.ones(n, dtype=np.float32)
+        for s in r.integers(0, n, max(1, n // 200_000)):
             m[s : s + 5_000] = 0.0
-        mapp.append(m)
-    write_bigwig(paths["mappability"], names, mapp)
+        return m
+
+    _write_bigwig_streamed(paths["atac"], sizes, atac)
+    _write_bigwig_streamed(paths["mappability"], sizes, mappability)
     return paths
 
 
