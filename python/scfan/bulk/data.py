@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from scfan.bulk.inputs import FlatGenome, codes_to_onehot, gather, load_genome_codes, read_track
+from scfan.bulk.inputs import (
+    FlatGenome,
+    PackedCodes,
+    RunLengthTrack,
+    code_rows,
+    codes_to_onehot,
+    gather,
+    load_genome_codes,
+    read_track,
+)
 from scfan.bulk.model import encode_inputs
 from scfan.errors import InputFileError, ScfanError
 from scfan.genome import Genome, check_chrom_names
@@ -28,7 +37,7 @@ class InputSource:
     """The genome (and optionally the two tracks) of one bulk line, held in memory as flat arrays."""
 
     layout: FlatGenome
-    codes: np.ndarray
+    codes: np.ndarray | PackedCodes  # read rows with :meth:`code_rows`
     accessibility: np.ndarray | None = None  # already normalised
     mappability: np.ndarray | None = None
     track_norm: TrackNorm | None = None
@@ -39,11 +48,13 @@ class InputSource:
     acc_counts: np.ndarray | None = None
     map_codes: np.ndarray | None = None
     map_table: np.ndarray | None = None
+    #: ``load(..., packed=True)``: a piecewise-constant mappability track as runs, in place of ``map_codes``
+    map_runs: RunLengthTrack | None = None
 
     @classmethod
     def load(cls, genome_fa: str | Path, atac: str | Path | None, mappability: str | Path | None,
              track_norm: TrackNorm | None = None, chroms: Sequence[str] | None = None,
-             compact: bool = False) -> InputSource:
+             compact: bool = False, packed: bool = False) -> InputSource:
         """Read FASTA and bigWigs once. ``track_norm`` defaults to the ATAC track's own genome-wide mean.
 
         Parameters
@@ -62,12 +73,17 @@ class InputSource:
             bitwise the same. Falls back to float32 for a track that does not fit. The arrays are then
             ``acc_counts`` / ``map_codes`` and ``accessibility`` / ``mappability`` are None: read rows with
             :meth:`accessibility_rows` and :meth:`mappability_rows`.
+        packed : bool
+            Also hold the DNA at 2 bits a base (:class:`~scfan.bulk.inputs.PackedCodes`, read with
+            :meth:`code_rows`) and a mappability track with fewer runs of equal values than 1 in 12 bases as runs
+            (:class:`~scfan.bulk.inputs.RunLengthTrack`, in ``map_runs``); batches are bitwise the same. For a genome
+            whose 3 bytes a base matter (``bulk train``); decoding costs some speed per batch.
         """
         with Genome(genome_fa) as genome:
             sizes = dict(genome.sizes)
             wanted = None if chroms is None else {str(c) for c in chroms}
             keep = list(sizes) if wanted is None else [c for c in sizes if c in wanted]
-            layout, codes = load_genome_codes(genome, keep)
+            layout, codes = load_genome_codes(genome, keep, packed=packed)
         if atac is None and mappability is None:
             return cls(layout, codes, genome_sizes=sizes)
         if atac is None or mappability is None:
@@ -89,15 +105,18 @@ class InputSource:
             own.apply_inplace(acc)  # no normalised copy beside the raw track
         else:
             counts, acc = acc, None
-        mapp, _ = read_track(mappability, layout, sizes, "codebook" if compact else "float32")
-        map_codes = map_table = None
-        if isinstance(mapp, tuple):
+        mapp, _ = read_track(mappability, layout, sizes, "runs" if packed else "codebook" if compact else "float32")
+        map_codes = map_table = map_runs = None
+        if isinstance(mapp, RunLengthTrack):
+            map_runs, mapp = mapp, None
+        elif isinstance(mapp, tuple):
             (map_codes, map_table), mapp = mapp, None
+        map_form = ("float32" if map_codes is None and map_runs is None else
+                    f"{map_runs.n_runs} runs" if map_runs is not None else f"uint8 codes of {len(map_table)} values")
         log.info("tracks held as: ATAC %s, mappability %s (%.1f Mb)",
-                 "normalised float32" if counts is None else f"{counts.dtype} counts",
-                 "float32" if map_codes is None else f"uint8 codes of {len(map_table)} values", layout.total / 1e6)
+                 "normalised float32" if counts is None else f"{counts.dtype} counts", map_form, layout.total / 1e6)
         return cls(layout, codes, acc, mapp, own, str(atac), genome_sizes=sizes, acc_counts=counts,
-                   map_codes=map_codes, map_table=map_table)
+                   map_codes=map_codes, map_table=map_table, map_runs=map_runs)
 
     @property
     def uses_tracks(self) -> bool:
@@ -112,8 +131,14 @@ class InputSource:
                                            self.track_norm.mean_per_base)
         return gather(self.accessibility, flat, length)
 
+    def code_rows(self, flat: np.ndarray, length: int) -> np.ndarray:
+        """DNA codes ``(N, length)`` uint8 from flat starts, whichever form the genome is held in."""
+        return code_rows(self.codes, flat, length)
+
     def mappability_rows(self, flat: np.ndarray, length: int) -> np.ndarray:
         """Mappability ``(N, length)`` float32 from flat starts, whichever form the track is held in."""
+        if self.map_runs is not None:
+            return self.map_runs.rows(flat, length)
         if self.map_codes is not None:
             return self.map_table[gather(self.map_codes, flat, length)]
         return gather(self.mappability, flat, length)
@@ -126,7 +151,7 @@ class InputSource:
         ``keep`` (one fraction in (0, 1] per row, with ``rng``) thins each row's accessibility to that fraction of its
         insertions (:func:`thin_accessibility`)."""
         flat = self.layout.flat_starts(chroms, context_starts)
-        onehot = codes_to_onehot(gather(self.codes, flat, length))
+        onehot = codes_to_onehot(self.code_rows(flat, length))
         acc = self.accessibility_rows(flat, length) if self.uses_tracks else None
         if keep is not None and acc is not None:
             if rng is None or self.track_norm is None:
@@ -258,15 +283,51 @@ def split_arrays(df: pl.DataFrame, tf_names: list[str], splits: Sequence[str],
     return out
 
 
-def chrom_array(chrom: pl.Series) -> np.ndarray:
+def read_split_arrays(path: str | Path, splits: Sequence[str], batch_rows: int = 1 << 18
+                      ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list[str], dict]:
+    """:func:`split_arrays` of :func:`~scfan.bulk.windows.read_windows` ``(path, splits)``, the names of the
+    chromosomes of those rows and the table's metadata, without ever holding the table.
+
+    The arrays are allocated once (from a count of the ``split`` column) and filled from one validated batch of
+    ``batch_rows`` rows at a time, so the peak is the arrays plus one batch (issue 34: the whole table beside its
+    arrays was ~1.1 GiB for 10M windows).
+    """
+    from scfan.bulk.windows import count_split_rows, iter_windows, windows_metadata
+
+    meta = windows_metadata(path)
+    tf_names = list(meta["tf_names"])
+    sizes = count_split_rows(path, splits, batch_rows)
+    out = [(np.empty(n, dtype=object), np.empty(n, dtype=np.int64), np.empty((n, len(tf_names)), dtype=np.uint8))
+           for n in sizes]
+    filled = [0] * len(splits)
+    shared: dict[str, str] = {}  # one str object per chromosome over all batches
+    for batch in iter_windows(path, splits, batch_rows):
+        for k, name in enumerate(splits):
+            rows = (batch["split"] == name).arg_true().to_numpy().astype(np.int64)
+            chroms, starts, labels = out[k]
+            lo, hi = filled[k], filled[k] + len(rows)
+            if hi > len(starts):
+                raise InputFileError(path, "changed while it was read (more rows than counted)")
+            chroms[lo:hi] = chrom_array(batch["chrom"].gather(rows), shared)
+            starts[lo:hi] = batch["start"].to_numpy()[rows]
+            for j, tf in enumerate(tf_names):
+                labels[lo:hi, j] = batch[tf].to_numpy()[rows]
+            filled[k] = hi
+    if filled != sizes:
+        raise InputFileError(path, "changed while it was read (fewer rows than counted)")
+    return out, list(shared), meta
+
+
+def chrom_array(chrom: pl.Series, shared: dict[str, str] | None = None) -> np.ndarray:
     """A string column as an object array of shared ``str`` (one object per distinct name), see
-    :func:`windows_arrays`."""
+    :func:`windows_arrays`; ``shared`` (name → object, filled as names are met) keeps one object per name over
+    several calls."""
     import polars as pl
 
     names = chrom.unique(maintain_order=True)
     codes = chrom.replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.UInt32).to_numpy()
     table = np.empty(len(names), dtype=object)
-    table[:] = names.to_list()
+    table[:] = names.to_list() if shared is None else [shared.setdefault(n, n) for n in names.to_list()]
     return table[np.asarray(codes, dtype=np.intp)]
 
 

@@ -17,7 +17,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from scfan import __version__
 from scfan._io import atomic_path, write_json
 from scfan.bulk.data import InputSource, window_mean_accessibility, windows_arrays
-from scfan.bulk.inputs import codes_to_onehot, gather
+from scfan.bulk.inputs import codes_to_onehot
 from scfan.bulk.model import ModelSpec
 from scfan.bulk.pwm import jaspar_counts, log_odds, max_pwm_scores, motif_for_tf
 from scfan.errors import ScfanError
@@ -109,7 +109,7 @@ def pwm_scores(src: InputSource, chroms: np.ndarray, starts: np.ndarray, window:
     flat = src.layout.flat_starts(chroms, starts)
     out = []
     for i in range(0, len(flat), 8192):
-        out.append(max_pwm_scores(codes_to_onehot(gather(src.codes, flat[i : i + 8192], window)), pwm))
+        out.append(max_pwm_scores(codes_to_onehot(src.code_rows(flat[i : i + 8192], window)), pwm))
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 

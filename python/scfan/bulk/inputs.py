@@ -3,7 +3,9 @@
 The genome is stored as one flat ``uint8`` code array (A, C, G, T = 0..3, anything else = 4) with per-chromosome
 offsets; tracks (bulk ATAC insertions per base, mappability) as flat arrays with the same offsets (``float32``, or
 the exact compact forms of :class:`TrackStore`), so a batch of windows from any chromosomes is one fancy-indexing
-operation. Only the chromosomes a command scores or trains on need be held; the genome-wide sums that scale a track
+operation. Where memory matters more (``bulk train`` on a large genome), the genome is held at 2 bits a base
+(:class:`PackedCodes`) and mappability as runs (:class:`RunLengthTrack`), decoded batch by batch to the same
+values. Only the chromosomes a command scores or trains on need be held; the genome-wide sums that scale a track
 are taken while reading, one chunk at a time.
 """
 
@@ -77,22 +79,183 @@ class FlatGenome:
         raise IndexError(f"flat position {flat} is outside the genome ({self.total} bp)")
 
 
+# Row b: the four 2-bit codes of byte b, lowest bits first (the order :meth:`PackedCodes.put` packs them in).
+_UNPACK = ((np.arange(256, dtype=np.uint16)[:, None] >> (2 * np.arange(4, dtype=np.uint16))[None, :]) & 3).astype(
+    np.uint8)
+
+
+class PackedCodes:
+    """DNA codes at 2 bits a base (4 bases a byte), for a genome too large to hold at 1 byte a base.
+
+    A, C, G, T (0..3) are packed in place; every other base (code 4, N) is kept as sorted, non-overlapping runs of
+    flat positions ``[n_starts[i], n_ends[i])`` (hg38 has a few hundred), so :meth:`rows` gives back the very
+    ``uint8`` codes of :func:`load_genome_codes`. Filled in order by :meth:`put`, chunk by chunk.
+    """
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self.packed = np.zeros((self.n + 3) // 4, dtype=np.uint8)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.n_starts = self.n_ends = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def nbytes(self) -> int:
+        return self.packed.nbytes + self.n_starts.nbytes + self.n_ends.nbytes
+
+    def put(self, offset: int, codes: np.ndarray) -> None:
+        """Store ``uint8`` codes (0..4) at flat ``offset``; each position is put once, in increasing order."""
+        codes = np.asarray(codes, dtype=np.uint8)
+        is_n = codes > 3
+        if is_n.any():
+            edges = np.flatnonzero(np.diff(np.concatenate([[False], is_n, [False]]).astype(np.int8)))
+            self._runs.append((offset + edges[0::2], offset + edges[1::2]))
+            self.n_starts = np.concatenate([r[0] for r in self._runs]).astype(np.int64)
+            self.n_ends = np.concatenate([r[1] for r in self._runs]).astype(np.int64)
+        bases = codes & 3  # N is stored as 0 and restored from its run
+        head = min(len(bases), -offset % 4)  # bases before the first whole byte
+        for i in range(head):
+            p = offset + i
+            self.packed[p >> 2] |= bases[i] << (2 * (p & 3))
+        body = bases[head:]
+        first = (offset + head) >> 2
+        whole = len(body) // 4
+        if whole:
+            b = body[: 4 * whole].reshape(whole, 4)
+            self.packed[first : first + whole] = b[:, 0] | (b[:, 1] << 2) | (b[:, 2] << 4) | (b[:, 3] << 6)
+        for i in range(4 * whole, len(body)):  # a byte shared with the next chunk
+            self.packed[first + whole] |= body[i] << (2 * i - 8 * whole)
+
+    def rows(self, flat_starts: np.ndarray, length: int) -> np.ndarray:
+        """Codes ``(N, length)`` of the rows starting at ``flat_starts``, as :func:`gather` of the unpacked array."""
+        starts = np.asarray(flat_starts, dtype=np.int64)
+        # the bytes spanning each row, unpacked 4 bases a byte by table, then each row's bases from its offset
+        n_bytes = (length + 3) // 4 + 1
+        first = starts >> 2
+        byte_idx = np.minimum(first[:, None] + np.arange(n_bytes, dtype=np.int64)[None, :], len(self.packed) - 1)
+        bases = _UNPACK[self.packed[byte_idx]].reshape(len(starts), 4 * n_bytes)
+        out = np.empty((len(starts), length), dtype=np.uint8)
+        offset = starts & 3
+        for o in range(4):
+            rows = np.flatnonzero(offset == o)
+            out[rows] = bases[rows, o : o + length]
+        if len(self.n_starts) and len(starts):
+            # rows overlapping an N run: a run ending after the row's start and beginning before its end
+            lo = np.searchsorted(self.n_ends, starts, side="right")
+            hi = np.searchsorted(self.n_starts, starts + length, side="left")
+            hit = np.flatnonzero(hi > lo)
+            if len(hit):
+                sub = starts[hit, None] + np.arange(length, dtype=np.int64)[None, :]
+                k = np.searchsorted(self.n_starts, sub, side="right") - 1
+                in_n = (k >= 0) & (sub < self.n_ends[np.maximum(k, 0)])
+                out[hit] = np.where(in_n, np.uint8(4), out[hit])
+        return out
+
+
+class RunLengthTrack:
+    """A piecewise-constant flat track (mappability) as runs: ``values[k]`` from flat ``starts[k]`` to the next start.
+
+    12 bytes a run instead of 1 to 4 bytes a base; :meth:`rows` gives back the very float32 values put in. Filled in
+    order by :meth:`put`; bases never put are 0.
+    """
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self._starts: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        self._bits: list[np.ndarray] = [np.zeros(1, dtype=np.uint32)]  # float32 bit patterns: +0.0 first
+        self._last = np.uint32(0)
+        self._end = 0
+        self.n_runs = 1
+        self.starts = np.zeros(0, dtype=np.int64)
+        self.values = np.zeros(0, dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return 12 * self.n_runs
+
+    @property
+    def filled(self) -> int:
+        """Where the last :meth:`put` ended."""
+        return self._end
+
+    def put(self, offset: int, vals: np.ndarray) -> None:
+        """Store float32 ``vals`` at flat ``offset`` (>= the end of the previous put; the gap is 0)."""
+        bits = np.asarray(vals, dtype=np.float32).view(np.uint32)
+        if offset > self._end and self._last != 0:
+            self._add(np.array([self._end], dtype=np.int64), np.zeros(1, dtype=np.uint32))
+        if not len(bits):
+            return
+        change = np.flatnonzero(bits[1:] != bits[:-1]) + 1
+        if bits[0] != (self._last if offset == self._end else 0):
+            change = np.concatenate([[0], change])
+        self._add(offset + change.astype(np.int64), bits[change])
+        self._last, self._end = bits[-1], offset + len(bits)
+
+    def _add(self, starts: np.ndarray, bits: np.ndarray) -> None:
+        if len(starts):
+            self._starts.append(starts)
+            self._bits.append(bits)
+            self.n_runs += len(starts)
+            self._last = bits[-1]
+
+    def finish(self) -> RunLengthTrack:
+        """Join the runs put so far (call once every value is in)."""
+        if self._end < self.n and self._last != 0:
+            self._add(np.array([self._end], dtype=np.int64), np.zeros(1, dtype=np.uint32))
+        self._end = self.n
+        self.starts = np.concatenate(self._starts)
+        self.values = np.concatenate(self._bits).view(np.float32)
+        self._starts, self._bits = [self.starts], [self.values.view(np.uint32)]
+        return self
+
+    def rows(self, flat_starts: np.ndarray, length: int) -> np.ndarray:
+        """float32 ``(N, length)`` of the rows starting at ``flat_starts``, as :func:`gather` of the dense track."""
+        starts = np.asarray(flat_starts, dtype=np.int64)
+        first = np.searchsorted(self.starts, starts, side="right") - 1
+        last = np.searchsorted(self.starts, starts + (length - 1), side="right") - 1
+        out = np.empty((len(starts), length), dtype=np.float32)
+        out[:] = self.values[first][:, None]  # most rows lie inside one run
+        split = np.flatnonzero(last > first)
+        if len(split):
+            idx = starts[split, None] + np.arange(length, dtype=np.int64)[None, :]
+            out[split] = self.values[np.searchsorted(self.starts, idx, side="right") - 1]
+        return out
+
+    def dense(self) -> np.ndarray:
+        """The whole track as one float32 array."""
+        return np.repeat(self.values, np.diff(np.append(self.starts, self.n)))
+
+
 # Bases of FASTA text decoded per call (the text and its bytes are ~2 bytes a base beside the codes).
 _FASTA_CHUNK = 1 << 24
 
 
-def load_genome_codes(genome: Genome, chroms: Sequence[str] | None = None) -> tuple[FlatGenome, np.ndarray]:
-    """Read the chosen chromosomes of an opened genome once into a flat code array."""
+def load_genome_codes(genome: Genome, chroms: Sequence[str] | None = None,
+                      packed: bool = False) -> tuple[FlatGenome, np.ndarray | PackedCodes]:
+    """Read the chosen chromosomes of an opened genome once into a flat code array (``packed``: a
+    :class:`PackedCodes`, 2 bits a base)."""
     chroms = list(genome.sizes) if chroms is None else list(chroms)
     layout = FlatGenome.from_sizes({c: genome.sizes[c] for c in chroms})
-    codes = np.empty(layout.total, dtype=np.uint8)
+    codes = PackedCodes(layout.total) if packed else np.empty(layout.total, dtype=np.uint8)
     for chrom in chroms:
         o, n = layout.offsets[chrom], layout.sizes[chrom]
         for s in range(0, n, _FASTA_CHUNK):  # bounded text temporaries, whatever the chromosome's length
             e = min(n, s + _FASTA_CHUNK)
-            codes[o + s : o + e] = encode_codes(genome.fetch(chrom, s, e))
+            if packed:
+                codes.put(o + s, encode_codes(genome.fetch(chrom, s, e)))
+            else:
+                codes[o + s : o + e] = encode_codes(genome.fetch(chrom, s, e))
     log.info("%s: %d chromosome(s), %.1f Mb loaded", genome.path, len(chroms), layout.total / 1e6)
     return layout, codes
+
+
+def code_rows(codes: np.ndarray | PackedCodes, flat_starts: np.ndarray, length: int) -> np.ndarray:
+    """``uint8`` codes ``(N, length)`` from a flat code array or a :class:`PackedCodes`."""
+    if isinstance(codes, PackedCodes):
+        return codes.rows(flat_starts, length)
+    return gather(codes, flat_starts, length)
 
 
 # Bases read from a bigWig per call: bounds the temporary arrays of a chromosome that is only summed, not kept.
@@ -124,15 +287,18 @@ def read_track(path: str | Path, layout: FlatGenome, genome_sizes: Mapping[str, 
         The chromosomes to keep, a subset of ``genome_sizes``.
     genome_sizes : Mapping[str, int]
         Every chromosome of the genome, in FASTA order.
-    store : {"float32", "counts", "codebook"}
+    store : {"float32", "counts", "codebook", "runs"}
         How the kept values are held (each exact, see :class:`TrackStore`): ``counts`` as ``uint8`` / ``uint16``
         while every value is a whole number that fits, ``codebook`` as ``uint8`` codes into a table of at most 256
-        distinct values; either falls back to float32 as soon as a value does not fit.
+        distinct values; either falls back to float32 as soon as a value does not fit. ``runs`` (bigWig only): a
+        :class:`RunLengthTrack`, 12 bytes a run of equal values, while that is less than 1 byte a base; then as
+        ``codebook``.
 
     Returns
     -------
     tuple
-        The track on ``layout`` (0 where there is no data: a flat array, or ``(codes, table)`` for a codebook) and
+        The track on ``layout`` (0 where there is no data: a flat array, ``(codes, table)`` for a codebook, or a
+        :class:`RunLengthTrack`) and
         the float64 sum of the track over ``genome_sizes``: the sum of each chromosome's float32 values, which for
         insertion counts is exactly the sum over one genome-wide array.
     """
@@ -143,13 +309,13 @@ def read_track(path: str | Path, layout: FlatGenome, genome_sizes: Mapping[str, 
         total = float(np.sum(full, dtype=np.float64))
         if store == "float32" and list(layout.sizes) == list(whole.sizes):
             return full, total
-        kept = TrackStore(layout.total, store)
+        kept = TrackStore(layout.total, "codebook" if store == "runs" else store)
         for chrom, size in layout.sizes.items():
             w = whole.offsets[chrom]
             kept.put(layout.offsets[chrom], full[w : w + size])
         return kept.result(), total
     bw = open_bigwig(p)
-    out = TrackStore(layout.total, store)
+    out = RunLengthTrack(layout.total) if store == "runs" else TrackStore(layout.total, store)
     total = 0.0
     try:
         bw_sizes = bw.chroms()
@@ -164,9 +330,23 @@ def read_track(path: str | Path, layout: FlatGenome, genome_sizes: Mapping[str, 
                 total += float(np.sum(vals, dtype=np.float64))
                 if kept:
                     out.put(layout.offsets[chrom] + s, vals)
+                    if isinstance(out, RunLengthTrack) and out.nbytes > layout.total:
+                        out = _runs_to_codebook(out)  # too many runs: 1 byte a base is less
     finally:
         bw.close()
-    return out.result(), total
+    return (out.finish() if isinstance(out, RunLengthTrack) else out.result()), total
+
+
+def _runs_to_codebook(runs: RunLengthTrack, chunk: int = 1 << 22) -> TrackStore:
+    """The values put into ``runs`` so far, moved into a ``codebook`` :class:`TrackStore` (which may itself turn
+    into float32), to go on filling that instead."""
+    end = runs.filled
+    runs.finish()
+    out = TrackStore(runs.n, "codebook")
+    for s in range(0, end, chunk):
+        out.put(s, runs.rows(np.array([s]), min(chunk, end - s))[0])
+    log.info("a track of more than %d runs is held as 1-byte codes instead", runs.n_runs)
+    return out
 
 
 class TrackStore:

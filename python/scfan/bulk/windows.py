@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -375,6 +375,65 @@ def read_windows(path: str | Path, splits: Sequence[str] | None = None) -> tuple
     except (pa.errors.SchemaError, pa.errors.SchemaErrors) as exc:
         raise InputFileError(p, f"does not match the windows schema: {str(exc).splitlines()[0]}") from exc
     return df, meta
+
+
+def windows_metadata(path: str | Path) -> dict:
+    """The ``scfan`` metadata of ``windows.parquet`` (``tf_names``, ``window``, ``context``, ...), read from its
+    footer alone."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(p, "windows parquet not found")
+    try:
+        schema = pq.read_schema(p)
+    except Exception as exc:  # pyarrow raises several types for a non-parquet file
+        raise InputFileError(p, f"cannot read as parquet ({exc})") from exc
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise InputFileError(p, "no 'scfan' metadata; expected a file written by `scfan bulk prepare`")
+    return json.loads(raw)
+
+
+def count_split_rows(path: str | Path, splits: Sequence[str], batch_rows: int = 1 << 20) -> list[int]:
+    """Rows of each of ``splits`` in ``windows.parquet``, from its ``split`` column alone."""
+    import pyarrow.compute as pc
+
+    p = Path(path)
+    counts = dict.fromkeys(splits, 0)
+    try:
+        with pq.ParquetFile(p) as fh:
+            for batch in fh.iter_batches(batch_size=batch_rows, columns=["split"]):
+                for row in pc.value_counts(batch.column("split")).to_pylist():
+                    if row["values"] in counts:
+                        counts[row["values"]] += int(row["counts"])
+    except Exception as exc:
+        raise InputFileError(p, f"cannot read its 'split' column ({exc})") from exc
+    return [counts[s] for s in splits]
+
+
+def iter_windows(path: str | Path, splits: Sequence[str], batch_rows: int = 1 << 20) -> Iterator[pl.DataFrame]:
+    """The rows of ``splits`` of ``windows.parquet`` in file order, ``batch_rows`` at a time (fewer after the
+    filter), each batch validated against :func:`windows_schema`: what :func:`read_windows` gives, without ever
+    holding more than one batch of the table.
+
+    Yields
+    ------
+    polars.DataFrame
+        One validated batch (possibly empty).
+    """
+    import pyarrow.compute as pc
+
+    p = Path(path)
+    tf_names = windows_metadata(p)["tf_names"]
+    schema = windows_schema(tf_names)
+    wanted = pyarrow.array(list(splits), type=pyarrow.string())
+    with pq.ParquetFile(p) as fh:
+        for batch in fh.iter_batches(batch_size=batch_rows):
+            part = pl.from_arrow(batch.filter(pc.is_in(batch.column("split"), value_set=wanted)))
+            del batch
+            try:
+                yield schema.validate(part)
+            except (pa.errors.SchemaError, pa.errors.SchemaErrors) as exc:
+                raise InputFileError(p, f"does not match the windows schema: {str(exc).splitlines()[0]}") from exc
 
 
 def _read_rows(path: Path, splits: list[str], batch_rows: int = 1 << 20) -> pyarrow.Table:

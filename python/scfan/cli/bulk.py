@@ -130,9 +130,8 @@ def train_cmd(
 
     return_freed_memory_at_once()  # before polars is imported: the windows table is dropped before the genome loads
     n_threads = use_threads(threads, load_torch=True)  # first: polars sizes its pool when it is imported
-    from scfan.bulk.data import InputSource, split_arrays
+    from scfan.bulk.data import InputSource, read_split_arrays
     from scfan.bulk.train import train_arrays
-    from scfan.bulk.windows import read_windows
     from scfan.errors import ScfanError
 
     if not sequence_only and (atac is None or mappability is None):
@@ -144,12 +143,10 @@ def train_cmd(
                       jitter=jitter, thin_min_keep=thin_min_keep, max_train_windows=max_train_windows,
                       max_valid_windows=max_valid_windows,
                       seed=seed, device=device, amp=amp, num_threads=n_threads)
-    df, meta = read_windows(windows, splits=("train", "valid"))  # test windows are never needed here
-    chroms = _split_chroms(df, ("train", "valid"))
-    train, valid = split_arrays(df, list(meta["tf_names"]), ("train", "valid"))
-    del df  # the arrays are all training needs: the table must not stay in memory beside the genome
+    # the arrays are all training needs, read batch by batch: the table is never in memory (test windows not at all)
+    (train, valid), chroms, meta = read_split_arrays(windows, ("train", "valid"))
     src = InputSource.load(genome, None if sequence_only else atac, None if sequence_only else mappability,
-                           chroms=chroms, compact=True)
+                           chroms=chroms, compact=True, packed=True)  # DNA at 2 bits a base, mappability as runs
     summary = train_arrays(train, valid, meta, src, cfg, outdir)
     log.info("trained %d epoch(s); best epoch %d", summary["epochs_run"], summary["best_epoch"])
 
