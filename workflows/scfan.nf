@@ -2,7 +2,8 @@
  * SCFAN: one run of the pipeline.
  *   inputs (or SIMULATE) -> CHECK_INPUTS -> BULK_TRAIN (per line: model, metrics, what it learned)  \
  *                                        -> SC_PREPARE (per sample) /-> SC_INFER (cell shards) -> activity
- *   -> SC_ANALYSIS (clusters, differential TFs, chromVAR baseline, per-cluster tracks) -> REPORT (report.html)
+ *   -> SC_ANALYSIS (clusters, differential TFs, chromVAR baseline, per-cluster tracks, why each cluster's TFs are
+ *      called) -> REPORT (report.html)
  */
 include { SIMULATE     } from '../modules/local/simulate/main'
 include { CHECK_INPUTS } from '../modules/local/check_inputs/main'
@@ -94,7 +95,7 @@ workflow SCFAN {
 
     SC_ANALYSIS(SC_PREPARE.out.cells, SC_INFER.out.activity, ch_labels, SC_INFER.out.models, SC_INFER.out.fragments,
                 ch_fasta, ch_fai, ch_mappability, ch_motif_table, params.chromvar as boolean,
-                params.tracks as boolean)
+                params.tracks as boolean, params.interpret as boolean)
     ch_versions = ch_versions.mix(SC_ANALYSIS.out.versions)
 
     // REPORT: every input sorted, so a resumed run sees the same task
@@ -107,10 +108,13 @@ workflow SCFAN {
     ch_report_interpret = ch_interpret
         .toSortedList { a, b -> a[0].id <=> b[0].id }
         .map { list -> [list.collect { it[0].id }, list.collect { it[1] }] }
+    // [ interpret/ ] of the chromatin clusters, or [] with --interpret false (the report then says so)
+    ch_report_sc_interpret = SC_ANALYSIS.out.interpret.map { _meta, dir -> dir }.collect().ifEmpty([])
     // the tasks' own versions.yml files (a collectFile result is new on every run and would defeat -resume)
     ch_report_versions = ch_versions.unique().collect(sort: true)
-    REPORT(SC_ANALYSIS.out.analyses, ch_report_metrics, ch_report_figures, ch_report_interpret, SC_PREPARE.out.cells,
-           SC_INFER.out.activity, ch_report_versions, params_json, ch_drivers)
+    REPORT(SC_ANALYSIS.out.analyses, ch_report_metrics, ch_report_figures, ch_report_interpret,
+           ch_report_sc_interpret, SC_PREPARE.out.cells, SC_INFER.out.activity, ch_report_versions, params_json,
+           ch_drivers)
     ch_versions = ch_versions.mix(REPORT.out.versions)
 
     emit:

@@ -3,8 +3,8 @@
 Order of the page: the answer (cell populations with the TFs that drive them, UMAP beside), then how the
 clusterings compare (TF activity, chromatin embedding, chromVAR: ARI/NMI against labels when there are labels),
 the heatmap of the top differential TFs, per-cell QC, the bulk models' metrics with ROC/PR curves, what the models
-learned (motifs discovered in their attributions, matched to JASPAR), dropped features, software versions and
-parameters.
+learned (motifs discovered in their attributions, matched to JASPAR), why each cluster's TFs are called (the share
+of the call resting on accessibility vs sequence), dropped features, software versions and parameters.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class ReportInputs:
     metrics: list[tuple[str, Path]] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)
     interpret: list[tuple[str, Path]] = field(default_factory=list)  # (bulk line, `scfan bulk interpret` folder)
+    cell_interpret: Path | None = None  # `scfan sc interpret` folder (why each cluster's TFs are called)
     cells: Path | None = None
     activity: Path | None = None
     versions: list[Path] = field(default_factory=list)
@@ -502,6 +503,7 @@ def build_report(inp: ReportInputs) -> str:
 
     # --- what the models learned
     sections.append(("learned", "What the models learned", _learned_section(inp)))
+    sections.append(("why", "Why each cluster's TFs are called", _why_section(inp)))
 
     # --- dropped features
     dropped = [(an.name, f) for an in analyses for f in an.summary.get("dropped_features", []) or []]
@@ -625,6 +627,82 @@ def _learned_section(inp: ReportInputs) -> str:
         if tracks:
             body += (f"<details><summary>Attribution track of each TF's top window ({html.escape(line)})</summary>"
                      f"<div class='row'>{''.join(tracks)}</div></details>")
+    return body
+
+
+#: Columns of ``clusters.tsv`` (``scfan sc interpret``) the report shows.
+CELL_INTERPRET_COLUMNS = ("cluster", "feature", "n_windows", "mean_probability", "accessibility_share",
+                          "n_instances", "n_own_motif_instances", "top_instance_motifs")
+
+
+def read_cell_interpretation(folder: str | Path) -> pd.DataFrame:
+    """``clusters.tsv`` of a ``scfan sc interpret`` folder: one row per cluster and explained TF."""
+    path = Path(folder) / "clusters.tsv"
+    if not path.is_file():
+        raise InputFileError(folder, "not a `scfan sc interpret` output folder (no clusters.tsv)")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype={"cluster": str, "feature": str, "top_instance_motifs": str})
+    except (OSError, ValueError) as exc:
+        raise InputFileError(path, f"cannot read the per-cluster interpretation ({exc})") from exc
+    missing = set(CELL_INTERPRET_COLUMNS) - set(df.columns)
+    if missing:
+        raise InputFileError(path, f"not a clusters.tsv of `scfan sc interpret` (no {', '.join(sorted(missing))})",
+                             line=1)
+    share = df["accessibility_share"]
+    if not share.dropna().between(0.0, 1.0).all():
+        raise InputFileError(path, "accessibility_share: expected a share between 0 and 1", line=1)
+    df["top_instance_motifs"] = df["top_instance_motifs"].fillna("")
+    return df
+
+
+def _why_section(inp: ReportInputs) -> str:
+    """Per cluster, its top differential TFs explained on the cluster's pooled input (``scfan sc interpret``): how much
+    of each call rests on accessibility and how much on sequence, and the motifs found in the attributions."""
+    if inp.cell_interpret is None:
+        params = {}
+        if inp.params is not None:
+            try:
+                params = json.loads(Path(inp.params).read_text())
+            except (OSError, ValueError):
+                params = {}
+        if params.get("interpret") is False:
+            return "<p>The per-cluster interpretation was not run (--interpret false).</p>"
+        return ("<p>The per-cluster interpretation was not run: <code>scfan sc interpret</code> explains a "
+                "clustering's calls.</p>")
+    folder = Path(inp.cell_interpret)
+    df = read_cell_interpretation(folder)
+    body = ("<p class='note'>For each cluster and its top differential TFs, the windows the model is surest of on "
+            "the cluster's pooled input (the mean of its cells' neighbourhood accessibility) are explained with "
+            "DeepLIFT/SHAP. <b>On accessibility</b> / <b>on sequence</b>: the share of the call resting on the ATAC "
+            "track vs the DNA. Motif instances: seqlets of the attributions matched to JASPAR (TOMTOM p &lt; 0.01); "
+            "in brackets, those matching the TF's own JASPAR matrix or name.</p>")
+    if df.empty:
+        return body + ("<p>No cluster had a TF significantly higher than in the other clusters: nothing to "
+                       "explain.</p>")
+    head = "".join(f"<th>{h}</th>" for h in ("cluster", "TF", "windows", "mean probability", "on accessibility",
+                                              "on sequence", "motif instances (own)", "top motifs in the attributions"))
+    rows = []
+    for cluster, grp in df.groupby("cluster", sort=False):
+        for i, r in enumerate(grp.itertuples(index=False)):
+            cell = f"<td rowspan='{len(grp)}'>{html.escape(str(cluster))}</td>" if i == 0 else ""
+            acc = "–" if pd.isna(r.accessibility_share) else f"{100 * r.accessibility_share:.0f}%"
+            seq = "–" if pd.isna(r.accessibility_share) else f"{100 * (1 - r.accessibility_share):.0f}%"
+            rows.append(f"<tr>{cell}<td>{html.escape(r.feature)}</td><td>{r.n_windows}</td>"
+                        f"<td>{r.mean_probability:.2f}</td><td>{acc}</td><td>{seq}</td>"
+                        f"<td>{r.n_instances} ({r.n_own_motif_instances})</td>"
+                        f"<td>{html.escape(r.top_instance_motifs or '–')}</td></tr>")
+    body += f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    tracks = []
+    for r in df.itertuples(index=False):
+        safe = r.feature.replace(":", "_").replace("/", "_")
+        track = folder / "tracks" / f"{r.cluster}_{safe}.png"
+        if track.is_file():
+            tracks.append(f"<figure>{_img(_file_uri(track), f'cluster {r.cluster} {r.feature} attribution', 520)}"
+                          f"<figcaption class='note'>cluster {html.escape(str(r.cluster))}, "
+                          f"{html.escape(r.feature)}</figcaption></figure>")
+    if tracks:
+        body += ("<details><summary>Attribution track of each cluster's top window per TF</summary>"
+                 f"<div class='row'>{''.join(tracks)}</div></details>")
     return body
 
 

@@ -118,3 +118,67 @@ def test_the_window_share_and_the_seed_reach_scfan_sc_predict(tmp_path):
 
     assert (value(argv, "--window-share"), value(argv, "--window-seed")) == ("0.25", "11")
     assert value(argv, "--shard") == "1/1" and value(argv, "--model") == "lineA=models/model.pt"
+
+
+
+INTERPRET_WRAPPER = """\
+include { SC_INTERPRET } from '@REPO@/modules/local/sc_interpret/main'
+include { REPORT } from '@REPO@/modules/local/report/main'
+include { REPORT as REPORT_WITHOUT } from '@REPO@/modules/local/report/main'
+
+workflow {
+    def d = file("${projectDir}/inputs")
+    def analyses = Channel.value([['chromatin'], [d.resolve('chromatin')]])
+    def none = Channel.value([[], []])
+    SC_INTERPRET(Channel.of([[id: 'chromatin'], d.resolve('clusters.tsv'), d.resolve('differential_tfs.tsv')]),
+                 d.resolve('cells_nn.h5ad'), Channel.value([['lineA'], [d.resolve('model.pt')]]),
+                 Channel.value([['s1'], [d.resolve('s1.fragments.tsv.gz')]]), d.resolve('genome.fa'),
+                 d.resolve('genome.fa.fai'), d.resolve('mappability.bw'))
+    SC_INTERPRET.out.summary.map { _meta, f -> 'SC_INTERPRET ' + f.text.readLines().join(' ') }.view()
+    // as workflows/scfan.nf hands it on: [ interpret/ ], or [] when the step did not run
+    REPORT(analyses, [], none, none, SC_INTERPRET.out.results.map { _meta, dir -> dir }.collect().ifEmpty([]),
+           d.resolve('cells_nn.h5ad'), d.resolve('activity.h5ad'), [d.resolve('versions.yml')],
+           d.resolve('params.json'), [])
+    REPORT.out.report.map { f -> 'REPORT ' + f.text.readLines().join(' ') }.view()
+    REPORT_WITHOUT(analyses, [], none, none, Channel.empty().collect().ifEmpty([]), d.resolve('cells_nn.h5ad'),
+                   d.resolve('activity.h5ad'), [d.resolve('versions.yml')], d.resolve('params.json'), [])
+    REPORT_WITHOUT.out.report.map { f -> 'WITHOUT ' + f.text.readLines().join(' ') }.view()
+}
+""".replace("@REPO@", str(REPO))
+
+# `scfan sc interpret` writes its arguments, one a line, as interpret/clusters.tsv; `scfan report` into its --out
+FAKE_INTERPRET = """\
+#!/bin/bash
+if [ "$1 $2" = "sc interpret" ]; then
+    mkdir -p interpret && printf '%s\\n' "$@" > interpret/clusters.tsv
+elif [ "$1" = report ]; then
+    out=""; prev=""
+    for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
+    printf '%s\\n' "$@" > "$out"
+elif [ "$1" = versions ]; then
+    printf '"%s":\\n    scfan: "0"\\n' "$3"
+else
+    exit 1
+fi
+"""
+
+
+def test_sc_interpret_gets_its_parameters_and_the_report_its_folder(tmp_path):
+    """SC_INTERPRET: the clustering's differential TFs, --sc_interpret_* and the seed reach `scfan sc interpret`;
+    REPORT: its folder reaches `scfan report --sc-interpret`, and no such option when the step did not run."""
+    out = run_module(tmp_path, INTERPRET_WRAPPER, FAKE_INTERPRET,
+                     ("clusters.tsv", "differential_tfs.tsv", "cells_nn.h5ad", "model.pt", "s1.fragments.tsv.gz",
+                      "genome.fa", "genome.fa.fai", "mappability.bw", "chromatin", "activity.h5ad", "versions.yml",
+                      "params.json"),
+                     "--sc_interpret_top_tfs", "3", "--sc_interpret_n_windows", "7", "--sc_interpret_max_candidates",
+                     "50", "--seed", "11")
+    lines = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines() if ln.split()[:1] in (["SC_INTERPRET"],
+                                                                                           ["REPORT"], ["WITHOUT"])}
+    argv = lines["SC_INTERPRET"]
+    assert argv[:2] == ["sc", "interpret"], argv
+    assert (value(argv, "--top-tfs"), value(argv, "--n-windows"), value(argv, "--max-candidates")) == ("3", "7", "50")
+    assert (value(argv, "--seed"), value(argv, "--differential")) == ("11", "differential_tfs.tsv")
+    assert value(argv, "--model") == "lineA=models/model.pt" and value(argv, "--out-dir") == "interpret"
+    assert value(argv, "--threads") == "2"
+    assert value(lines["REPORT"], "--sc-interpret") == "sc_interpret/interpret"
+    assert "--sc-interpret" not in lines["WITHOUT"] and lines["WITHOUT"][0] == "report"

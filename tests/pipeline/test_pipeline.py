@@ -6,6 +6,7 @@ run by tests/pipeline/test_nf_test.py.
 
 from __future__ import annotations
 
+import html
 import json
 
 import anndata as ad
@@ -95,6 +96,34 @@ def test_interpretation_recovers_the_planted_motifs(test_profile_run):
     learned = report[report.index('<section id="learned">'):]
     learned = learned[: learned.index("</section>")]
     assert all(f"<h3>{line}</h3>" in learned for line in lines)
+
+
+def test_why_each_clusters_tfs_are_called(test_profile_run):
+    """analysis/interpret/ (SC_INTERPRET): each chromatin cluster's top differential TF (-profile test: 1, on 10
+    windows) explained, with the share of the call resting on accessibility in [0, 1]; the report shows the table
+    and the shares on accessibility and on sequence."""
+    out = test_profile_run.outdir
+    d = out / "analysis" / "interpret"
+    for f in ("clusters.tsv", "instances.tsv", "attributions.npz", "interpret.json"):
+        assert (d / f).is_file(), d / f
+    params = json.loads((out / "pipeline_info" / "params.json").read_text())
+    explained = pl.read_csv(d / "clusters.tsv", separator="\t", schema_overrides={"cluster": pl.Utf8})
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=250):
+        print(f"sc interpret ({json.loads((d / 'interpret.json').read_text())['seconds']:.0f} s):")
+        print(explained.drop("model", "tf"))
+    clusters = set(pl.read_csv(out / "analysis" / "chromatin" / "clusters.tsv", separator="\t",
+                               schema_overrides={"cluster": pl.Utf8})["cluster"])
+    assert explained.height and set(explained["cluster"]) <= clusters
+    assert explained.group_by("cluster").len()["len"].max() <= params["sc_interpret_top_tfs"]
+    assert (explained["n_windows"] == params["sc_interpret_n_windows"]).all()
+    assert explained["accessibility_share"].is_between(0, 1).all()
+    for row in explained.iter_rows(named=True):
+        assert (d / "tracks" / f"{row['cluster']}_{row['feature'].replace(':', '_')}.png").is_file(), row
+    report = (out / "report" / "report.html").read_text()
+    why = report[report.index('<section id="why">'):]
+    why = why[: why.index("</section>")]
+    assert all(f"<td>{html.escape(f)}</td>" in why for f in explained["feature"])
+    assert why.count("%</td>") == 2 * explained.height  # on accessibility, on sequence
 
 
 def test_activity_matrix_covers_every_cell_and_model(test_profile_run):

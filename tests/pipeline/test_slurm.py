@@ -38,7 +38,7 @@ def test_test_profile_runs_every_task_as_a_slurm_job(slurm_podman_stub_run, slur
     assert "#SBATCH" in run_script and "--mem" in run_script and "podman run" in run_script, run_script[:2000]
 
 
-GPU_PROCESSES = ("BULK_TRAIN_MODEL", "BULK_INTERPRET", "SC_PREDICT", "SC_TRACKS")  # labelled process_gpu
+GPU_PROCESSES = ("BULK_TRAIN_MODEL", "BULK_INTERPRET", "SC_PREDICT", "SC_TRACKS", "SC_INTERPRET")  # process_gpu
 
 
 def test_gpu_profile_routes_only_gpu_labelled_tasks_to_the_gpu_partition(slurm_conf, tmp_path):

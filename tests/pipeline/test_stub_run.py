@@ -15,7 +15,7 @@ from nfrun import REPO, run_pipeline
 
 pytestmark = pytest.mark.pipeline
 
-# Generous: 24 tasks of about 4 s each (scfan's import for versions.yml), one at a time on 2 cores: 1.5-3 minutes on a
+# Generous: 28 tasks of about 4 s each (scfan's import for versions.yml), one at a time on 2 cores: 1.5-3 minutes on a
 # busy machine; a run that did real work takes well over ten.
 STUB_RUN_LIMIT_S = 300
 
@@ -39,6 +39,7 @@ EXPECTED_TASKS = {
     "SCFAN:SC_ANALYSIS:CHROMVAR_BASELINE": 1,
     "SCFAN:SC_ANALYSIS:SC_CLUSTER_CHROMVAR": 1,
     "SCFAN:SC_ANALYSIS:SC_TRACKS": 1,
+    "SCFAN:SC_ANALYSIS:SC_INTERPRET": 1,
     "SCFAN:REPORT": 1,
 }
 
@@ -64,6 +65,7 @@ PUBLISHED = [
     # the baseline's matrix sits beside analysis/chromvar/ (a published folder replaces what was in it)
     "analysis/chromvar.h5ad",
     "analysis/tracks/tracks.txt",
+    *[f"analysis/interpret/{f}" for f in ("clusters.tsv", "instances.tsv", "interpret.json", "tracks")],
     "report/report.html",
 ]
 

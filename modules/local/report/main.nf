@@ -7,6 +7,7 @@ process REPORT {
     path metrics, stageAs: 'metrics/metrics*.tsv'             // [] when models were given
     tuple val(figure_names), path(figures, stageAs: 'figures/figure*.png')
     tuple val(interpret_names), path(interprets, stageAs: 'interpret*/*')   // one `bulk interpret` folder per line, or none
+    path sc_interpret, stageAs: 'sc_interpret/*'                    // `sc interpret` folder, or [] when not run
     path cells
     path activity
     path versions, stageAs: 'versions/versions*.yml'      // every task's versions.yml (no collectFile: -resume)
@@ -30,6 +31,7 @@ process REPORT {
     def figure_args = [figure_names, figs].transpose().collect { n, f -> "--figure '${n}=${f}'" }.join(' ')
     def interpret_dirs = interprets instanceof List ? interprets : (interprets ? [interprets] : [])
     def interpret_args = [interpret_names, interpret_dirs].transpose().collect { n, d -> "--interpret '${n}=${d}'" }.join(' ')
+    def sc_interpret_arg = sc_interpret ? "--sc-interpret ${sc_interpret}" : ''
     def drv = drivers ? "--drivers ${drivers}" : ''
     def version_files = versions instanceof List ? versions : [versions]
     def version_args = version_files.collect { f -> "--versions ${f}" }.join(' ')
@@ -39,6 +41,7 @@ process REPORT {
         ${metric_args} \\
         ${figure_args} \\
         ${interpret_args} \\
+        ${sc_interpret_arg} \\
         --cells ${cells} \\
         --activity ${activity} \\
         ${version_args} \\

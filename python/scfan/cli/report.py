@@ -31,6 +31,8 @@ def report_cmd(
     figure: list[str] = typer.Option(None, "--figure", help="CAPTION=figure.png to embed in the bulk section."),
     interpret: list[str] = typer.Option(None, "--interpret", help="LINE=folder of `scfan bulk interpret` output "
                                         "(none: the report says the step was not run)."),
+    sc_interpret: Path = typer.Option(None, "--sc-interpret", help="Folder of `scfan sc interpret` output: why each "
+                                      "cluster's TFs are called (none: the report says the step was not run)."),
     cells: Path = typer.Option(None, help="cells.h5ad (QC per sample)."),
     activity: Path = typer.Option(None, help="tf_activity.h5ad (inference summary)."),
     versions: list[Path] = typer.Option(None, "--versions", help="versions.yml of the run, or of each task "
@@ -41,13 +43,13 @@ def report_cmd(
     out: Path = typer.Option(..., help="Output report.html."),
 ) -> None:
     """One self-contained HTML page: clusters and their TFs first, then methods, QC, bulk models, what
-    they learned, versions."""
+    they learned, why each cluster's TFs are called, versions."""
     from scfan.report import ReportInputs, write_report
 
     inp = ReportInputs(analyses=_pairs(analysis, "--analysis"), metrics=_pairs(metrics, "--metrics"),
                        figures=_pairs(figure, "--figure"),
-                       interpret=_pairs(interpret, "--interpret"), cells=cells, activity=activity,
-                       versions=list(versions or []), params=params, drivers=drivers, title=title)
+                       interpret=_pairs(interpret, "--interpret"), cell_interpret=sc_interpret, cells=cells,
+                       activity=activity, versions=list(versions or []), params=params, drivers=drivers, title=title)
     write_report(inp, out)
 
 

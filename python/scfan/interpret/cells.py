@@ -287,8 +287,10 @@ def interpret_clusters(cells_path: str | Path, clusters_path: str | Path, model_
                         arrays[f"{key}/window"] = np.array(label)
                         arrays[f"{key}/hypothetical"] = hyp.astype(np.float16)
                         arrays[f"{key}/onehot"] = dna.numpy().astype(np.uint8)
-                        track_jobs.append((cname, feat, hyp[0] * dna.numpy()[0], label[0], float(prob[top[0]]),
-                                           region is not None))
+                        # the scored window only, not the whole model input: what the call is about, and a logo of
+                        # the whole input costs seconds per track
+                        track_jobs.append((cname, feat, (hyp[0] * dna.numpy()[0])[:, flank:flank + window],
+                                           label[0], float(prob[top[0]]), region is not None))
                         log.info("cluster %s, %s: %d window(s), p %.2f, accessibility share %.2f, %d motif "
                                  "instance(s) (%s)", cname, feat, len(top), float(prob[top].mean()),
                                  cluster_rows[-1]["accessibility_share"], sig.height,
@@ -318,7 +320,7 @@ def interpret_clusters(cells_path: str | Path, clusters_path: str | Path, model_
         sub = outdir / ("region" if in_region else "tracks")
         sub.mkdir(exist_ok=True)
         safe = feat.replace(":", "_").replace("/", "_")
-        attribution_track(contrib, sub / f"{cname}_{safe}.png",
+        attribution_track(contrib, sub / f"{cname}_{safe}.png", offset=(context - window) // 2,
                           title=f"cluster {cname}, {feat}: {where} (p = {p:.2f}, {cfg.part})")
     summary = {"clusters": wanted, "features": todo, "region": cfg.region, "config": asdict(cfg),
                "seconds": round(time.perf_counter() - t0, 1)}

@@ -39,11 +39,16 @@ class JasparEntry:
 
 @dataclass(frozen=True)
 class Match:
+    """A JASPAR matrix matched to a query by TOMTOM. ``strand`` ``-``: the matrix matched reverse-complemented;
+    ``offset``: query column ``i`` faces column ``i + offset`` of the matrix so oriented (memelite's convention)."""
+
     matrix_id: str
     name: str
     p_value: float
     q_value: float
     families: tuple[str, ...] = field(default=())
+    offset: int = 0
+    strand: str = "+"
 
 
 @lru_cache(maxsize=4)
@@ -119,21 +124,21 @@ def discover_motifs(onehot: np.ndarray, hypothetical: np.ndarray, cfg: Discovery
 
 def match_to_jaspar(ppms: list[np.ndarray], library: tuple[JasparEntry, ...], n_best: int = 3) -> list[list[Match]]:
     """TOMTOM (memelite) of each ``(4, W)`` PPM against the library; q-values by Benjamini-Hochberg over the library,
-    per query (as TOMTOM's). The ``n_best`` matches of each query, best first."""
+    per query (as TOMTOM's). The ``n_best`` matches of each query, best first, each with its alignment."""
     from memelite import tomtom
     from scipy.stats import false_discovery_control
 
     if not ppms:
         return []
     targets = [e.ppm for e in library]
-    p, *_ = tomtom([np.asarray(q, dtype=np.float64) for q in ppms], targets)
+    p, _scores, offsets, _overlaps, strands = tomtom([np.asarray(q, dtype=np.float64) for q in ppms], targets)
     out = []
-    for row in p:
+    for row, off, strand in zip(p, offsets, strands, strict=True):
         row = np.clip(np.nan_to_num(row, nan=1.0), 0.0, 1.0)
         q = false_discovery_control(row)
         best = np.argsort(row, kind="stable")[:n_best]
-        out.append([Match(library[j].matrix_id, library[j].name, float(row[j]), float(q[j]), library[j].families)
-                    for j in best])
+        out.append([Match(library[j].matrix_id, library[j].name, float(row[j]), float(q[j]), library[j].families,
+                          offset=int(off[j]), strand="-" if strand[j] else "+") for j in best])
     return out
 
 

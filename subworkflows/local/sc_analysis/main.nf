@@ -4,12 +4,15 @@
  *   activity   : Leiden on the TF activity matrix itself (scFAN's claim: activity alone separates cell types)
  *   chromvar   : the field's motif baseline (chromVAR deviations for the same TFs), clustered the same way
  *   tracks     : per-cluster mean predicted binding (bigWig) along the scored windows of the chromatin clusters
+ *   interpret  : why each chromatin cluster's top differential TFs are called (attributions on its pooled input:
+ *                the share resting on accessibility vs sequence, motif instances)
  */
 include { SC_CLUSTER as SC_CLUSTER_CHROMATIN } from '../../../modules/local/sc_cluster/main'
 include { SC_CLUSTER as SC_CLUSTER_ACTIVITY  } from '../../../modules/local/sc_cluster/main'
 include { SC_CLUSTER as SC_CLUSTER_CHROMVAR  } from '../../../modules/local/sc_cluster/main'
 include { CHROMVAR_BASELINE                  } from '../../../modules/local/chromvar_baseline/main'
 include { SC_TRACKS                          } from '../../../modules/local/sc_tracks/main'
+include { SC_INTERPRET                       } from '../../../modules/local/sc_interpret/main'
 
 workflow SC_ANALYSIS {
     take:
@@ -24,6 +27,7 @@ workflow SC_ANALYSIS {
     motif_table     // TSV tf, jaspar_id or [] (value channel)
     run_chromvar    // boolean
     run_tracks      // boolean
+    run_interpret   // boolean: run SC_INTERPRET
 
     main:
     ch_versions = channel.empty()
@@ -47,6 +51,14 @@ workflow SC_ANALYSIS {
         ch_tracks = SC_TRACKS.out.tracks
     }
 
+    ch_interpret = channel.empty()
+    if (run_interpret) {
+        SC_INTERPRET(SC_CLUSTER_CHROMATIN.out.clusters.join(SC_CLUSTER_CHROMATIN.out.differential), cells, models,
+                     fragments, fasta, fai, mappability)
+        ch_versions  = ch_versions.mix(SC_INTERPRET.out.versions)
+        ch_interpret = SC_INTERPRET.out.results
+    }
+
     // answer first, then the others in a fixed order
     def order = ['chromatin': 0, 'activity': 1, 'chromvar': 2]
     ch_sorted = ch_analyses
@@ -54,7 +66,8 @@ workflow SC_ANALYSIS {
         .map { list -> [list.collect { it[0].id }, list.collect { it[1] }] }
 
     emit:
-    analyses = ch_sorted     // [ [names], [folders] ]
-    tracks   = ch_tracks     // [ meta, tracks/ ]
-    versions = ch_versions
+    analyses  = ch_sorted      // [ [names], [folders] ]
+    tracks    = ch_tracks      // [ meta, tracks/ ]
+    interpret = ch_interpret   // [ meta, interpret/ ] (empty with --interpret false)
+    versions  = ch_versions
 }

@@ -114,6 +114,27 @@ def test_interpret_parameters_match_the_command(repo_root, sources):
     assert test["interpret_n_windows"] < n_windows
 
 
+def test_sc_interpret_parameters_match_the_command(repo_root, sources):
+    """`--sc_interpret_top_tfs`, `--sc_interpret_n_windows`, `--sc_interpret_max_candidates` = `scfan sc interpret`'s
+    defaults, passed on by conf/modules.config to SC_INTERPRET; -profile test asks for less of each."""
+    from scfan.cli.main import app as main_app
+
+    sc_interpret = typer.main.get_command(main_app).commands["sc"].commands["interpret"]
+    defaults = {opt: p.default for p in sc_interpret.params for opt in p.opts}
+    options = {"sc_interpret_top_tfs": "--top-tfs", "sc_interpret_n_windows": "--n-windows",
+               "sc_interpret_max_candidates": "--max-candidates"}
+    modules = (repo_root / "conf" / "modules.config").read_text()
+    block = modules[modules.index("withName: 'SC_INTERPRET'"):]
+    block = block[: block.index("publishDir")]
+    test = parse_params_block((repo_root / "conf" / "test.config").read_text())
+    for param, option in options.items():
+        for where, values in sources.items():
+            assert values.get(param) == defaults[option], (where, param, values.get(param), defaults[option])
+        assert f"{option} ${{params.{param}}}" in block, option
+        assert test[param] < defaults[option], param
+    assert "--seed ${params.seed}" in block
+
+
 def test_bulk_chroms_is_the_prepare_commands_chroms(repo_root, sources):
     """`--bulk_chroms` (default all: every contig, as before) = `scfan bulk prepare --chroms`'s default, passed on by
     conf/modules.config (issue 34: `primary` on a real human FASTA)."""

@@ -231,3 +231,66 @@ def test_report_says_when_interpretation_was_not_run(analyses, tmp_path, monkeyp
     bogus.mkdir()
     assert run_cli(monkeypatch, *_args(analyses, out, "--interpret", f"lineA={bogus}")) == 2
     assert f"{bogus}: not a `scfan bulk interpret` output folder (no summary.tsv)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def cell_interpret_folder(tmp_path):
+    """A tiny `scfan sc interpret` folder: cluster 0 explained for two TFs (one mostly on accessibility, one mostly on
+    sequence), cluster 1 for one TF without a share; an attribution track for cluster 0's GATA1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = tmp_path / "sc_interpret"
+    (folder / "tracks").mkdir(parents=True)
+    folder.joinpath("clusters.tsv").write_text(
+        "cluster\tfeature\tmodel\ttf\tn_windows\tmean_probability\taccessibility_share\tn_instances\t"
+        "n_own_motif_instances\ttop_instance_motifs\n"
+        "0\tlineA:GATA1\tlineA\tGATA1\t30\t0.912\t0.75\t21\t18\tGATA1 ×18; TAL1::GATA1 ×3\n"
+        "0\tlineA:CTCF\tlineA\tCTCF\t30\t0.99\t0.2\t25\t24\tCTCF ×24; ZNF ×1\n"
+        "1\tlineA:SPI1\tlineA\tSPI1\t30\t0.5\t\t0\t0\t\n")
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(folder / "tracks" / "0_lineA_GATA1.png", format="png")
+    plt.close(fig)
+    png = base64.b64encode((folder / "tracks" / "0_lineA_GATA1.png").read_bytes()).decode("ascii")
+    return folder, png
+
+
+def test_report_shows_why_each_clusters_tfs_are_called(analyses, cell_interpret_folder, tmp_path, monkeypatch):
+    """After "What the models learned": per cluster, its explained TFs with the shares of the call resting on
+    accessibility and on sequence (adding up to 100%), motif instances (own), the top motifs; tracks folded away."""
+    folder, png = cell_interpret_folder
+    out = tmp_path / "report.html"
+    assert run_cli(monkeypatch, *_args(analyses, out, "--sc-interpret", str(folder))) == 0
+    page = out.read_text()
+    sections = re.findall(r'<section id="([a-z]+)">', page)
+    assert sections.index("why") == sections.index("learned") + 1
+    why = page.split('<section id="why">')[1].split("</section>")[0]
+    assert "<h2>Why each cluster&#x27;s TFs are called</h2>" in why
+    body = why.split("<tbody>")[1].split("</tbody>")[0]
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", body)]
+    assert rows == [
+        ["0", "lineA:GATA1", "30", "0.91", "75%", "25%", "21 (18)", "GATA1 ×18; TAL1::GATA1 ×3"],
+        ["lineA:CTCF", "30", "0.99", "20%", "80%", "25 (24)", "CTCF ×24; ZNF ×1"],
+        ["1", "lineA:SPI1", "30", "0.50", "–", "–", "0 (0)", "–"]]
+    assert "<td rowspan='2'>0</td>" in body  # one cluster cell over its TFs
+    assert png in why.split("<details>")[-1]
+
+
+def test_report_says_when_the_per_cluster_interpretation_was_not_run(analyses, tmp_path, monkeypatch, capsys):
+    """--interpret false in the run's params: the section says so; a folder that is not `sc interpret`'s is refused
+    with its name."""
+    import json
+
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**json.loads(Path(analyses["params"]).read_text()), "interpret": False}))
+    out = tmp_path / "report.html"
+    assert run_cli(monkeypatch, *_args(dict(analyses, params=params), out)) == 0
+    why = out.read_text().split('<section id="why">')[1].split("</section>")[0]
+    assert "The per-cluster interpretation was not run (--interpret false)." in why
+    bogus = tmp_path / "empty"
+    bogus.mkdir()
+    assert run_cli(monkeypatch, *_args(analyses, out, "--sc-interpret", str(bogus))) == 2
+    assert f"{bogus}: not a `scfan sc interpret` output folder (no clusters.tsv)" in capsys.readouterr().err
