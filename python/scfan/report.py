@@ -15,6 +15,7 @@ import html
 import io
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -543,6 +544,22 @@ def build_report(inp: ReportInputs) -> str:
             f"<main>{main}</main></body></html>\n")
 
 
+def _read_step_table(folder: str | Path, name: str, step: str, columns: Sequence[str],
+                     dtype: dict[str, type]) -> tuple[Path, pd.DataFrame]:
+    """``folder/name``, a TSV written by ``step``, with at least ``columns``; refused in one line naming the file."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise InputFileError(folder, f"not a `{step}` output folder (no {name})")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise InputFileError(path, f"cannot read {name} of `{step}` ({exc})") from exc
+    missing = set(columns) - set(df.columns)
+    if missing:
+        raise InputFileError(path, f"not a {name} of `{step}` (no {', '.join(sorted(missing))})", line=1)
+    return path, df
+
+
 #: Columns of ``summary.tsv`` (``scfan bulk interpret``) the report shows.
 INTERPRET_COLUMNS = ("tf", "part", "top_motif", "top_jaspar_id", "top_jaspar_name", "top_q_value",
                      "own_motif_recovered", "accessibility_share", "note")
@@ -550,18 +567,9 @@ INTERPRET_COLUMNS = ("tf", "part", "top_motif", "top_jaspar_id", "top_jaspar_nam
 
 def read_interpretation(folder: str | Path) -> pd.DataFrame:
     """``summary.tsv`` of a ``scfan bulk interpret`` folder: one row per TF and part, ``own_motif_recovered`` bool."""
-    path = Path(folder) / "summary.tsv"
-    if not path.is_file():
-        raise InputFileError(folder, "not a `scfan bulk interpret` output folder (no summary.tsv)")
-    try:
-        df = pd.read_csv(path, sep="\t", dtype={"tf": str, "part": str, "top_motif": str, "top_jaspar_id": str,
-                                                "top_jaspar_name": str, "note": str, "own_motif_recovered": str})
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"cannot read the interpretation summary ({exc})") from exc
-    missing = set(INTERPRET_COLUMNS) - set(df.columns)
-    if missing:
-        raise InputFileError(path, f"not a summary.tsv of `scfan bulk interpret` (no {', '.join(sorted(missing))})",
-                             line=1)
+    path, df = _read_step_table(folder, "summary.tsv", "scfan bulk interpret", INTERPRET_COLUMNS,
+                                {"tf": str, "part": str, "top_motif": str, "top_jaspar_id": str,
+                                 "top_jaspar_name": str, "note": str, "own_motif_recovered": str})
     recovered = df["own_motif_recovered"].fillna("").str.strip().str.lower()
     if not recovered.isin(["true", "false"]).all():
         raise InputFileError(path, "own_motif_recovered: expected true or false", line=1)
@@ -637,17 +645,8 @@ CELL_INTERPRET_COLUMNS = ("cluster", "feature", "n_windows", "mean_probability",
 
 def read_cell_interpretation(folder: str | Path) -> pd.DataFrame:
     """``clusters.tsv`` of a ``scfan sc interpret`` folder: one row per cluster and explained TF."""
-    path = Path(folder) / "clusters.tsv"
-    if not path.is_file():
-        raise InputFileError(folder, "not a `scfan sc interpret` output folder (no clusters.tsv)")
-    try:
-        df = pd.read_csv(path, sep="\t", dtype={"cluster": str, "feature": str, "top_instance_motifs": str})
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"cannot read the per-cluster interpretation ({exc})") from exc
-    missing = set(CELL_INTERPRET_COLUMNS) - set(df.columns)
-    if missing:
-        raise InputFileError(path, f"not a clusters.tsv of `scfan sc interpret` (no {', '.join(sorted(missing))})",
-                             line=1)
+    path, df = _read_step_table(folder, "clusters.tsv", "scfan sc interpret", CELL_INTERPRET_COLUMNS,
+                                {"cluster": str, "feature": str, "top_instance_motifs": str})
     share = df["accessibility_share"]
     if not share.dropna().between(0.0, 1.0).all():
         raise InputFileError(path, "accessibility_share: expected a share between 0 and 1", line=1)

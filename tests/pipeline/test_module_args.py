@@ -90,19 +90,31 @@ workflow {
 }
 """.replace("@REPO@", str(REPO))
 
-# `scfan sc predict` writes its arguments, one a line, into the file it is told to --out
-FAKE_SC = """\
+# A stand-in `scfan`: the commands named in @BRANCHES@ write their arguments, one a line, where the test reads them;
+# `scfan versions` answers as the real one; anything else fails.
+FAKE_TEMPLATE = """\
 #!/bin/bash
-if [ "$1 $2" = "sc predict" ]; then
-    out=""; prev=""
-    for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
-    printf '%s\\n' "$@" > "$out"
+out=""; prev=""
+for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
+if false; then :
+@BRANCHES@
 elif [ "$1" = versions ]; then
     printf '"%s":\\n    scfan: "0"\\n' "$3"
 else
     exit 1
 fi
 """
+
+
+def fake_scfan(branches: str) -> str:
+    return FAKE_TEMPLATE.replace("@BRANCHES@", branches.rstrip("\n"))
+
+
+# `scfan sc predict` writes its arguments, one a line, into the file it is told to --out
+FAKE_SC = fake_scfan("""\
+elif [ "$1 $2" = "sc predict" ]; then
+    printf '%s\\n' "$@" > "$out"
+""")
 
 
 def predict_argv(tmp_path, *args: str) -> list[str]:
@@ -147,20 +159,12 @@ workflow {
 """.replace("@REPO@", str(REPO))
 
 # `scfan sc interpret` writes its arguments, one a line, as interpret/clusters.tsv; `scfan report` into its --out
-FAKE_INTERPRET = """\
-#!/bin/bash
-if [ "$1 $2" = "sc interpret" ]; then
+FAKE_INTERPRET = fake_scfan("""\
+elif [ "$1 $2" = "sc interpret" ]; then
     mkdir -p interpret && printf '%s\\n' "$@" > interpret/clusters.tsv
 elif [ "$1" = report ]; then
-    out=""; prev=""
-    for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
     printf '%s\\n' "$@" > "$out"
-elif [ "$1" = versions ]; then
-    printf '"%s":\\n    scfan: "0"\\n' "$3"
-else
-    exit 1
-fi
-"""
+""")
 
 
 def test_sc_interpret_gets_its_parameters_and_the_report_its_folder(tmp_path):
