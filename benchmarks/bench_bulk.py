@@ -34,7 +34,8 @@ log = logging.getLogger("bench_bulk")
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "python"))
 
-from scfan.bulk.model import ArchConfig, ScFANet, predict_batches, reverse_complement_inputs  # noqa: E402
+from scfan.bulk.model import ArchConfig, ScFANet  # noqa: E402
+from scfan.inference import predict_batches, reverse_complement_inputs  # noqa: E402
 
 
 def machine() -> str:
@@ -374,7 +375,7 @@ def simulated_accuracy(workdir: Path, quick: bool, epochs: int, max_train: int, 
     chroms, starts, labels = windows_arrays(test, list(spec.tf_names))
     oracle = oracle_scores(sim, line, chroms, starts, spec.window, list(spec.tf_names))
     is_open = open_window_mask(window_mean_accessibility(src, chroms, starts, spec.window))
-    from scfan.inference import predict_windows
+    from scfan.bulk.data import predict_windows
 
     probs = predict_windows(net, spec, src, chroms, starts)  # evaluate_model keeps its predictions to itself
     loc = localisation(site_distances(sim, line, chroms, starts, spec.window, list(spec.tf_names)), labels, probs,

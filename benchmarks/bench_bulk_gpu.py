@@ -164,9 +164,9 @@ def parse_variant(spec: str) -> tuple[str, dict]:
 
 def run(bundle: Path, out: Path, epochs: int, patience: int, budget_s: float, small_too: bool,
         variants: list[str] = (), full: bool = True, throughput_too: bool = True) -> None:
+    from scfan.bulk.data import predict_windows
     from scfan.bulk.model import load_model
     from scfan.bulk.train import TrainConfig, train_arrays
-    from scfan.inference import predict_windows
 
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

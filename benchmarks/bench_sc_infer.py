@@ -101,6 +101,7 @@ class Run:
         import torch
 
         from scfan.sc import predict as P
+        from scfan.sc.cells_file import read_cells_for_inference
 
         torch.set_num_threads(2)
         self.P = P
@@ -108,13 +109,14 @@ class Run:
         self.models = P.load_models(models, torch.device("cpu"))
         # what fast and metacell mode run on this CPU (bfloat16 convolutions where it has native bfloat16)
         self.low = P.load_models(models, torch.device("cpu"), cpu_bf16=P.cpu_has_native_bf16())
-        self.adata = P.read_cells_for_inference(cells_path)
+        self.adata = read_cells_for_inference(cells_path)
         self.fragments = fragments
 
     def pairs(self, mode: str, cells: np.ndarray, metacell_size: int = 20, units=None):
         """All (cell, window, probs) of ``cells``, with the wall time (``units`` overrides the mode's units)."""
         from scfan.genome import Genome
         from scfan.sc.pooling import PooledTracks
+        from scfan.sc.units import make_units
         from scfan.tracks import open_bigwig
 
         P, a = self.P, self.adata
@@ -125,7 +127,7 @@ class Run:
             sizes = dict(g.sizes)
             win = P.peak_windows(a.var_names, sizes, self.models.window, self.models.context)
             scored = P.scored_peaks(a.X, a.obsp["pooling"], cells, cfg.min_signal)
-            units = units or P.make_units(mode, a.obsp["pooling"], cells, metacell_size)
+            units = units or make_units(mode, a.obsp["pooling"], cells, metacell_size)
             bw = open_bigwig(self.sim / "mappability.bw")
             tot = 2.0 * a.obs["n_fragments"].to_numpy(np.float64)
             with PooledTracks(self.fragments, list(a.obs_names), units.pooling, tot, sum(sizes.values())) as tr:
@@ -361,7 +363,7 @@ def type_pseudobulk_units(types: np.ndarray, cells: np.ndarray):
     """Units that feed every cell its whole type's pseudo-bulk: the deep-track reference for the domain shift."""
     import scipy.sparse as sp
 
-    from scfan.sc.predict import Units
+    from scfan.sc.units import Units
 
     names, of_cell = np.unique(types[cells], return_inverse=True)
     rows = [np.flatnonzero(types == t) for t in names]

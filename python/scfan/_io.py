@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,12 +198,3 @@ def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-@contextlib.contextmanager
-def scratch_dir(prefix: str = "scfan-") -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Genome access (lazily opened FASTA), one-hot encoding and reverse complement, chromosome-name checks."""
+"""Genome access (lazily opened FASTA), chromosome sizes, and chromosome-name checks (sequence encoding:
+:mod:`scfan.bulk.inputs`)."""
 
 from __future__ import annotations
 
@@ -7,48 +8,9 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import numpy as np
-
 from scfan.errors import ChromosomeNameError, InputFileError, ScfanError
 
 log = logging.getLogger(__name__)
-
-ALPHABET = "ACGT"
-# Lookup from ASCII byte to channel index; anything that is not A/C/G/T (either case) maps to 4 (all-zero column).
-_LUT = np.full(256, 4, dtype=np.int64)
-for _i, _b in enumerate(ALPHABET):
-    _LUT[ord(_b)] = _i
-    _LUT[ord(_b.lower())] = _i
-
-
-def one_hot(seq: str | bytes) -> np.ndarray:
-    """One-hot encode a DNA sequence as a ``(4, L)`` float32 array (rows A, C, G, T; N and others all zero)."""
-    raw = np.frombuffer(seq.encode() if isinstance(seq, str) else seq, dtype=np.uint8)
-    idx = _LUT[raw]
-    out = np.zeros((5, raw.size), dtype=np.float32)
-    out[idx, np.arange(raw.size)] = 1.0
-    return out[:4]
-
-
-def one_hot_batch(seqs: Iterable[str | bytes]) -> np.ndarray:
-    """Stack equal-length sequences into ``(N, 4, L)``."""
-    arrs = [one_hot(s) for s in seqs]
-    if not arrs:
-        return np.zeros((0, 4, 0), dtype=np.float32)
-    return np.stack(arrs)
-
-
-def reverse_complement_onehot(x: np.ndarray) -> np.ndarray:
-    """Reverse complement of one-hot ``(..., 4, L)``: flip channels (A<->T, C<->G) and positions."""
-    return np.ascontiguousarray(x[..., ::-1, ::-1])
-
-
-_COMP = str.maketrans("ACGTacgtNn", "TGCAtgcaNn")
-
-
-def reverse_complement(seq: str) -> str:
-    return seq.translate(_COMP)[::-1]
-
 
 def fai_path(fasta: Path) -> Path:
     return Path(str(fasta) + ".fai")
@@ -114,9 +76,6 @@ class Genome:
         lo, hi = max(start, 0), min(end, size)
         core = self._fa[chrom][lo:hi] if hi > lo else ""
         return "N" * (lo - start) + core + "N" * (end - hi) if (lo != start or hi != end) else core
-
-    def one_hot(self, chrom: str, start: int, end: int) -> np.ndarray:
-        return one_hot(self.fetch(chrom, start, end))
 
     def close(self) -> None:
         self._fa.close()

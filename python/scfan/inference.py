@@ -18,10 +18,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from scfan.bulk.data import InputSource
-    from scfan.bulk.model import ModelSpec
+    from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -156,22 +153,21 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     return fused
 
 
-def predict_windows(model: nn.Module, spec: ModelSpec, src: InputSource, chroms: np.ndarray, starts: np.ndarray,
-                    batch_size: int = 256, chunk: int = 8192) -> np.ndarray:
-    """Model probabilities ``(N, n_tfs)`` for bulk windows, built chunk by chunk from the in-memory inputs."""
-    from scfan.logging_utils import progress_enabled
+def motif_features(z: torch.Tensor, acc: torch.Tensor | None, knots: Sequence[float], hidden: bool) -> torch.Tensor:
+    """The motif branch's input to its output layer(s): the standardised scores ``z`` and their hinges
+    ``relu(z - k)``; with tracks (``acc``, the mean accessibility, ``(N, 1)``) each of those times ``acc`` too, and
+    for a hidden layer ``acc`` itself. Shared by :class:`~scfan.bulk.model.MotifBranch` and its inference layout."""
+    feats = torch.cat([z] + [torch.relu(z - k) for k in knots], dim=1) if knots else z
+    if acc is None:
+        return feats
+    return torch.cat([feats, feats * acc] + ([acc] if hidden else []), dim=1)
 
-    cs = np.asarray(starts, dtype=np.int64) - (spec.context - spec.window) // 2
-    out = []
-    chunks = range(0, len(starts), chunk)
-    if progress_enabled():
-        from tqdm import tqdm
 
-        chunks = tqdm(chunks, desc="predict", unit="chunk", leave=False)
-    for i in chunks:
-        x = src.batch(chroms[i : i + chunk], cs[i : i + chunk], spec.context)
-        out.append(predict_batches(model, x, batch_size))
-    return np.concatenate(out) if out else np.zeros((0, len(spec.tf_names)), np.float32)
+def motif_standardisation(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of each filter's score on uniform random sequence, from the weights alone."""
+    mean = weight.mean(dim=1).sum(dim=-1) + bias
+    sd = torch.sqrt(weight.var(dim=1, unbiased=False).sum(dim=-1) + 1e-6)
+    return mean, sd
 
 
 class _MotifBranch2d(nn.Module):
@@ -190,8 +186,6 @@ class _MotifBranch2d(nn.Module):
             self.conv.weight[:n_f, :4, 0] = w
             self.conv.weight[n_f:, :4, 0] = w.flip(1).flip(-1)  # reverse complement: ACGT→TGCA, positions reversed
             self.conv.bias.copy_(torch.cat([b, b]))
-        from scfan.bulk.model import motif_standardisation
-
         mean, sd = motif_standardisation(w, b)
         self.core_lo = branch.core_lo
         n_scores = 1 if self.core_lo is None else 2
@@ -214,8 +208,6 @@ class _MotifBranch2d(nn.Module):
 
     def logits(self, z: torch.Tensor, acc: torch.Tensor | None) -> torch.Tensor:
         """The branch's logits from its scores ``z`` and the mean accessibility ``acc (N, 1)`` of its stretch."""
-        from scfan.bulk.model import motif_features
-
         feats = motif_features(z, acc, self.knots, self.hidden > 0)
         return self.out(feats.to(next(self.out.parameters()).dtype))
 

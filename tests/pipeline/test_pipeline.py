@@ -159,14 +159,16 @@ def per_cell_truth_auroc(out, per_type: int = 8) -> dict[str, float]:
 
     from scfan.genome import Genome
     from scfan.sc import predict as P
+    from scfan.sc.cells_file import read_cells_for_inference
     from scfan.sc.pooling import PooledTracks
+    from scfan.sc.units import make_units
     from scfan.simulate.truth import bound_window_labels
     from scfan.tracks import open_bigwig
 
     sim = out / "simulate"
     lines = sorted(p.name for p in (out / "bulk").iterdir())
     models = P.load_models([f"{ln}={out / 'bulk' / ln / 'train' / 'model.pt'}" for ln in lines], torch.device("cpu"))
-    a = P.read_cells_for_inference(out / "sc" / "cells.h5ad")
+    a = read_cells_for_inference(out / "sc" / "cells.h5ad")
     truth = pl.read_csv(sim / "truth" / "cells.tsv", separator="\t")
     type_of = dict(zip(truth["cell_id"], truth["cell_type"], strict=True))
     types = np.array([type_of[c] for c in a.obs_names])
@@ -179,7 +181,7 @@ def per_cell_truth_auroc(out, per_type: int = 8) -> dict[str, float]:
         sizes = dict(g.sizes)
         win = P.peak_windows(a.var_names, sizes, models.window, models.context)
         scored = P.scored_peaks(a.X, a.obsp["pooling"], cells, cfg.min_signal)
-        units = P.make_units("exact", a.obsp["pooling"], cells, 1)
+        units = make_units("exact", a.obsp["pooling"], cells, 1)
         bw = open_bigwig(sim / "mappability.bw")
         totals = 2.0 * a.obs["n_fragments"].to_numpy(np.float64)
         with PooledTracks(fragments, list(a.obs_names), units.pooling, totals, sum(sizes.values())) as tr:

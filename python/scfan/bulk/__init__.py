@@ -1,16 +1,16 @@
 """Bulk stage: labelled windows, scFANet training, evaluation against a PWM baseline, and bulk prediction.
 
-The per-cell stage uses :func:`load_model`, :func:`encode_inputs` and :func:`predict_batches`. They are imported
-from :mod:`scfan.bulk.model` on first use, so that importing a torch-free module of this package (the CLI reads
-:mod:`scfan.bulk.train_config` at start-up) does not load torch.
+The model and its file (:func:`load_model`, :func:`save_model`) are in :mod:`scfan.bulk.model`; input encoding and
+batched prediction (``encode_inputs``, ``predict_batches``), shared with per-cell inference, in
+:mod:`scfan.inference`. The names here are imported from :mod:`scfan.bulk.model` on first use, so that importing a
+torch-free module of this package (the CLI reads :mod:`scfan.bulk.train_config` at start-up) does not load torch.
 """
 
 from __future__ import annotations
 
 import importlib
 
-__all__ = ["ArchConfig", "ModelSpec", "ScFANet", "encode_inputs", "load_model", "predict_batches",
-           "reverse_complement_inputs", "save_model"]
+__all__ = ["ArchConfig", "ModelSpec", "ScFANet", "load_model", "save_model"]
 
 
 def __getattr__(name: str):

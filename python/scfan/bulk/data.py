@@ -1,4 +1,5 @@
-"""Windows → model inputs: in-memory genome and tracks, per-epoch negative resampling, jitter, RC augmentation."""
+"""Windows → model inputs: in-memory genome and tracks, per-epoch negative resampling, jitter, RC augmentation;
+and the models' predictions for windows from those inputs (:func:`predict_windows`)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,17 @@ from scfan.bulk.inputs import (
     load_genome_codes,
     read_track,
 )
-from scfan.bulk.model import encode_inputs
 from scfan.errors import InputFileError, ScfanError
 from scfan.genome import Genome, check_chrom_names
+from scfan.inference import encode_inputs, predict_batches, reverse_complement_inputs
+from scfan.logging_utils import progress_enabled
 from scfan.tracks import TrackNorm
 
 if TYPE_CHECKING:  # polars is needed only to read a windows table, not to train on arrays
     import polars as pl
+    from torch import nn
+
+    from scfan.bulk.model import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +165,6 @@ class InputSource:
         mapp = self.mappability_rows(flat, length) if self.uses_tracks else None
         x = encode_inputs(onehot, acc, mapp)
         if reverse is not None and reverse.any():
-            from scfan.bulk.model import reverse_complement_inputs
-
             r = torch.from_numpy(np.asarray(reverse, dtype=bool))
             x[r] = reverse_complement_inputs(x[r])
         return x
@@ -373,3 +376,19 @@ def sample_epoch_hard(pos_idx: np.ndarray, neg_pool: np.ndarray, open_pool: np.n
     if max_windows is not None and len(idx) > max_windows:
         idx = idx[:max_windows]
     return idx
+
+
+def predict_windows(model: nn.Module, spec: ModelSpec, src: InputSource, chroms: np.ndarray, starts: np.ndarray,
+                    batch_size: int = 256, chunk: int = 8192) -> np.ndarray:
+    """Model probabilities ``(N, n_tfs)`` for bulk windows, built chunk by chunk from the in-memory inputs."""
+    cs = np.asarray(starts, dtype=np.int64) - (spec.context - spec.window) // 2
+    out = []
+    chunks = range(0, len(starts), chunk)
+    if progress_enabled():
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc="predict", unit="chunk", leave=False)
+    for i in chunks:
+        x = src.batch(chroms[i : i + chunk], cs[i : i + chunk], spec.context)
+        out.append(predict_batches(model, x, batch_size))
+    return np.concatenate(out) if out else np.zeros((0, len(spec.tf_names)), np.float32)

@@ -16,12 +16,11 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from scfan import __version__
 from scfan._io import atomic_path, write_json
-from scfan.bulk.data import InputSource, window_mean_accessibility, windows_arrays
+from scfan.bulk.data import InputSource, predict_windows, window_mean_accessibility, windows_arrays
 from scfan.bulk.inputs import codes_to_onehot
 from scfan.bulk.model import ModelSpec
 from scfan.bulk.pwm import jaspar_counts, log_odds, max_pwm_scores, motif_for_tf
 from scfan.errors import ScfanError
-from scfan.inference import predict_windows
 from scfan.intervals import validate
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ def encode_codes(seq: str | bytes) -> np.ndarray:
 
 
 def codes_to_onehot(codes: np.ndarray) -> np.ndarray:
-    """``(N, L)`` codes → ``(N, 4, L)`` float32 one-hot (the layout of :func:`scfan.genome.one_hot`)."""
+    """``(N, L)`` codes → ``(N, 4, L)`` float32 one-hot (rows A, C, G, T; N and other codes all zero)."""
     return np.ascontiguousarray(_ONEHOT_TABLE[codes].transpose(0, 2, 1))
 
 

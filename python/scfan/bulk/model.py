@@ -1,4 +1,5 @@
-"""scFANet: the 3-layer CNN of scFAN and its model file (input encoding and batched prediction: :mod:`scfan.inference`).
+"""scFANet: the 3-layer CNN of scFAN and its model file (input encoding, the motif scores' features and batched
+prediction: :mod:`scfan.inference`).
 
 Input channels (in this order, recorded as ``channels`` in the model file): ``A, C, G, T`` one-hot, then
 ``accessibility`` (``TrackNorm.apply`` of Tn5 insertions per base) and ``mappability`` (in [0, 1]); a sequence-only
@@ -24,7 +25,7 @@ from torch import nn
 from scfan import __version__
 from scfan._io import atomic_path
 from scfan.errors import InputFileError
-from scfan.inference import encode_inputs, predict_batches, reverse_complement_inputs  # noqa: F401 (re-exported)
+from scfan.inference import motif_features, motif_standardisation
 from scfan.tracks import TrackNorm
 
 log = logging.getLogger(__name__)
@@ -105,23 +106,6 @@ def core_placements(pool: int, width: int, core: int) -> int | None:
     n = pool - width + 1
     lo = max(0, (pool - min(core, pool)) // 2 - width // 2)
     return min(lo, (n - 1) // 2)
-
-
-def motif_features(z: torch.Tensor, acc: torch.Tensor | None, knots: Sequence[float], hidden: bool) -> torch.Tensor:
-    """The motif branch's input to its output layer(s): the standardised scores ``z`` and their hinges
-    ``relu(z - k)``; with tracks (``acc``, the mean accessibility, ``(N, 1)``) each of those times ``acc`` too, and
-    for a hidden layer ``acc`` itself. Shared by :class:`MotifBranch` and its inference layout."""
-    feats = torch.cat([z] + [torch.relu(z - k) for k in knots], dim=1) if knots else z
-    if acc is None:
-        return feats
-    return torch.cat([feats, feats * acc] + ([acc] if hidden else []), dim=1)
-
-
-def motif_standardisation(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of each filter's score on uniform random sequence, from the weights alone."""
-    mean = weight.mean(dim=1).sum(dim=-1) + bias
-    sd = torch.sqrt(weight.var(dim=1, unbiased=False).sum(dim=-1) + 1e-6)
-    return mean, sd
 
 
 class MotifBranch(nn.Module):
@@ -283,9 +267,3 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Sc
 
 def channel_names(use_tracks: bool) -> tuple[str, ...]:
     return SEQ_CHANNELS + TRACK_CHANNELS if use_tracks else SEQ_CHANNELS
-
-
-def check_tf_names(names: Sequence[str]) -> None:
-    dup = sorted({n for n in names if list(names).count(n) > 1})
-    if dup:
-        raise ValueError(f"duplicate TF names: {', '.join(dup)}")

@@ -10,11 +10,10 @@ import polars as pl
 import pyBigWig
 
 from scfan._io import atomic_path
-from scfan.bulk.data import InputSource, chrom_array
+from scfan.bulk.data import InputSource, chrom_array, predict_windows
 from scfan.bulk.model import ModelSpec
 from scfan.errors import InputFileError
 from scfan.genome import check_chrom_names
-from scfan.inference import predict_windows
 from scfan.intervals import read_bed
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from scfan.bulk.inputs import codes_to_onehot, encode_codes
-from scfan.bulk.model import ArchConfig, ScFANet, predict_batches, reverse_complement_inputs
+from scfan.bulk.model import ArchConfig, ScFANet
 from scfan.bulk.train import deterministic_cpu
 from scfan.errors import InputFileError
+from scfan.inference import predict_batches, reverse_complement_inputs
 
 log = logging.getLogger(__name__)
 

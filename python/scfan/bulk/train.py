@@ -37,10 +37,10 @@ from scfan.bulk.data import (
     split_arrays,
     window_mean_accessibility,
 )
-from scfan.bulk.model import ArchConfig, ModelSpec, ScFANet, build_model, channel_names, predict_batches, save_model
+from scfan.bulk.model import ArchConfig, ModelSpec, ScFANet, build_model, channel_names, save_model
 from scfan.bulk.train_config import TrainConfig
 from scfan.errors import ScfanError
-from scfan.inference import resolve_device
+from scfan.inference import predict_batches, resolve_device
 from scfan.logging_utils import progress_enabled
 from scfan.threads import available_cpus
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from scfan import __version__
 from scfan._io import atomic_path, write_json
+from scfan.args import named_map
 from scfan.errors import ChromosomeNameError, InputFileError, ScfanError
 from scfan.genome import ChromSelection, Genome, check_chrom_names, chrom_name_hint, few_names, primary_chromosomes
 from scfan.intervals import IntervalSchema, merge_intervals, read_bed, read_peaks, validate
@@ -115,15 +116,7 @@ def sources_from_arguments(line: str, atac: str | Path, peaks: Sequence[str],
     """
 
     def pairs(items: Sequence[str], what: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for item in items:
-            tf, sep, value = item.partition("=")
-            if not sep or not tf.strip() or not value.strip():
-                raise ScfanError(f"--{what} {item!r}: expected TF={'PATH' if what == 'peaks' else 'JASPAR_ID'}")
-            if tf.strip() in out:
-                raise ScfanError(f"--{what}: TF {tf.strip()!r} given twice")
-            out[tf.strip()] = value.strip()
-        return out
+        return named_map(items, f"--{what}", f"TF={'PATH' if what == 'peaks' else 'JASPAR_ID'}", what="TF")
 
     peak_files, motif_ids = pairs(peaks, "peaks"), pairs(motifs, "motif")
     if not peak_files:

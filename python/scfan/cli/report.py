@@ -11,17 +11,10 @@ log = logging.getLogger("scfan")
 
 
 def _pairs(items: list[str] | None, option: str) -> list[tuple[str, Path]]:
-    from scfan.errors import ScfanError
+    from scfan.args import split_named
 
-    out = []
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep:
-            name, path = Path(item).stem, item
-        if not name or not path:
-            raise ScfanError(f"{option} {item!r}: expected NAME=path")
-        out.append((name, Path(path)))
-    return out
+    return [(name, Path(path)) for name, path in
+            (split_named(item, option, default_name=lambda p: Path(p).stem) for item in items or [])]
 
 
 def report_cmd(

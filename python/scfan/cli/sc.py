@@ -1,4 +1,6 @@
-"""``scfan sc``: single-cell preparation commands (ingest, merge, neighbors, cluster)."""
+"""``scfan sc``: the single-cell commands: preparation (ingest, merge, neighbors), per-cell inference (predict,
+split-fragments, merge-activity) and analysis (cluster, tracks, interpret; chromvar: :mod:`scfan.cli.sc_chromvar`).
+"""
 
 from __future__ import annotations
 
@@ -181,17 +183,10 @@ def cluster_cmd(
 
 
 def _fragments_map(items: list[str]) -> dict[str, Path]:
-    from scfan.errors import ScfanError
+    from scfan.args import named_map
 
-    out: dict[str, Path] = {}
-    for item in items:
-        sample, sep, path = item.partition("=")
-        if not sep or not sample or not path:
-            raise ScfanError(f"--fragments {item!r}: expected SAMPLE=path/to/fragments.tsv.gz")
-        if sample in out:
-            raise ScfanError(f"--fragments: sample {sample!r} given twice")
-        out[sample] = Path(path)
-    return out
+    pairs = named_map(items, "--fragments", "SAMPLE=path/to/fragments.tsv.gz", what="sample")
+    return {sample: Path(path) for sample, path in pairs.items()}
 
 
 @sc_app.command("predict")
@@ -292,8 +287,8 @@ def tracks_cmd(
     fragments: list[str] = _cluster_inputs["fragments"](),
     genome: Path = _cluster_inputs["genome"](),
     mappability: Path = _cluster_inputs["mappability"](),
-    mode: str = typer.Option("fast", help="fast (default: exact's pairs, bfloat16 convolutions only where the "
-                             "runtime check passes), exact or metacell (a few x faster, an approximation), as in "
+    mode: str = typer.Option("exact", help="exact, fast (exact's pairs, bfloat16 convolutions only where the "
+                             "runtime check passes) or metacell (a few x faster, an approximation), as in "
                              "`sc predict`."),
     min_signal: float = typer.Option(1.0, "--min-signal", help="As in `sc predict`."),
     metacell_size: int = typer.Option(20, "--metacell-size", help="Cells per metacell in metacell mode."),

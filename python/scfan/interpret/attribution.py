@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scfan.inference import copy_module, reverse_complement_inputs
+from scfan.inference import copy_module, motif_standardisation, reverse_complement_inputs
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,6 @@ class _BranchModules(nn.Module):
 
     def __init__(self, branch: nn.Module):
         super().__init__()
-        from scfan.bulk.model import motif_standardisation
-
         w, b = branch.conv.weight.detach(), branch.conv.bias.detach()
         n_f, _, width = w.shape
         self.n_filters, self.lo, self.hi, self.uses_tracks = n_f, branch.lo, branch.hi, branch.uses_tracks

@@ -178,9 +178,10 @@ def interpret_clusters(cells_path: str | Path, clusters_path: str | Path, model_
     from scfan.genome import Genome
     from scfan.inference import predict_batches
     from scfan.interpret.motifs import relation
+    from scfan.sc.cells_file import read_cells_for_inference
     from scfan.sc.cluster_tracks import read_clusters
     from scfan.sc.pooling import PooledTracks
-    from scfan.sc.predict import model_name, peak_windows, read_cells_for_inference
+    from scfan.sc.predict import model_name, peak_windows
     from scfan.tracks import open_bigwig
 
     t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Single-cell preparation: ingest fragments/BAM/counts into AnnData, LSI neighbours, pooled per-cell tracks.
+"""Single cell: ingest fragments/BAM/counts into AnnData, a spectral (or LSI) embedding's neighbours and pooling
+matrix, pooled per-cell tracks, per-cell TF activity from the bulk models, and its clusters, tracks and chromVAR.
 
 Submodules are imported on first use, so ``scfan sc ingest`` does not pay for scikit-learn or pynndescent.
 """

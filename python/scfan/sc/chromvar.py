@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from scfan.args import named_error, split_named
 from scfan.errors import InputFileError, ScfanError
 from scfan.intervals import parse_region_id
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: JASPAR matrix ids: ``MA0139.2`` (or a base id ``MA0139``, taken at its latest version).
 _MATRIX_ID = re.compile(r"^[A-Z]{2,3}\d{4}(\.\d+)?$")
+#: the form of a named motif argument
+NAMED_MOTIF = "NAME=MATRIX_ID, e.g. GATA1=MA0035.5"
 BACKGROUND_METHODS = ("exact", "pynndescent")
 _VERSION_PACKAGES = ("scfan", "pychromvar", "MOODS-python", "pyjaspar", "pynndescent", "scikit-learn", "numpy",
                      "scipy", "anndata")
@@ -139,11 +142,10 @@ def resolve_motifs(items: Sequence[str]) -> list[ResolvedMotif]:
     by_tf: dict[str, ResolvedMotif] = {}
     for raw in items:
         item = str(raw).strip()
-        name, sep, mid = item.partition("=")
-        if sep:
-            name, mid = name.strip(), mid.strip()
-            if not name or not _MATRIX_ID.match(mid):
-                raise ScfanError(f"--motif {item!r}: expected NAME=MATRIX_ID, e.g. GATA1=MA0035.5")
+        if "=" in item:
+            name, mid = split_named(item, "--motif", NAMED_MOTIF)
+            if not _MATRIX_ID.match(mid):
+                raise named_error("--motif", item, NAMED_MOTIF)
         elif _MATRIX_ID.match(item):
             name, mid = "", item
         elif item:

@@ -141,7 +141,8 @@ def cluster_tracks(cells_path: str | Path, clusters_path: str | Path, model_args
     """Predict every cell again (``cfg``, a ``PredictConfig``; shard 1/1) and write the per-cluster tracks
     atomically into ``out_dir``; returns the number of bigWig files."""
     from scfan._io import atomic_path
-    from scfan.sc.predict import predict_activity, read_cells_for_inference
+    from scfan.sc.cells_file import read_cells_for_inference
+    from scfan.sc.predict import predict_activity
 
     if cfg.shard != "1/1":
         raise ScfanError("sc tracks: every cell is needed; run it unsharded (--shard 1/1)")

@@ -122,7 +122,8 @@ def _diagnose(path: Path, text: bytes, first_line: int, exc: Exception | None) -
                           f"(chrom, start, end, barcode, count){why}", line=first_line)
 
 
-def _parse_text(path: Path, text: bytes, first_line: int) -> pl.DataFrame:
+def parse_fragment_text(path: Path, text: bytes, first_line: int) -> pl.DataFrame:
+    """Fragment lines (a piece of :func:`read_text_chunks`) → a validated table; errors name the file and line."""
     try:
         df = pl.read_csv(io.BytesIO(text), separator="\t", has_header=False, new_columns=FRAGMENT_COLUMNS,
                          schema=FRAGMENT_SCHEMA, quote_char=None, comment_prefix="#")
@@ -138,7 +139,7 @@ def _parse_text(path: Path, text: bytes, first_line: int) -> pl.DataFrame:
     return df
 
 
-def _read_text_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
+def read_text_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
     """Decompress ``path`` in pieces cut at line ends; yields ``(text, first_line)``. Leading ``#`` lines skipped."""
     line = 1
     pending = b""
@@ -238,8 +239,8 @@ def read_fragment_blocks(path: str | Path, *, chrom_sizes: Mapping[str, int] | N
     check_fragments_index(p, content=False)
     checker = _SortChecker(p, chrom_sizes)
     skipped = SkippedContigs(p, "fragment(s)", chroms) if chroms is not None and not chroms.keeps_all else None
-    for text, first_line in _read_text_chunks(p, chunk_bytes):
-        df = _parse_text(p, text, first_line)
+    for text, first_line in read_text_chunks(p, chunk_bytes):
+        df = parse_fragment_text(p, text, first_line)
         for chrom, part, line in _split_by_chrom(df, first_line):
             if skipped is not None and not chroms(chrom):
                 skipped.add(chrom, len(part))

@@ -48,11 +48,11 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import polars as pl
 import scipy.sparse as sp
 import torch
 
+from scfan.args import split_named
 from scfan.bulk.inputs import codes_to_onehot, encode_codes
 from scfan.bulk.model import ModelSpec, channel_names, load_model
 from scfan.errors import InputFileError, ScfanError
@@ -67,6 +67,7 @@ from scfan.inference import (
 )
 from scfan.intervals import parse_region_id
 from scfan.sc.assembly import DeviceAssembler
+from scfan.sc.cells_file import CellsFile, read_cells_for_inference
 from scfan.sc.pooling import PooledTracks, _extract_windows
 from scfan.sc.shards import (
     RANK_COLUMN,
@@ -77,11 +78,11 @@ from scfan.sc.shards import (
     parse_shard,
     shard_cells,
 )
+from scfan.sc.units import Units, check_mode, make_units
 from scfan.tracks import normalize_track
 
 log = logging.getLogger(__name__)
 
-MODES = ("exact", "fast", "metacell")
 #: where the model inputs are built (:func:`assembly_of`)
 ASSEMBLIES = ("auto", "host", "device")
 #: the accessibility channel of a per-cell model's inputs, the only one that differs between cells
@@ -123,8 +124,7 @@ class PredictConfig:
         return self.mode != "exact"
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ScfanError(f"--mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        check_mode(self.mode)
         parse_shard(self.shard)
         if self.min_signal < 0 or not 0 < self.bound_threshold < 1 or self.top_k < 1 or self.batch_size < 1:
             raise ScfanError("--min-signal must be >= 0, --bound-threshold in (0, 1), --top-k and --batch-size >= 1")
@@ -211,11 +211,13 @@ def _shared(m: torch.nn.Module) -> WindowSharedNet | None:
 
 def model_name(arg: str) -> tuple[str, Path]:
     """``NAME=path`` or ``path`` (named after the file, or its folder for ``…/<name>/model.pt``)."""
-    name, sep, path = arg.partition("=")
-    if not sep:
-        p = Path(arg)
-        return (p.parent.name if p.stem in ("model", "") else p.stem.removesuffix(".model")), p
+    name, path = split_named(arg, "--model", "NAME=model.pt or model.pt", default_name=_model_file_name)
     return name, Path(path)
+
+
+def _model_file_name(path: str) -> str:
+    p = Path(path)
+    return p.parent.name if p.stem in ("model", "") else p.stem.removesuffix(".model")
 
 
 def load_models(args: Sequence[str], device: torch.device, *, half: bool = True, compile: bool = False,
@@ -229,8 +231,8 @@ def load_models(args: Sequence[str], device: torch.device, *, half: bool = True,
     want = channel_names(True)
     for arg in args:
         name, path = model_name(arg)
-        if not name or ":" in name:
-            raise ScfanError(f"--model {arg!r}: the model name must be non-empty and contain no ':'")
+        if ":" in name:
+            raise ScfanError(f"--model {arg!r}: the model name must contain no ':'")
         if name in names:
             raise ScfanError(f"--model {arg!r}: two models named {name!r}; name them with NAME=path")
         model, spec = load_model(path, device)
@@ -356,51 +358,6 @@ def sample_pairs(pair_cell: np.ndarray, pair_win: np.ndarray, in_sample: np.ndar
     keep = in_sample[pair_win]
     few = np.bincount(pair_cell[keep], minlength=n_cells) < min_windows
     return keep | few[pair_cell], n_total
-
-
-def greedy_metacells(pooling: sp.spmatrix, size: int) -> np.ndarray:
-    """Metacell id of every cell: in cell order, each unassigned cell opens a metacell and takes its unassigned
-    neighbours of highest pooling weight (ties by index) until ``size`` members. Deterministic, O(cells × k)."""
-    P = sp.csr_matrix(pooling)
-    n = P.shape[0]
-    assign = np.full(n, -1, dtype=np.int64)
-    next_id = 0
-    for c in range(n):
-        if assign[c] >= 0:
-            continue
-        idx, w = P.indices[P.indptr[c] : P.indptr[c + 1]], P.data[P.indptr[c] : P.indptr[c + 1]]
-        order = np.lexsort((idx, -w))
-        cand = idx[order]
-        cand = cand[(assign[cand] < 0) & (cand != c)][: size - 1]
-        assign[c] = next_id
-        assign[cand] = next_id
-        next_id += 1
-    return assign
-
-
-@dataclass
-class Units:
-    """What gets a pooled track: one unit per cell (exact, fast) or per metacell (metacell)."""
-
-    pooling: sp.csr_matrix  # units × all cells, rows sum to 1
-    of_cell: np.ndarray  # unit of each shard cell
-    members: np.ndarray | None = None  # metacell id of every cell (metacell mode)
-
-
-def make_units(mode: str, pooling: sp.spmatrix, cells: np.ndarray, metacell_size: int) -> Units:
-    P = sp.csr_matrix(pooling, dtype=np.float64)
-    if mode != "metacell":
-        return Units(sp.csr_matrix(P[cells]), np.arange(len(cells), dtype=np.int64))
-    assign = greedy_metacells(P, metacell_size)
-    ids, of_cell = np.unique(assign[cells], return_inverse=True)
-    # a metacell is predicted on its seed's pooled track (the first cell of the metacell in cell order): the same
-    # depth as any cell's own pooled track, so metacell mode sees no denser input than exact mode
-    seed_of = np.full(assign.max() + 1, -1, dtype=np.int64)
-    for c in range(len(assign) - 1, -1, -1):
-        seed_of[assign[c]] = c
-    unit_pool = sp.csr_matrix(P[seed_of[ids]])
-    unit_pool.sort_indices()
-    return Units(unit_pool, of_cell.astype(np.int64), assign)
 
 
 def pooled_depth(pooling: sp.csr_matrix, totals: np.ndarray, genome_size: float) -> np.ndarray:
@@ -721,94 +678,6 @@ def check_barcodes(fragments: dict[str, str | Path], cell_ids: Sequence[str], ma
         if seen >= max_lines:
             raise InputFileError(path, f"none of the first {max_lines} barcodes matches a cell of sample "
                                  f"{sample!r} in the cells file; expected the fragments the cells were counted from")
-
-
-class CellsFile:
-    """What per-cell inference reads of a ``cells_nn.h5ad``: ``obs``, the peaks (``var_names``) and
-    ``obsp['pooling']`` in memory, rows of the counts ``X`` on demand (:meth:`rows`). A shard never loads the whole
-    count matrix, only its cells' neighbours (:func:`scored_peaks`), so its memory follows the shard, not the data
-    set (a million cells' X is ~12 GB). ``X`` (every row) is still there for tests and benchmarks."""
-
-    def __init__(self, path: str | Path):
-        import h5py
-        from anndata.io import read_elem
-
-        self.path = Path(path)
-        try:
-            self._file = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise InputFileError(path, f"cannot read as AnnData ({exc.__class__.__name__})") from exc
-        try:
-            f = self._file
-            self.obs = read_elem(f["obs"])
-            self._var = read_elem(f["var"])
-            if "obsp" not in f or "pooling" not in f["obsp"]:
-                raise InputFileError(path, "no obsp['pooling'] (the cells' neighbours); run `scfan sc neighbors` "
-                                     "first")
-            self.obsp = {"pooling": sp.csr_matrix(read_elem(f["obsp"]["pooling"]))}
-            self._x = f["X"]
-        except InputFileError:
-            self.close()
-            raise
-        except (KeyError, ValueError, TypeError, OSError) as exc:
-            self.close()
-            raise InputFileError(path, f"cannot read as AnnData ({exc.__class__.__name__})") from exc
-
-    @property
-    def obs_names(self) -> pd.Index:
-        return self.obs.index
-
-    @property
-    def var_names(self) -> pd.Index:
-        return self._var.index
-
-    @property
-    def n_obs(self) -> int:
-        return len(self.obs)
-
-    @property
-    def n_vars(self) -> int:
-        return len(self._var)
-
-    def rows(self, idx: np.ndarray) -> sp.csr_matrix:
-        """Rows ``idx`` (sorted, unique) of the counts, as CSR."""
-        import h5py
-        from anndata.io import sparse_dataset
-
-        idx = np.asarray(idx, dtype=np.int64)
-        if isinstance(self._x, h5py.Dataset):
-            return sp.csr_matrix(self._x[idx] if len(idx) else np.zeros((0, self.n_vars), self._x.dtype))
-        if len(idx) == 0:
-            return sp.csr_matrix((0, self.n_vars), dtype=self._x.attrs.get("dtype", np.float32))
-        return sp.csr_matrix(sparse_dataset(self._x)[idx])
-
-    @property
-    def X(self) -> sp.csr_matrix:
-        return self.rows(np.arange(self.n_obs))
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> CellsFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def read_cells_for_inference(path: str | Path) -> CellsFile:
-    """A ``cells_nn.h5ad`` with the pooling matrix and per-cell fragment counts (:class:`CellsFile`), or a
-    one-line error."""
-    cells = CellsFile(path)
-    try:
-        if "n_fragments" not in cells.obs:
-            raise InputFileError(path, "no obs['n_fragments']; expected a cells file written by `scfan sc ingest`")
-        if cells.n_obs == 0 or cells.n_vars == 0:
-            raise InputFileError(path, f"{cells.n_obs} cells × {cells.n_vars} peaks; expected at least one of each")
-    except InputFileError:
-        cells.close()
-        raise
-    return cells
 
 
 def predict_activity(cells_path: str | Path, model_args: Sequence[str], fragments: dict[str, str | Path],

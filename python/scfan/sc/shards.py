@@ -182,13 +182,13 @@ def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path],
     or in metacell mode its metacells' seed neighbourhoods), in the input's order (so still sorted), after a header line
     naming shard and mode. The folder appears only when every file is written."""
     from scfan._io import atomic_path
-    from scfan.sc.fragments import _parse_text, _read_text_chunks, check_fragments_index
-    from scfan.sc.predict import MODES, make_units, read_cells_for_inference
+    from scfan.sc.cells_file import read_cells_for_inference
+    from scfan.sc.fragments import check_fragments_index, parse_fragment_text, read_text_chunks
+    from scfan.sc.units import check_mode, make_units
 
     if n_shards < 1:
         raise ScfanError(f"--shards {n_shards}: expected >= 1")
-    if mode not in MODES:
-        raise ScfanError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    check_mode(mode)
     if metacell_size < 1:
         raise ScfanError(f"--metacell-size {metacell_size}: expected >= 1")
     with read_cells_for_inference(cells_path) as cells:
@@ -228,8 +228,8 @@ def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path],
                 group = range(first, min(n_shards, first + MAX_OPEN_WRITERS))
                 targets = {s: tmp / shard_dir_name(s + 1, n_shards) / f"{sample}.fragments.tsv.gz" for s in group}
                 headers = {s: split_header(f"{s + 1}/{n_shards}", mode, metacell_size) for s in group}
-                r_, w_ = _split_pass(path, lookup, member, targets, headers, chunk_bytes, _parse_text,
-                                     _read_text_chunks)
+                r_, w_ = _split_pass(path, lookup, member, targets, headers, chunk_bytes, parse_fragment_text,
+                                     read_text_chunks)
                 read = r_
                 written += w_
             if read == 0:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import pytest
 from bulk_builders import TinyBulk, make_tiny_bulk
 
@@ -21,3 +24,14 @@ def tiny_prepared(tmp_path_factory):
     prepare_bulk(sources_from_samplesheet(tb.samplesheet, "L1"), tb.genome, tb.mappability, tb.blacklist, cfg,
                  tb.root / "prep")
     return tb, tb.root / "prep" / "windows.parquet"
+
+
+@pytest.fixture(scope="session")
+def bench_bulk(repo_root):
+    """``benchmarks/bench_bulk.py`` imported from its path (benchmarks/ is a folder of scripts, not on sys.path)."""
+    path = repo_root / "benchmarks" / "bench_bulk.py"
+    spec = importlib.util.spec_from_file_location("bench_bulk", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered before running it, as an import would (dataclasses look it up)
+    spec.loader.exec_module(module)
+    return module

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-
-from bench_bulk import (  # noqa: E402
-    ORACLE_DECAY_BP,
-    localisation,
-    oracle_scores,
-    site_distances,
-    truth_openness,
-)
 
 
 @pytest.fixture
@@ -36,10 +25,10 @@ def sim(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_site_distances_count_from_the_window_edges_and_only_sites_bound_in_the_line(sim):
+def test_site_distances_count_from_the_window_edges_and_only_sites_bound_in_the_line(sim, bench_bulk):
     chroms = np.array(["chr1", "chr1", "chr1", "chr1", "chr2"])
     starts = np.array([100, 400, 700, 0, 0])
-    d = site_distances(sim, "L", chroms, starts, 200, ["A", "B", "C"])
+    d = bench_bulk.site_distances(sim, "L", chroms, starts, 200, ["A", "B", "C"])
     # window [100, 300): A's centre 150 inside, B's 50 is 50 bp before it
     assert d[0].tolist() == [0.0, 50.0, np.inf]
     # window [400, 600): A's nearest centre 350 is 50 bp before; B's 50 is 350 bp before
@@ -50,21 +39,21 @@ def test_site_distances_count_from_the_window_edges_and_only_sites_bound_in_the_
     assert d[3, 0] == 0.0 and d[4, 0] == 311.0 and np.isinf(d[4, 1])
 
 
-def test_oracle_is_one_on_a_site_decays_beside_it_and_breaks_ties_by_accessibility(sim):
+def test_oracle_is_one_on_a_site_decays_beside_it_and_breaks_ties_by_accessibility(sim, bench_bulk):
     chroms = np.array(["chr1", "chr1", "chr1"])
     starts = np.array([100, 400, 2000])
-    o = oracle_scores(sim, "L", chroms, starts, 200, ["A"])
+    o = bench_bulk.oracle_scores(sim, "L", chroms, starts, 200, ["A"])
     assert o[0, 0] == pytest.approx(1 + 0.01 * 0.5)  # site inside, window overlaps the open region
-    assert o[1, 0] == pytest.approx(np.exp(-50 / ORACLE_DECAY_BP))  # 50 bp away, closed
-    assert o[2, 0] == pytest.approx(np.exp(-(2000 - 350) / ORACLE_DECAY_BP))
+    assert o[1, 0] == pytest.approx(np.exp(-50 / bench_bulk.ORACLE_DECAY_BP))  # 50 bp away, closed
+    assert o[2, 0] == pytest.approx(np.exp(-(2000 - 350) / bench_bulk.ORACLE_DECAY_BP))
     assert o[0, 0] > o[1, 0] > o[2, 0]
 
 
-def test_localisation_bins_windows_by_site_distance_and_scores_the_near_ones():
+def test_localisation_bins_windows_by_site_distance_and_scores_the_near_ones(bench_bulk):
     dist = np.array([[0.0], [0.0], [30.0], [80.0], [150.0], [5000.0], [np.inf]])
     labels = np.array([[1.0], [1.0], [1.0], [0.0], [0.0], [1.0], [0.0]])
     probs = np.array([[0.9], [0.7], [0.2], [0.4], [0.1], [0.3], [0.0]])
-    loc = localisation(dist, labels, probs, oracle=np.exp(-dist / ORACLE_DECAY_BP))
+    loc = bench_bulk.localisation(dist, labels, probs, oracle=np.exp(-dist / bench_bulk.ORACLE_DECAY_BP))
     inside, near, mid, far_ = loc["bins"][0], loc["bins"][1], loc["bins"][2], loc["bins"][-1]
     assert (inside["n"], inside["label_rate"], inside["mean_prob"]) == (2, 1.0, pytest.approx(0.8))
     assert (near["n"], near["label_rate"]) == (1, 1.0) and (mid["n"], mid["label_rate"]) == (1, 0.0)
@@ -94,11 +83,8 @@ class _Source:
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 
-def test_motif_learner_features_place_a_site_in_its_distance_bin_on_either_strand():
-    from bench_bulk import LEARNER_BINS, LEARNER_SPAN, motif_learner_features
-
+def test_motif_learner_features_place_a_site_in_its_distance_bin_on_either_strand(bench_bulk):
     from scfan.bulk.pwm import log_odds
-    from scfan.genome import reverse_complement
 
     site = "CCGCGTGGCGCCAGTTACGGATCA"
     counts = np.stack([[10.0 if b == base else 0.0 for b in site] for base in "ACGT"])
@@ -110,25 +96,25 @@ def test_motif_learner_features_place_a_site_in_its_distance_bin_on_either_stran
     # centre) and 3000 (no site)
     seq = list(background)
     seq[1120 - 12 : 1120 + 12] = site
-    seq[2000 - 12 : 2000 + 12] = reverse_complement(site)
+    seq[2000 - 12 : 2000 + 12] = site.translate(str.maketrans("ACGT", "TGCA"))[::-1]  # reverse strand
     acc = np.zeros(n)
     acc[1900:2100] = 2.0
     src = _Source("".join(seq), acc)
     starts = np.array([900, 1900, 2900])
-    x = motif_learner_features(src, np.array(["c"] * 3), starts, 200, [pwm], chunk=2)
-    n_bins = len(LEARNER_BINS) - 1
+    x = bench_bulk.motif_learner_features(src, np.array(["c"] * 3), starts, 200, [pwm], chunk=2)
+    n_bins = len(bench_bulk.LEARNER_BINS) - 1
     assert x.shape == (3, n_bins + 3)
     best = float(pwm.max(axis=0).sum())
-    bin_120 = next(i for i in range(n_bins) if LEARNER_BINS[i] <= 120 < LEARNER_BINS[i + 1])
+    bin_120 = next(i for i in range(n_bins) if bench_bulk.LEARNER_BINS[i] <= 120 < bench_bulk.LEARNER_BINS[i + 1])
     assert x[0, bin_120] == pytest.approx(best, abs=1e-4) and x[0, :bin_120].max() < best - 5
     assert x[1, 0] == pytest.approx(best, abs=1e-4)  # reverse strand, at the centre
     assert x[2, :n_bins].max() < best - 5
     # accessibility over the central 200, 400, 800 bp
     assert x[1, n_bins:].tolist() == pytest.approx([2.0, 1.0, 0.5]) and x[0, n_bins:].tolist() == [0.0, 0.0, 0.0]
-    assert LEARNER_SPAN == 800
+    assert bench_bulk.LEARNER_SPAN == 800
 
 
-def test_truth_openness_takes_the_most_open_element_within_each_radius(tmp_path):
+def test_truth_openness_takes_the_most_open_element_within_each_radius(tmp_path, bench_bulk):
     truth = tmp_path / "truth"
     truth.mkdir()
     pl.DataFrame({"chrom": ["chr1", "chr1", "chr1", "chr2"], "start": [1000, 1250, 2000, 0],
@@ -136,7 +122,7 @@ def test_truth_openness_takes_the_most_open_element_within_each_radius(tmp_path)
                   "access_M": [9.0, 9.0, 9.0, 9.0]}).write_parquet(truth / "open_regions.parquet")
     chroms = np.array(["chr1", "chr1", "chr1", "chr1", "chr2"])
     starts = np.array([950, 1050, 1950, 5000, 5000])  # centres 1050, 1150, 2050, 5100 (chr1), 5100 (chr2)
-    t = truth_openness(tmp_path, "L", chroms, starts, 200)
+    t = bench_bulk.truth_openness(tmp_path, "L", chroms, starts, 200)
     # centre 1050 lies in the first element; the second (1250-1300) is 200 bp away: within 400 only
     assert t[0].tolist() == [0.5, 0.5, 2.0]
     # centre 1150: 50 bp from the first, 100 bp from the second (not within 100: the edge is open), within 200

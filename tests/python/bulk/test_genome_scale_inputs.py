@@ -20,6 +20,7 @@ from scfan.bulk import windows as windows_mod
 from scfan.bulk.data import (
     InputSource,
     negative_pool,
+    predict_windows,
     split_arrays,
     window_mean_accessibility,
     windows_arrays,
@@ -39,7 +40,6 @@ from scfan.bulk.windows import (
 )
 from scfan.errors import InputFileError
 from scfan.genome import Genome
-from scfan.inference import predict_windows
 from scfan.tracks import TrackNorm, normalize_track, normalize_track_inplace
 
 

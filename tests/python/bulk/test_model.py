@@ -12,13 +12,10 @@ from scfan.bulk.model import (
     ModelSpec,
     ScFANet,
     build_model,
-    encode_inputs,
     load_model,
-    predict_batches,
-    reverse_complement_inputs,
     save_model,
 )
-from scfan.genome import one_hot, reverse_complement, reverse_complement_onehot
+from scfan.inference import encode_inputs, predict_batches, reverse_complement_inputs
 from scfan.tracks import TrackNorm
 
 SEQS = ["AACGTTTGCA" + "G" * 7 + "CATCATN", "TTTTACGGGCAGGGACCCTAAN"]  # non-palindromic
@@ -35,9 +32,31 @@ def _random_model(n_channels=6, length=200, n_tasks=3, seed=0) -> ScFANet:
     return m.eval()
 
 
-def test_codes_match_shared_one_hot():
-    for s in SEQS:
-        np.testing.assert_array_equal(codes_to_onehot(encode_codes(s)[None])[0], one_hot(s))
+def one_hot(seq: str) -> np.ndarray:
+    """``(4, L)`` one-hot of ``seq`` by the encoder the models are fed with."""
+    return codes_to_onehot(encode_codes(seq)[None])[0]
+
+
+def reverse_complement(seq: str) -> str:
+    return seq.translate(str.maketrans("ACGTN", "TGCAN"))[::-1]
+
+
+def test_one_hot_channels_and_unknown_bases():
+    codes = encode_codes("ACGTNa")
+    assert codes.dtype == np.uint8 and codes.tolist() == [0, 1, 2, 3, 4, 0]
+    x = codes_to_onehot(codes[None])
+    assert x.shape == (1, 4, 6) and x.dtype == np.float32
+    assert x[0, :, 4].sum() == 0
+    np.testing.assert_array_equal(x[0].argmax(0)[[0, 1, 2, 3, 5]], [0, 1, 2, 3, 0])
+    assert codes_to_onehot(np.zeros((0, 7), np.uint8)).shape == (0, 4, 7)
+
+
+def test_one_hot_reverse_complement_is_the_sequence_reverse_complement():
+    seq = "AACGTTTGCA" + "GGATC"  # non-palindromic
+    assert reverse_complement(seq) == "GATCCTGCAAACGTT"
+    x = one_hot(seq)
+    np.testing.assert_array_equal(x[::-1, ::-1], one_hot(reverse_complement(seq)))
+    np.testing.assert_array_equal(one_hot(reverse_complement(reverse_complement(seq))), x)
 
 
 def test_reverse_complement_of_encoded_inputs_matches_the_sequence_rc():
@@ -50,7 +69,7 @@ def test_reverse_complement_of_encoded_inputs_matches_the_sequence_rc():
         x = encode_inputs(oh, acc, mp)
         rc = reverse_complement_inputs(x)
         np.testing.assert_array_equal(rc[0, :4].numpy(), one_hot(reverse_complement(s)))
-        np.testing.assert_array_equal(rc[0, :4].numpy(), reverse_complement_onehot(oh)[0])
+        np.testing.assert_array_equal(rc[0, :4].numpy(), oh[0, ::-1, ::-1])
         np.testing.assert_array_equal(rc[0, 4].numpy(), acc[0, ::-1])
         np.testing.assert_array_equal(rc[0, 5].numpy(), mp[0, ::-1])
         assert not torch.equal(rc, x)
@@ -480,7 +499,7 @@ def test_motif_branch_with_a_hidden_layer(tmp_path, n_channels):
 def test_motif_features_hinges_and_accessibility():
     """The branch's features: the scores, one hinge ``relu(z - k)`` per knot, each of those times the accessibility,
     and the accessibility itself only for a hidden layer."""
-    from scfan.bulk.model import motif_features
+    from scfan.inference import motif_features
 
     z = torch.tensor([[-1.0, 0.5, 3.0]])
     acc = torch.tensor([[2.0]])

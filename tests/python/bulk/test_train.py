@@ -273,9 +273,10 @@ def test_motif_branch_learns_motif_and_open_where_the_plain_network_does_not(mot
     the same way, only learns the open half of it."""
     from sklearn.metrics import average_precision_score
 
-    from scfan.bulk.model import ArchConfig, ModelSpec, build_model, channel_names, predict_batches
+    from scfan.bulk.model import ArchConfig, ModelSpec, build_model, channel_names
     from scfan.bulk.pwm import jaspar_counts
     from scfan.bulk.train import deterministic_cpu, freeze_motif_filters, motif_initialise
+    from scfan.inference import predict_batches
 
     consensus = "".join("ACGT"[i] for i in jaspar_counts("MA0139.2").argmax(axis=0))
     rng = np.random.default_rng(0)

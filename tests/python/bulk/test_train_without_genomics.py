@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent('''
     from scfan.bulk.inputs import FlatGenome
     from scfan.bulk.model import load_model
     from scfan.bulk.train import TrainConfig, train_arrays
-    from scfan.inference import predict_windows
+    from scfan.bulk.data import predict_windows
     from scfan.tracks import TrackNorm
 
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Genome access, one-hot/reverse complement, interval reading and chromosome-name checks."""
+"""Genome access, interval reading and chromosome-name checks (sequence encoding: tests/python/bulk/test_model.py)."""
 
 import gzip
 
@@ -6,32 +6,8 @@ import numpy as np
 import pytest
 
 from scfan.errors import ChromosomeNameError, InputFileError
-from scfan.genome import (
-    Genome,
-    check_chrom_names,
-    one_hot,
-    one_hot_batch,
-    reverse_complement,
-    reverse_complement_onehot,
-)
+from scfan.genome import Genome, check_chrom_names
 from scfan.intervals import merge_intervals, parse_region_id, read_bed, region_id
-
-
-def test_one_hot_channels_and_unknown_bases():
-    x = one_hot("ACGTNa")
-    assert x.shape == (4, 6) and x.dtype == np.float32
-    assert x[:, 4].sum() == 0
-    np.testing.assert_array_equal(x.argmax(0)[[0, 1, 2, 3, 5]], [0, 1, 2, 3, 0])
-
-
-def test_reverse_complement_non_palindromic():
-    seq = "AACGTTTGCA" + "GGATC"
-    assert reverse_complement(seq) == "GATCCTGCAAACGTT"
-    x = one_hot(seq)
-    np.testing.assert_array_equal(reverse_complement_onehot(x), one_hot(reverse_complement(seq)))
-    np.testing.assert_array_equal(reverse_complement_onehot(reverse_complement_onehot(x)), x)
-    batch = one_hot_batch([seq, seq[::-1]])
-    assert batch.shape == (2, 4, len(seq))
 
 
 def test_genome_fetch_pads_beyond_chromosome_ends(tmp_path):

@@ -4,71 +4,16 @@ from __future__ import annotations
 
 import base64
 import re
-import sys
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
-import pandas as pd
-import pytest
 
-from scfan.sc.cluster import ClusterConfig, FeatureMatrix, cluster_matrix, write_result
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sc"))
-from sc_builders import run_cli  # noqa: E402
+from cli_runner import run_cli
 
 
-@pytest.fixture(scope="module")
-def analyses(tmp_path_factory):
-    """Two clusterings of 3 planted groups: GATA1 high in group 0, SPI1 in 1, CEBPB in 2."""
-    root = tmp_path_factory.mktemp("report")
-    rng = np.random.default_rng(1)
-    tfs = ["GATA1", "SPI1", "CEBPB", "CTCF"]
-    groups = np.repeat(np.arange(3), 50)
-    x = rng.normal(0, 1, (150, 4))
-    x[np.arange(150), groups] += 3
-    cells = [f"s{1 + i % 2}#c{i}" for i in range(150)]
-    labels = pd.Series([f"type{g}" for g in groups], index=cells)
-    obs = pd.DataFrame({"sample": [c.split("#")[0] for c in cells], "n_fragments": rng.integers(500, 5000, 150),
-                        "frac_in_peaks": rng.uniform(0.2, 0.6, 150), "n_peaks": rng.integers(100, 900, 150),
-                        "n_scored_windows": rng.integers(10, 90, 150), "no_scored_windows": False}, index=cells)
-    act = ad.AnnData(x.astype(np.float32), obs=obs, var=pd.DataFrame(
-        {"model": "lineA", "tf": tfs}, index=[f"lineA:{t}" for t in tfs]))
-    act.uns["scfan_activity"] = {"config": {"mode": "exact"}}
-    act.write_h5ad(root / "tf_activity.h5ad")
-    out = {}
-    for name, values in (("chromatin", x + rng.normal(0, 0.3, x.shape)), ("activity", x)):
-        fm = FeatureMatrix(cells, tfs if name == "activity" else [f"c{i}" for i in range(4)], values,
-                           root / f"{name}.h5ad", labels=labels)
-        diff = FeatureMatrix(cells, list(act.var_names), x, root / "tf_activity.h5ad", adata=act.copy())
-        res = cluster_matrix(fm, ClusterConfig(), diff=diff)
-        write_result(res, root / name)
-        out[name] = root / name
-    metrics = root / "metrics.tsv"
-    pd.DataFrame({"model": "lineA", "tf": tfs * 2, "method": ["scfan"] * 4 + ["pwm"] * 4,
-                  "auroc": [0.9, 0.8, 0.85, 0.95, 0.7, 0.7, 0.7, 0.7],
-                  "auprc": [0.3, 0.2, 0.25, 0.5, 0.2, 0.2, 0.2, 0.2]}).to_csv(metrics, sep="\t", index=False)
-    drivers = root / "drivers.tsv"
-    drivers.write_text("cell_type\ttf\ntype0\tGATA1\ntype1\tSPI1\ntype2\tCEBPB\n")
-    versions = root / "versions.yml"
-    versions.write_text('"SCFAN:SC_PREDICT":\n    scfan: "0.1.0"\n    torch: "2.5"\n'
-                        '"SCFAN:REPORT":\n    scfan: "0.1.0"\n')
-    params = root / "params.json"
-    params.write_text('{"seed": 7, "simulate_preset": "test"}')
-    return {"root": root, **out, "activity_file": root / "tf_activity.h5ad", "metrics": metrics,
-            "drivers": drivers, "versions": versions, "params": params}
-
-
-def _args(a, out: Path, *extra: str) -> list[str]:
-    return ["report", "--analysis", f"chromatin={a['chromatin']}", "--analysis", f"TF activity={a['activity']}",
-            "--metrics", f"lineA={a['metrics']}", "--activity", str(a["activity_file"]), "--cells",
-            str(a["activity_file"]), "--drivers", str(a["drivers"]), "--versions", str(a["versions"]), "--params",
-            str(a["params"]), "--out", str(out), *extra]
-
-
-def test_report_is_self_contained_and_answers_first(analyses, tmp_path, monkeypatch):
+def test_report_is_self_contained_and_answers_first(analyses, report_args, tmp_path, monkeypatch):
     out = tmp_path / "report.html"
-    assert run_cli(monkeypatch, *_args(analyses, out)) == 0
+    assert run_cli(monkeypatch, *report_args(analyses, out)) == 0
     page = out.read_text()
     # nothing fetched from anywhere: no external scripts, styles or images
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", page)
@@ -98,18 +43,18 @@ def test_report_refuses_a_folder_that_is_not_a_clustering(analyses, tmp_path, mo
     assert not out.exists()
 
 
-def test_report_refuses_a_wrong_metrics_file(analyses, tmp_path, monkeypatch, capsys):
+def test_report_refuses_a_wrong_metrics_file(analyses, report_args, tmp_path, monkeypatch, capsys):
     out = tmp_path / "report.html"
     bad = tmp_path / "metrics.tsv"
     bad.write_text("tf\tauroc\nGATA1\t0.5\n")
-    args = _args(analyses, out)
+    args = report_args(analyses, out)
     args[args.index(f"lineA={analyses['metrics']}")] = f"lineA={bad}"
     assert run_cli(monkeypatch, *args) == 2
     assert f"{bad}, line 1: not a metrics.tsv of `scfan bulk evaluate` (no auprc, method)" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".report.html*"))
 
 
-def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, tmp_path, monkeypatch):
+def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, report_args, tmp_path, monkeypatch):
     """The answer section names the resolution rule and lists every resolution tried (clusters, silhouette,
     agreement, the chosen one marked); the software section lists what each model ran in after the runtime check,
     with refused fast paths named."""
@@ -126,7 +71,7 @@ def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, t
     act.write_h5ad(act_path)
     a = dict(analyses, activity_file=act_path)
     out = tmp_path / "report.html"
-    assert run_cli(monkeypatch, *_args(a, out)) == 0
+    assert run_cli(monkeypatch, *report_args(a, out)) == 0
     page = out.read_text()
     answer = page[page.index('id="answer"'):page.index('id="heatmap"')]
     summary = json.loads((analyses["chromatin"] / "cluster.json").read_text())
@@ -144,7 +89,7 @@ def test_report_shows_how_the_resolution_was_chosen_and_the_numerics(analyses, t
     assert "Activity from a window sample" not in page  # every window scored: nothing to say
 
 
-def test_report_states_the_error_of_a_window_sample(analyses, tmp_path, monkeypatch):
+def test_report_states_the_error_of_a_window_sample(analyses, report_args, tmp_path, monkeypatch):
     """An activity estimated from a share of the windows says so in the report, with its standard errors."""
     act = ad.read_h5ad(analyses["activity_file"])
     act.uns["scfan_activity"] = {"config": {"mode": "exact", "window_share": 0.2}, "window_sampling": {
@@ -154,7 +99,7 @@ def test_report_states_the_error_of_a_window_sample(analyses, tmp_path, monkeypa
     act_path = tmp_path / "tf_activity.h5ad"
     act.write_h5ad(act_path)
     out = tmp_path / "report.html"
-    assert run_cli(monkeypatch, *_args(dict(analyses, activity_file=act_path), out)) == 0
+    assert run_cli(monkeypatch, *report_args(dict(analyses, activity_file=act_path), out)) == 0
     software = out.read_text()[out.read_text().index('id="software"'):]
     note = software[software.index("Activity from a window sample"):]
     assert "share 0.2 of its scored windows (seed 7" in note and "fewer than 100 sampled windows" in note
@@ -162,42 +107,12 @@ def test_report_states_the_error_of_a_window_sample(analyses, tmp_path, monkeypa
     assert "0.0123 for X (relative 0.0456)" in note and "0.0031 for mean_prob (relative 0.0178)" in note
 
 
-@pytest.fixture
-def interpret_folder(tmp_path):
-    """A tiny `scfan bulk interpret` folder: CTCF recovered in both parts, GATA1 not (one row with the command's
-    note, one without), a logo and an attribution track for CTCF."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = tmp_path / "interpret"
-    (folder / "logos").mkdir(parents=True)
-    (folder / "tracks").mkdir()
-    note = "top motif matches SPI1 (MA0080.7), not GATA1's own: a model to distrust"
-    folder.joinpath("summary.tsv").write_text(
-        "tf\tpart\tn_windows\ttop_motif\ttop_jaspar_id\ttop_jaspar_name\ttop_q_value\town_motif_recovered\t"
-        "best_own_q_value\taccessibility_share\tattribution_sum\tnote\n"
-        'CTCF\tnetwork\t100\tpattern_0\tMA1929.2\tCTCF\t0.000001\ttrue\t0.000001\t0.125\t1.7\t""\n'
-        'CTCF\tmodel\t100\tpattern_0\tMA1929.2\tCTCF\t0.000000\ttrue\t0.000000\t0.250\t3.8\t""\n'
-        f"GATA1\tnetwork\t100\tpattern_0\tMA0080.7\tSPI1\t0.001\tfalse\tNaN\t0.600\t0.9\t{note}\n"
-        'GATA1\tmodel\t12\t""\t""\t""\tNaN\tfalse\tNaN\tNaN\tNaN\t""\n')
-    pngs = {}
-    for name in ("logos/CTCF_model_pattern_0.png", "tracks/CTCF_model.png"):
-        fig, ax = plt.subplots(figsize=(1, 1))
-        ax.plot([0, 1], [0, 1 if "logos" in name else 0])
-        fig.savefig(folder / name, format="png")
-        plt.close(fig)
-        pngs[name] = base64.b64encode((folder / name).read_bytes()).decode("ascii")
-    return folder, pngs, note
-
-
-def test_report_shows_what_the_models_learned(analyses, interpret_folder, tmp_path, monkeypatch):
+def test_report_shows_what_the_models_learned(analyses, report_args, interpret_folder, tmp_path, monkeypatch):
     """One row per TF and part with the top motif's logo, its JASPAR match and the share on accessibility; rows
     whose TF's own motif was not recovered are flagged in red with the note (or "model to distrust")."""
     folder, pngs, note = interpret_folder
     out = tmp_path / "report.html"
-    assert run_cli(monkeypatch, *_args(analyses, out, "--interpret", f"lineA={folder}")) == 0
+    assert run_cli(monkeypatch, *report_args(analyses, out, "--interpret", f"lineA={folder}")) == 0
     page = out.read_text()
     sections = re.findall(r'<section id="([a-z]+)">', page)
     assert sections.index("learned") == sections.index("bulk") + 1
@@ -222,48 +137,24 @@ def test_report_shows_what_the_models_learned(analyses, interpret_folder, tmp_pa
     assert "tr.distrust td{background:" in page   # the red flag is styled by the page itself
 
 
-def test_report_says_when_interpretation_was_not_run(analyses, tmp_path, monkeypatch, capsys):
+def test_report_says_when_interpretation_was_not_run(analyses, report_args, tmp_path, monkeypatch, capsys):
     out = tmp_path / "report.html"
-    assert run_cli(monkeypatch, *_args(analyses, out)) == 0
+    assert run_cli(monkeypatch, *report_args(analyses, out)) == 0
     learned = out.read_text().split('<section id="learned">')[1].split("</section>")[0]
     assert "Interpretation was not run (--interpret false)." in learned
     bogus = tmp_path / "empty"
     bogus.mkdir()
-    assert run_cli(monkeypatch, *_args(analyses, out, "--interpret", f"lineA={bogus}")) == 2
+    assert run_cli(monkeypatch, *report_args(analyses, out, "--interpret", f"lineA={bogus}")) == 2
     assert f"{bogus}: not a `scfan bulk interpret` output folder (no summary.tsv)" in capsys.readouterr().err
 
 
-@pytest.fixture
-def cell_interpret_folder(tmp_path):
-    """A tiny `scfan sc interpret` folder: cluster 0 explained for two TFs (one mostly on accessibility, one mostly on
-    sequence), cluster 1 for one TF without a share; an attribution track for cluster 0's GATA1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = tmp_path / "sc_interpret"
-    (folder / "tracks").mkdir(parents=True)
-    folder.joinpath("clusters.tsv").write_text(
-        "cluster\tfeature\tmodel\ttf\tn_windows\tmean_probability\taccessibility_share\tn_instances\t"
-        "n_own_motif_instances\ttop_instance_motifs\n"
-        "0\tlineA:GATA1\tlineA\tGATA1\t30\t0.912\t0.75\t21\t18\tGATA1 ×18; TAL1::GATA1 ×3\n"
-        "0\tlineA:CTCF\tlineA\tCTCF\t30\t0.99\t0.2\t25\t24\tCTCF ×24; ZNF ×1\n"
-        "1\tlineA:SPI1\tlineA\tSPI1\t30\t0.5\t\t0\t0\t\n")
-    fig, ax = plt.subplots(figsize=(1, 1))
-    ax.plot([0, 1], [1, 0])
-    fig.savefig(folder / "tracks" / "0_lineA_GATA1.png", format="png")
-    plt.close(fig)
-    png = base64.b64encode((folder / "tracks" / "0_lineA_GATA1.png").read_bytes()).decode("ascii")
-    return folder, png
-
-
-def test_report_shows_why_each_clusters_tfs_are_called(analyses, cell_interpret_folder, tmp_path, monkeypatch):
+def test_report_shows_why_each_clusters_tfs_are_called(analyses, report_args, cell_interpret_folder, tmp_path,
+                                                       monkeypatch):
     """After "What the models learned": per cluster, its explained TFs with the shares of the call resting on
     accessibility and on sequence (adding up to 100%), motif instances (own), the top motifs; tracks folded away."""
     folder, png = cell_interpret_folder
     out = tmp_path / "report.html"
-    assert run_cli(monkeypatch, *_args(analyses, out, "--sc-interpret", str(folder))) == 0
+    assert run_cli(monkeypatch, *report_args(analyses, out, "--sc-interpret", str(folder))) == 0
     page = out.read_text()
     sections = re.findall(r'<section id="([a-z]+)">', page)
     assert sections.index("why") == sections.index("learned") + 1
@@ -279,7 +170,8 @@ def test_report_shows_why_each_clusters_tfs_are_called(analyses, cell_interpret_
     assert png in why.split("<details>")[-1]
 
 
-def test_report_says_when_the_per_cluster_interpretation_was_not_run(analyses, tmp_path, monkeypatch, capsys):
+def test_report_says_when_the_per_cluster_interpretation_was_not_run(analyses, report_args, tmp_path, monkeypatch,
+                                                                     capsys):
     """--interpret false in the run's params: the section says so; a folder that is not `sc interpret`'s is refused
     with its name."""
     import json
@@ -287,10 +179,10 @@ def test_report_says_when_the_per_cluster_interpretation_was_not_run(analyses, t
     params = tmp_path / "params.json"
     params.write_text(json.dumps({**json.loads(Path(analyses["params"]).read_text()), "interpret": False}))
     out = tmp_path / "report.html"
-    assert run_cli(monkeypatch, *_args(dict(analyses, params=params), out)) == 0
+    assert run_cli(monkeypatch, *report_args(dict(analyses, params=params), out)) == 0
     why = out.read_text().split('<section id="why">')[1].split("</section>")[0]
     assert "The per-cluster interpretation was not run (--interpret false)." in why
     bogus = tmp_path / "empty"
     bogus.mkdir()
-    assert run_cli(monkeypatch, *_args(analyses, out, "--sc-interpret", str(bogus))) == 2
+    assert run_cli(monkeypatch, *report_args(analyses, out, "--sc-interpret", str(bogus))) == 2
     assert f"{bogus}: not a `scfan sc interpret` output folder (no clusters.tsv)" in capsys.readouterr().err

@@ -14,6 +14,8 @@ from sc_builders import CHROM_SIZES, random_fragments, run_cli, write_bam, write
 
 from scfan.bulk.model import ArchConfig, ModelSpec, ScFANet, channel_names, save_model
 from scfan.sc import predict as P
+from scfan.sc.cells_file import read_cells_for_inference
+from scfan.sc.units import greedy_metacells, make_units
 from scfan.tracks import TrackNorm
 
 EMPTY_CELL = "AAAC9999-1"  # all its fragments lie between peaks: no insertion in any peak
@@ -300,7 +302,7 @@ def test_predictions_follow_the_pooled_track(tiny_sc):
 
     models = P.load_models([str(p) for p in tiny_sc["models"]], torch.device("cpu"))
     assert models.names == ["lineA", "lineB"]
-    a = P.read_cells_for_inference(tiny_sc["cells"])
+    a = read_cells_for_inference(tiny_sc["cells"])
     cells = np.arange(a.n_obs)
     cfg = P.PredictConfig(batch_size=64)
     seen: list[torch.Tensor] = []
@@ -319,7 +321,7 @@ def test_predictions_follow_the_pooled_track(tiny_sc):
         sizes = dict(g.sizes)
         win = P.peak_windows(a.var_names, sizes, models.window, models.context)
         scored = P.scored_peaks(a.X, a.obsp["pooling"], cells, cfg.min_signal)
-        units = P.make_units("exact", a.obsp["pooling"], cells, 1)
+        units = make_units("exact", a.obsp["pooling"], cells, 1)
         bw = open_bigwig(tiny_sc["mapp"])
         totals = 2.0 * a.obs["n_fragments"].to_numpy(np.float64)
         with PooledTracks({"s1": tiny_sc["fragments"]}, list(a.obs_names), units.pooling, totals,
@@ -351,8 +353,8 @@ def test_greedy_metacells_are_deterministic_and_bounded():
     rows = np.repeat(np.arange(n), k)
     cols = np.concatenate([np.r_[i, rng.choice(np.delete(np.arange(n), i), k - 1, replace=False)] for i in range(n)])
     pool = sp.csr_matrix((np.full(n * k, 1 / k), (rows, cols)), shape=(n, n))
-    a = P.greedy_metacells(pool, 4)
-    assert np.array_equal(a, P.greedy_metacells(pool, 4))
+    a = greedy_metacells(pool, 4)
+    assert np.array_equal(a, greedy_metacells(pool, 4))
     assert a.min() == 0 and np.bincount(a).max() <= 4 and (a >= 0).all()
 
 
@@ -519,7 +521,7 @@ def test_cluster_tracks_refuse_a_cell_without_cluster(tiny_sc, tmp_path, monkeyp
 def test_a_shard_reads_only_its_cells_neighbours_counts(tiny_sc):
     """Per-cell inference never loads the whole count matrix: scored_peaks asks the cells file for the rows of the
     shard's cells' neighbours only, and gets the same scored peaks as from the whole matrix."""
-    a = P.read_cells_for_inference(tiny_sc["cells"])
+    a = read_cells_for_inference(tiny_sc["cells"])
     with a:
         pooling = a.obsp["pooling"]
         full = a.X
@@ -669,7 +671,7 @@ def test_a_shard_on_its_split_fragments_predicts_what_it_does_on_the_whole_file(
         assert Path(f"{part}.tbi").is_file()
         # a header naming shard and mode, then exactly the fragments of the cells whose insertions the shard's
         # pooled tracks use (metacell mode: its metacells' seeds' neighbourhoods), in the input's order
-        units = P.make_units(mode, pooling, S.shard_cells(a.n_obs, f"{i}/{n}", rank), 3)
+        units = make_units(mode, pooling, S.shard_cells(a.n_obs, f"{i}/{n}", rank), 3)
         used_rows = S.cells_used(units.pooling, np.arange(units.pooling.shape[0]))
         used = {a.obs_names[c].partition("#")[2] for c in used_rows}
         header, *body = list(gzip.open(part, "rt"))
