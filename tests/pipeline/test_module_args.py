@@ -125,10 +125,14 @@ def predict_argv(tmp_path, *args: str) -> list[str]:
     return line.split()[1:]
 
 def test_the_window_share_and_the_seed_reach_scfan_sc_predict(tmp_path):
-    argv = predict_argv(tmp_path, "--infer_window_share", "0.25", "--seed", "11")
+    argv = predict_argv(tmp_path, "--infer_window_share", "0.25", "--seed", "11",
+                        "--infer_window_estimator", "regression")
     assert argv[:2] == ["sc", "predict"], argv
 
     assert (value(argv, "--window-share"), value(argv, "--window-seed")) == ("0.25", "11")
+    assert value(argv, "--window-estimator") == "regression"
+    (tmp_path / "default").mkdir()
+    assert value(predict_argv(tmp_path / "default"), "--window-estimator") == "mean"
     assert value(argv, "--shard") == "1/1" and value(argv, "--model") == "lineA=models/model.pt"
 
 

@@ -221,6 +221,10 @@ def predict_cmd(
                                        "cell's windows (the same windows for all cells), with standard errors in "
                                        "layers *_se; ~1/share fewer model calls (docs/single_cell.md)."),
     window_seed: int = typer.Option(0, "--window-seed", help="Seed of the --window-share sample."),
+    window_estimator: str = typer.Option("mean", "--window-estimator", help="With --window-share < 1: 'mean' (each "
+                                         "cell's mean over its sampled windows) or 'regression' (that mean "
+                                         "corrected by a per-window proxy known for every window: smaller errors, "
+                                         "one more model run per window of the shard; docs/scaling.md)."),
     min_sampled_windows: int = typer.Option(100, "--min-sampled-windows", help="With --window-share < 1, a cell "
                                             "with fewer sampled windows is scored on all of its windows."),
     assembly: str = typer.Option("auto", "--assembly", help="Where the model inputs are built from the parsed "
@@ -240,7 +244,8 @@ def predict_cmd(
     cfg = PredictConfig(mode=mode, shard=shard, min_signal=min_signal, bound_threshold=bound_threshold,
                         top_k=top_k, batch_size=batch_size, metacell_size=metacell_size, device=device, amp=amp,
                         compile=compile_models, num_threads=threads, window_share=window_share,
-                        window_seed=window_seed, min_sampled_windows=min_sampled_windows, assembly=assembly)
+                        window_seed=window_seed, min_sampled_windows=min_sampled_windows,
+                        window_estimator=window_estimator, assembly=assembly)
     adata = predict_activity(cells, model, _fragments_map(fragments), genome, mappability, cfg)
     write_activity(adata, out)
     log.info("wrote %s (%d cells × %d features; %d without a scored window)", out, adata.n_obs, adata.n_vars,

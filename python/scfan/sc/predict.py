@@ -45,6 +45,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -79,10 +80,13 @@ from scfan.sc.shards import (
     shard_cells,
 )
 from scfan.sc.units import Units, check_mode, make_units
+from scfan.sc.window_estimate import RegressionAccumulator
 from scfan.tracks import normalize_track
 
 log = logging.getLogger(__name__)
 
+#: how a window sample becomes the activity layers (:attr:`PredictConfig.window_estimator`)
+WINDOW_ESTIMATORS = ("mean", "regression")
 #: where the model inputs are built (:func:`assembly_of`)
 ASSEMBLIES = ("auto", "host", "device")
 #: the accessibility channel of a per-cell model's inputs, the only one that differs between cells
@@ -114,6 +118,10 @@ class PredictConfig:
     window_seed: int = 0
     #: a cell with fewer sampled windows than this is scored on all of its windows (its values are then exact)
     min_sampled_windows: int = 100
+    #: how a window sample becomes the activity layers: ``mean`` (each cell's mean over its sampled windows) or
+    #: ``regression`` (that mean corrected by a per-window proxy known for every window,
+    #: :mod:`scfan.sc.window_estimate`)
+    window_estimator: str = "mean"
     #: where the model inputs are built from the parsed insertions: ``host`` (numpy/scipy), ``device`` (torch on
     #: the models' device, :mod:`scfan.sc.assembly`) or ``auto`` (device on CUDA, host on a CPU)
     assembly: str = "auto"
@@ -134,6 +142,9 @@ class PredictConfig:
             raise ScfanError(f"--window-share {self.window_share:g}: expected a share of the windows in (0, 1]")
         if self.min_sampled_windows < 1:
             raise ScfanError("--min-sampled-windows must be >= 1")
+        if self.window_estimator not in WINDOW_ESTIMATORS:
+            raise ScfanError(f"--window-estimator {self.window_estimator!r}: expected one of "
+                             f"{', '.join(WINDOW_ESTIMATORS)}")
         if self.assembly not in ASSEMBLIES:
             raise ScfanError(f"--assembly {self.assembly!r}: expected one of {', '.join(ASSEMBLIES)}")
 
@@ -505,12 +516,33 @@ def _models_device(models: ModelSet) -> torch.device:
     return next(models.models[0].parameters()).device
 
 
+class Proxies(NamedTuple):
+    """Of every scored pair of a chunk, sampled or not: its cell row and its window's proxy ``(n, features)``, the
+    models' prediction for the window with the mean accessibility of the pairs that score it
+    (:mod:`scfan.sc.window_estimate`); ``sampled`` marks the pairs of the batch's ``probs``, in their order."""
+
+    cells: np.ndarray
+    proxy: np.ndarray
+    sampled: np.ndarray
+
+
+class PairBatch(NamedTuple):
+    """Predictions of a chunk's (cell, window) pairs; ``proxies`` only when asked for."""
+
+    cells: np.ndarray
+    windows: np.ndarray
+    probs: np.ndarray
+    proxies: Proxies | None = None
+
+
 def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, scored: sp.csr_matrix,
                           windows: pl.DataFrame, genome, mappability_bw, cfg: PredictConfig,
                           device: torch.device | None, pair_mask: np.ndarray | None = None,
-                          record: dict | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``(cell_rows, window_rows, probs)`` batches over every scored (cell, window) pair of the shard (of
-    :func:`scored_pairs`), or over those ``pair_mask`` keeps.
+                          record: dict | None = None, proxies: bool = False) -> Iterator[PairBatch]:
+    """Yield :class:`PairBatch` es ``(cell_rows, window_rows, probs, proxies)`` over every scored (cell, window) pair
+    of the shard (of :func:`scored_pairs`), or over those ``pair_mask`` keeps. With ``proxies`` (and a
+    ``pair_mask``), every scored pair is assembled, the kept ones predicted, and each batch also carries the
+    :class:`Proxies` of all the chunk's pairs.
 
     ``tracks`` must have been built on ``units.pooling``; ``cell_rows`` index the shard's cells and
     ``window_rows`` the rows of ``windows``. ``device``: the models' (None: read from the models); with
@@ -525,8 +557,9 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
                  if assembly_of(cfg.assembly, device) == "device" else None)
     checked = False
     pair_cell, pair_win = scored_pairs(scored, windows)
-    if pair_mask is not None:
-        pair_cell, pair_win = pair_cell[pair_mask], pair_win[pair_mask]
+    keep = pair_mask if pair_mask is not None else np.ones(len(pair_cell), dtype=bool)
+    if pair_mask is not None and not proxies:
+        pair_cell, pair_win, keep = pair_cell[pair_mask], pair_win[pair_mask], keep[pair_mask]
     chroms = windows["chrom"].to_numpy().astype(str)
     starts = windows["start"].to_numpy()
     # genomic chunks of consecutive windows on one chromosome
@@ -544,9 +577,11 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
         sel = by_chunk[bounds[ch] : bounds[ch + 1]]
         if not len(sel):
             continue
-        p_cell, p_win = pair_cell[sel], pair_win[sel]
+        p_cell, p_win, p_keep = pair_cell[sel], pair_win[sel], keep[sel]
         key = units.of_cell[p_cell] * len(windows) + p_win
         ukeys, inverse = np.unique(key, return_inverse=True)  # sorted: unit-major, then window
+        u_keep = np.zeros(len(ukeys), dtype=bool)
+        u_keep[inverse[p_keep]] = True  # a (unit, window) pair is predicted where any of its pairs is kept
         u_unit, u_win = ukeys // len(windows), ukeys % len(windows)
         chrom = chroms[p_win[0]]
         wins = np.unique(u_win)
@@ -566,11 +601,19 @@ def iter_cell_predictions(models: ModelSet, tracks: PooledTracks, units: Units, 
                 assembler = None
                 if record is not None:
                     record["assembly"] = f"host (device assembly on {device} refused: {refused})"
+        predict = None if u_keep.all() else u_keep
         if assembler is None:
-            probs = _host_chunk_probs(models, tracks, xw, ins, inputs.offsets, u_unit, win_local, cfg)
+            probs, proxy = _host_chunk_probs(models, tracks, xw, ins, inputs.offsets, u_unit, win_local, cfg,
+                                             predict, proxies)
         else:
-            probs = _device_chunk_probs(models, assembler, xw, ins, inputs.offsets, u_unit, win_local, cfg)
-        yield p_cell, p_win, probs[inverse]
+            probs, proxy = _device_chunk_probs(models, assembler, xw, ins, inputs.offsets, u_unit, win_local, cfg,
+                                               predict, proxies)
+        probs = probs[inverse]
+        if not proxies:
+            yield PairBatch(p_cell, p_win, probs)
+            continue
+        yield PairBatch(p_cell[p_keep], p_win[p_keep], probs[p_keep],
+                        Proxies(p_cell, proxy[win_local[inverse]], p_keep))
 
 
 #: device-assembled accessibility may differ from the host's by float32 rounding of log1p (~1 ulp), nothing more
@@ -610,43 +653,98 @@ def _unit_blocks(u_unit: np.ndarray, n_units: int, cfg: PredictConfig) -> Iterat
             yield int(b0), int(b1), np.unique(u_unit[b0:b1])
 
 
+class _WindowMeans:
+    """Running sums of the accessibility channel per window of a chunk, for the proxies (float64, pair order)."""
+
+    def __init__(self, n_windows: int, context: int):
+        self.sum = np.zeros((n_windows, context))
+        self.n = np.zeros(n_windows)
+
+    def add(self, win: np.ndarray, acc) -> None:
+        acc = acc.float().cpu().numpy() if isinstance(acc, torch.Tensor) else acc
+        ind = sp.csr_matrix((np.ones(len(win)), (win, np.arange(len(win)))), shape=(len(self.n), len(win)))
+        self.sum += ind @ acc.astype(np.float64)
+        self.n += np.bincount(win, minlength=len(self.n))
+
+    def proxies(self, models: ModelSet, xw: torch.Tensor, scores: list, cfg: PredictConfig) -> np.ndarray:
+        """The models' predictions ``(windows, features)`` with each window's mean accessibility."""
+        mean = (self.sum / np.maximum(self.n, 1)[:, None]).astype(np.float32)
+        if xw.device.type != "cpu":
+            mean = torch.as_tensor(mean, device=xw.device)
+        return models.predict_pairs(xw, scores, np.arange(len(self.n)), mean, cfg.batch_size, cfg.amp)
+
+
 def _host_chunk_probs(models: ModelSet, tracks: PooledTracks, xw: torch.Tensor, ins: sp.csr_matrix,
                       offsets: np.ndarray, u_unit: np.ndarray, win_local: np.ndarray, cfg: PredictConfig,
-                      ) -> np.ndarray:
-    """Probabilities of a chunk's pairs, inputs built on the host (numpy/scipy; ``--assembly host``)."""
+                      predict: np.ndarray | None = None, proxies: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities of a chunk's pairs (those ``predict`` marks; None: all), inputs built on the host
+    (numpy/scipy; ``--assembly host``), and with ``proxies`` each window's proxy (:class:`_WindowMeans`)."""
     context = models.context
     # what the models compute from the windows alone, once for every cell
     scores = models.window_scores(xw)
     ins = _only_columns(ins.astype(np.float64), offsets, context)
-    probs = np.empty((len(u_unit), len(models.features)), dtype=np.float32)
+    probs = np.full((len(u_unit), len(models.features)), np.nan, dtype=np.float32)
+    means = _WindowMeans(xw.shape[0], context) if proxies else None
     for b0, b1, units_here in _unit_blocks(u_unit, tracks.pooling.shape[0], cfg):
         pooled = sp.csr_matrix(tracks.pooling[units_here] @ ins)
         pooled.sort_indices()
         for s in range(b0, b1, cfg.batch_size * 4):
             e = min(s + cfg.batch_size * 4, b1)
-            rows = np.searchsorted(units_here, u_unit[s:e])
-            acc = _extract_windows(pooled, rows, offsets[win_local[s:e]], context)
-            acc = normalize_track(acc, tracks.pooled_mean[u_unit[s:e]][:, None])
-            probs[s:e] = models.predict_pairs(xw, scores, win_local[s:e], acc, cfg.batch_size, cfg.amp)
-    return probs
+            rows = _batch_rows(s, e, predict, means)
+            if not len(rows):
+                continue
+            acc = _extract_windows(pooled, np.searchsorted(units_here, u_unit[rows]), offsets[win_local[rows]],
+                                   context)
+            acc = normalize_track(acc, tracks.pooled_mean[u_unit[rows]][:, None])
+            rows, acc = _with_means(means, predict, rows, win_local, acc)
+            if len(rows):
+                probs[rows] = models.predict_pairs(xw, scores, win_local[rows], acc, cfg.batch_size, cfg.amp)
+    return probs, (means.proxies(models, xw, scores, cfg) if means is not None else None)
+
+
+def _batch_rows(s: int, e: int, predict: np.ndarray | None, means: _WindowMeans | None) -> np.ndarray:
+    """The rows of a batch to assemble: all of them where proxies are made (their means need every pair), else the
+    rows to predict."""
+    if predict is None or means is not None:
+        return np.arange(s, e)
+    return s + np.flatnonzero(predict[s:e])
+
+
+def _with_means(means: _WindowMeans | None, predict: np.ndarray | None, rows: np.ndarray, win_local: np.ndarray,
+                acc):
+    """Add a batch's accessibility to the window means (if made), then keep the rows to predict and their inputs."""
+    if means is None:
+        return rows, acc
+    means.add(win_local[rows], acc)
+    if predict is None:
+        return rows, acc
+    keep = predict[rows]
+    return rows[keep], acc[torch.as_tensor(keep, device=acc.device) if isinstance(acc, torch.Tensor) else keep]
 
 
 def _device_chunk_probs(models: ModelSet, assembler: DeviceAssembler, xw: torch.Tensor, ins: sp.csr_matrix,
                         offsets: np.ndarray, u_unit: np.ndarray, win_local: np.ndarray, cfg: PredictConfig,
-                        ) -> np.ndarray:
+                        predict: np.ndarray | None = None, proxies: bool = False,
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
     """Probabilities of a chunk's pairs, inputs built on the models' device (``--assembly device``): the chunk
     moves there once; a CPU's window-sharing models take the accessibility as a (cpu) tensor, a CUDA model gets
     its whole inputs on the device."""
     xw_dev = assembler.load_chunk(ins, offsets, xw)
     scores = models.window_scores(xw_dev)
-    probs = np.empty((len(u_unit), len(models.features)), dtype=np.float32)
+    probs = np.full((len(u_unit), len(models.features)), np.nan, dtype=np.float32)
+    means = _WindowMeans(xw.shape[0], models.context) if proxies else None
     for b0, b1, units_here in _unit_blocks(u_unit, assembler.n_units, cfg):
         assembler.pool(units_here)
         for s in range(b0, b1, cfg.batch_size * 4):
             e = min(s + cfg.batch_size * 4, b1)
-            acc = assembler.accessibility(u_unit[s:e], win_local[s:e])
-            probs[s:e] = models.predict_pairs(xw_dev, scores, win_local[s:e], acc, cfg.batch_size, cfg.amp)
-    return probs
+            rows = _batch_rows(s, e, predict, means)
+            if not len(rows):
+                continue
+            acc = assembler.accessibility(u_unit[rows], win_local[rows])
+            rows, acc = _with_means(means, predict, rows, win_local, acc)
+            if len(rows):
+                probs[rows] = models.predict_pairs(xw_dev, scores, win_local[rows], acc, cfg.batch_size, cfg.amp)
+    return probs, (means.proxies(models, xw_dev, scores, cfg) if means is not None else None)
 
 
 def check_barcodes(fragments: dict[str, str | Path], cell_ids: Sequence[str], max_lines: int = 200_000) -> None:
@@ -772,6 +870,9 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
                 del pc, pw
             acc = ActivityAccumulator(len(cells), len(models.features), cfg.top_k, cfg.bound_threshold,
                                       squares=cfg.sampled)
+            regression = cfg.sampled and cfg.window_estimator == "regression"
+            reg = (RegressionAccumulator(len(cells), len(models.features), cfg.top_k, cfg.bound_threshold)
+                   if regression else None)
             log.info("shard %s: %d of %d cells, %d units (%s mode), %d windows on %d peaks, %d (cell, peak) pairs "
                      "scored; %d model(s), %d features, device %s", cfg.shard, len(cells), adata.n_obs,
                      units.pooling.shape[0], cfg.mode, len(windows), adata.n_vars, scored.nnz, len(models.names),
@@ -781,17 +882,24 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
             with PooledTracks(fragments, list(adata.obs_names), units.pooling, totals, sum(sizes.values())) as tr:
                 ran = {"assembly": assembly_label(cfg.assembly, device)}
                 batches = iter_cell_predictions(models, tr, units, scored, windows, genome, bw, cfg, device,
-                                                pair_mask=pair_mask, record=ran)
-                for p_cell, _p_win, probs in tqdm(batches, desc=f"predict shard {cfg.shard}", unit="chunk",
-                                                   disable=not progress_enabled(), leave=False):
+                                                pair_mask=pair_mask, record=ran, proxies=regression)
+                for p_cell, _p_win, probs, prox in tqdm(batches, desc=f"predict shard {cfg.shard}", unit="chunk",
+                                                         disable=not progress_enabled(), leave=False):
                     acc.add(p_cell, probs)
+                    if reg is not None:
+                        reg.add_all(prox.cells, prox.proxy)
+                        reg.add_sampled(p_cell, probs, prox.proxy[prox.sampled])
                     if on_batch is not None:
                         on_batch(p_cell, _p_win, probs, windows=windows, sizes=sizes, features=models.features,
                                  window=models.window)
         finally:
             bw.close()
     layers = acc.layers()
-    if cfg.sampled:
+    if reg is not None:
+        est, ses = reg.estimates()
+        layers.update(est)
+        layers.update(ses)
+    elif cfg.sampled:
         layers.update(acc.standard_errors(n_candidates))
     obs = adata.obs.iloc[cells].copy()
     obs["n_scored_windows"] = acc.n_scored
@@ -838,11 +946,18 @@ def sampling_summary(adata: ad.AnnData, cfg: PredictConfig | dict) -> dict:
     estimator, and per layer the median standard error and its median over the layer's own value (cells × features
     with a value > 0)."""
     c = cfg if isinstance(cfg, dict) else cfg.__dict__
+    regression = c.get("window_estimator", "mean") == "regression"
     out = {"share": float(c["window_share"]), "seed": int(c["window_seed"]),
            "min_sampled_windows": int(c["min_sampled_windows"]),
-           "estimator": "each layer is a cell's mean over a random share of its scored windows (the same windows for "
-                        "every cell); *_se layers: standard errors for a simple random sample without replacement "
-                        "(finite-population corrected; 0 where a cell was scored on all its windows)",
+           "window_estimator": "regression" if regression else "mean",
+           "estimator": ("each layer is a cell's mean over a random share of its scored windows (the same windows for "
+                         "every cell), corrected by the regression on a per-window proxy known for all of them "
+                         "(scfan.sc.window_estimate); *_se layers: standard errors of the regression residuals "
+                         "(finite-population corrected; 0 where a cell was scored on all its windows)"
+                         if regression else
+                         "each layer is a cell's mean over a random share of its scored windows (the same windows for "
+                         "every cell); *_se layers: standard errors for a simple random sample without replacement "
+                         "(finite-population corrected; 0 where a cell was scored on all its windows)"),
            "median_scored_share": float(np.median(adata.obs["n_scored_windows"].to_numpy()
                                                   / np.maximum(adata.obs["n_candidate_windows"].to_numpy(), 1)))}
     for layer, se_name in SE_LAYERS.items():
@@ -876,14 +991,15 @@ def merge_activity(paths: Sequence[str | Path]) -> ad.AnnData:
             raise InputFileError(p, "not an activity shard written by `scfan sc predict`")
         i, n = int(info["shard_index"]), int(info["shard_count"])
         sampling = tuple(info["config"].get(k, d) for k, d in (("window_share", 1.0), ("window_seed", 0),
-                                                               ("min_sampled_windows", 100)))
+                                                               ("min_sampled_windows", 100),
+                                                               ("window_estimator", "mean")))
         if ref is None:
             ref = (n, list(a.var_names), info["config"].get("mode"), int(info["n_cells_total"]), p, sampling)
         if n != ref[0] or list(a.var_names) != ref[1] or info["config"].get("mode") != ref[2]:
             raise InputFileError(p, f"shard {i}/{n} does not match {ref[4]} (shard count, features or mode differ)")
         if sampling != ref[5]:
             raise InputFileError(p, f"shard {i}/{n} was scored on another window sample than {ref[4]} "
-                                 f"(--window-share, seed, minimum: {sampling} vs {ref[5]})")
+                                 f"(--window-share, seed, minimum, estimator: {sampling} vs {ref[5]})")
         if i in parts:
             raise InputFileError(p, f"shard {i}/{n} given twice")
         parts[i] = a

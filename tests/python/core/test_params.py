@@ -57,6 +57,10 @@ def test_infer_window_share_is_a_share_in_zero_one(schema):
     for bad in (0, -0.5, 1.5, "half"):
         (v,) = validate_params({**base, "infer_window_share": bad}, schema)
         assert (v.name, v.value) == ("infer_window_share", bad)
+    for ok in ("mean", "regression"):
+        assert validate_params({**base, "infer_window_estimator": ok}, schema) == []
+    (v,) = validate_params({**base, "infer_window_estimator": "ratio"}, schema)
+    assert v.name == "infer_window_estimator"
 
 
 @pytest.mark.parametrize("value", ["all", "primary", "chr1", "chr1,chr2,chrX", "1,2,MT", "NC_000001.11",

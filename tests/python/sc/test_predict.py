@@ -954,3 +954,60 @@ def test_a_device_assembly_that_disagrees_with_the_host_is_refused(tiny_sc, tmp_
     for name in ("mean_prob", "frac_bound"):
         np.testing.assert_array_equal(d.layers[name], h.layers[name])
     np.testing.assert_array_equal(d.X, h.X)
+
+
+# --- --window-estimator regression (scfan.sc.window_estimate) ---
+
+
+def test_regression_run_predicts_the_sample_exactly_and_estimates_closer_than_the_mean(tiny_sc, tmp_path,
+                                                                                       monkeypatch):
+    """A real run: the sampled pairs get exact mode's predictions, cells scored on all their windows get exact's
+    means, and the regression estimate is nearer exact's layers than the plain sample mean."""
+    pc, pw, pp, windows = _pairs_of_exact_run(tiny_sc, P.PredictConfig(device="cpu"))
+    args = ("--window-share", "0.5", "--window-seed", "3", "--min-sampled-windows", "3")
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "mean.h5ad", *args) == 0
+    assert _predict(monkeypatch, tiny_sc, tmp_path / "reg.h5ad", *args, "--window-estimator", "regression") == 0
+    mean, reg = ad.read_h5ad(tmp_path / "mean.h5ad"), ad.read_h5ad(tmp_path / "reg.h5ad")
+    assert reg.uns["scfan_activity"]["window_sampling"]["window_estimator"] == "regression"
+    np.testing.assert_array_equal(reg.obs["n_scored_windows"], mean.obs["n_scored_windows"])
+    n_cells = reg.n_obs
+    exact = np.zeros((n_cells, pp.shape[1]))
+    np.add.at(exact, pc, pp)
+    exact /= np.maximum(np.bincount(pc, minlength=n_cells), 1)[:, None]
+    full = reg.obs["n_scored_windows"].to_numpy() == reg.obs["n_candidate_windows"].to_numpy()
+    assert full.any() and (~full).any()
+    np.testing.assert_allclose(reg.layers["mean_prob"][full], exact[full], atol=2e-6)
+    assert np.all(reg.layers["mean_prob_se"][full] == 0)
+    err_reg = np.abs(reg.layers["mean_prob"][~full] - exact[~full]).mean()
+    err_mean = np.abs(mean.layers["mean_prob"][~full] - exact[~full]).mean()
+    print(f"mean |error| of mean_prob on partly sampled cells: regression {err_reg:.5f}, mean {err_mean:.5f}")
+    assert err_reg < err_mean
+    # the sampled pairs' predictions are exact mode's, whatever else is assembled beside them
+    got = []
+    models = [f"lineA={tiny_sc['models'][0]}", f"lineB={tiny_sc['models'][1]}"]
+    cfg = P.PredictConfig(device="cpu", window_share=0.5, window_seed=3, min_sampled_windows=3,
+                          window_estimator="regression")
+    P.predict_activity(tiny_sc["cells"], models, {"s1": tiny_sc["fragments"]}, tiny_sc["fasta"], tiny_sc["mapp"],
+                       cfg, on_batch=lambda c, w, p, **kw: got.append((c.copy(), w.copy(), p.copy())))
+    sc_, sw, sp_ = (np.concatenate([g[i] for g in got]) for i in range(3))
+    lookup = {(int(c), int(w)): i for i, (c, w) in enumerate(zip(pc, pw, strict=True))}
+    idx = np.array([lookup[(int(c), int(w))] for c, w in zip(sc_, sw, strict=True)])
+    np.testing.assert_allclose(sp_, pp[idx], atol=1e-6)
+    assert len(sc_) == int(reg.obs["n_scored_windows"].sum()) < len(pc)
+
+
+def test_merge_refuses_shards_of_different_estimators(tiny_sc, tmp_path, monkeypatch, capsys):
+    a, b = tmp_path / "a.h5ad", tmp_path / "b.h5ad"
+    assert _predict(monkeypatch, tiny_sc, a, "--window-share", "0.5", "--shard", "1/2") == 0
+    assert _predict(monkeypatch, tiny_sc, b, "--window-share", "0.5", "--shard", "2/2",
+                    "--window-estimator", "regression") == 0
+    capsys.readouterr()
+    out = tmp_path / "m.h5ad"
+    assert run_cli(monkeypatch, "sc", "merge-activity", str(a), str(b), "--out", str(out)) == 2
+    assert "another window sample" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unknown_estimator(tiny_sc, tmp_path, monkeypatch, capsys):
+    _bad(monkeypatch, capsys, tiny_sc, tmp_path, "--window-estimator", "--window-share", "0.5",
+         "--window-estimator", "ratio")
