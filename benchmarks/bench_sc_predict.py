@@ -17,7 +17,9 @@ side by side:
 - ``fast`` (only on a CPU with native bfloat16: elsewhere it runs exact's float32) and ``metacell``;
 - ``exact`` with ``--window-share`` s: the activity layers from a share s of the windows, with Spearman ρ per feature
   against exact and the coverage of the stated standard errors (the share of (cell, feature) values within 1.96 SE
-  of exact's value).
+  of exact's value), for each ``--window-estimator`` (``mean``, ``regression``: :mod:`scfan.sc.window_estimate`);
+- with ``--large-shard-cells``, the window-share rows again on a larger shard, where the regression estimator's
+  per-window proxies are shared by more cells.
 
 Time is split by wrapping the fragment reader (parsing: tabix query, insertions), the models (window scores and pair
 predictions) and counting the rest of the shard as assembly and set-up (pooling product, windows, normalisation,
@@ -51,6 +53,7 @@ class Timers:
     def __init__(self):
         self.parse = 0.0
         self.model = 0.0
+        self.proxy = 0.0  # the regression estimator's per-window proxies (also counted in model)
 
     @contextmanager
     def installed(self):
@@ -58,6 +61,7 @@ class Timers:
         from scfan.sc.pooling import PooledTracks
 
         saved = PooledTracks.insertions, P.ModelSet.window_scores, P.ModelSet.predict_pairs
+        saved_proxies = P._WindowMeans.proxies
 
         def timed(fn, slot):
             def wrapper(*a, **kw):
@@ -71,10 +75,12 @@ class Timers:
         PooledTracks.insertions = timed(saved[0], "parse")
         P.ModelSet.window_scores = timed(saved[1], "model")
         P.ModelSet.predict_pairs = timed(saved[2], "model")
+        P._WindowMeans.proxies = timed(saved_proxies, "proxy")
         try:
             yield self
         finally:
             PooledTracks.insertions, P.ModelSet.window_scores, P.ModelSet.predict_pairs = saved
+            P._WindowMeans.proxies = saved_proxies
 
 
 def run_shard(sim: Path, models: list[str], cells: Path, fragments: dict[str, str], shard: str, threads: int,
@@ -108,6 +114,14 @@ def main() -> None:
     ap.add_argument("--preset", default="bench", help="simulator preset made when no --sim-dir is given")
     ap.add_argument("--cells", type=int, default=150, help="cells of the shard (the first shard of n_cells / this)")
     ap.add_argument("--shares", type=float, nargs="+", default=[0.2, 0.1])
+    ap.add_argument("--estimators", nargs="+", default=["mean", "regression"], choices=["mean", "regression"],
+                    help="--window-estimator of the window-share rows")
+    ap.add_argument("--no-other-modes", action="store_true",
+                    help="only exact and the window-share rows (no 'before', device assembly or metacell rows)")
+    ap.add_argument("--large-shard-cells", type=int, default=0,
+                    help="also run the window-share rows on a shard of this many cells (no exact there: its rate "
+                         "is compared with the small shard's exact rate), where the proxies' cost is shared by "
+                         "more cells")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_sc_predict.md")
@@ -121,9 +135,6 @@ def main() -> None:
     models, cells_path, fragments = prepare(sim, work, args.epochs)
     import anndata as ad
 
-    from scfan.inference import cpu_has_native_bf16
-    from scfan.sc import predict as P
-
     n_all = ad.read_h5ad(cells_path, backed="r").n_obs
     shard = f"1/{math.ceil(n_all / args.cells)}"
     results = {}
@@ -136,6 +147,31 @@ def main() -> None:
 
     exact, wall, tm = run_shard(sim, models, cells_path, fragments, shard, args.threads)
     row("exact", exact, wall, tm)
+    if not args.no_other_modes:
+        other_modes(sim, models, cells_path, fragments, shard, args, exact, row)
+    for s in args.shares:
+        for est in args.estimators:
+            a, wall, tm = run_shard(sim, models, cells_path, fragments, shard, args.threads, window_share=s,
+                                    window_estimator=est)
+            row(f"exact, --window-share {s:g}, --window-estimator {est}", a, wall, tm)
+    large = {}
+    if args.large_shard_cells:
+        big = f"1/{math.ceil(n_all / args.large_shard_cells)}"
+        for s in args.shares:
+            for est in args.estimators:
+                a, wall, tm = run_shard(sim, models, cells_path, fragments, big, args.threads, window_share=s,
+                                        window_estimator=est)
+                large[f"shard {big} ({a.n_obs} cells), --window-share {s:g}, --window-estimator {est}"] = (
+                    a, wall, tm, int(a.obs["n_scored_windows"].sum()), int(a.obs["n_candidate_windows"].sum()))
+                print(f"large shard {est} {s}: {wall:.1f} s", flush=True)
+    write_tables(args, started, sim, models, n_all, shard, exact, results, large)
+
+
+def other_modes(sim, models, cells_path, fragments, shard, args, exact, row) -> None:
+    """The rows beside exact: the pooling product before the column skip, device assembly, fast, metacell."""
+    from scfan.inference import cpu_has_native_bf16
+    from scfan.sc import predict as P
+
     saved = P._only_columns
     P._only_columns = lambda m, offsets, width: m
     try:
@@ -154,10 +190,10 @@ def main() -> None:
         row(f"fast ({fast.uns['scfan_activity']['precision']})", fast, wall, tm)
     meta, wall, tm = run_shard(sim, models, cells_path, fragments, shard, args.threads, mode="metacell")
     row(f"metacell ({meta.uns['scfan_activity']['precision']})", meta, wall, tm)
-    for s in args.shares:
-        a, wall, tm = run_shard(sim, models, cells_path, fragments, shard, args.threads, window_share=s)
-        row(f"exact, --window-share {s:g}", a, wall, tm)
 
+
+def write_tables(args, started, sim, models, n_all, shard, exact, results, large) -> None:
+    """The results file: the rows side by side, the projection, the error against the cells' window counts."""
     ex_rate = results["exact"][4] / results["exact"][1]
     has = exact.obs["n_scored_windows"].to_numpy() > 0
     lines = [f"# `sc predict` end to end: modes, window sampling, where the time goes ({started})", "",
@@ -171,14 +207,16 @@ def main() -> None:
              "the cells' scored windows, of which only the sample is predicted). ρ: Spearman per feature over the "
              "shard's cells against exact (median / minimum over features). SE coverage: share of (cell, feature) "
              "values of `mean_prob` within 1.96 standard errors of exact's.", "",
-             "| run | pairs predicted | pairs covered | wall s | covered pairs/s | × exact | parsing | model | "
-             "assembly + set-up | ρ X (median / min) | ρ mean_prob (median / min) | SE coverage |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | pairs predicted | pairs covered | wall s | covered pairs/s | × exact | parsing | model "
+             "(proxies) | assembly + set-up | ρ X (median / min) | ρ mean_prob (median / min) | ρ frac_bound "
+             "(median / min) | mean_prob features at ρ ≥ 0.98 | SE coverage |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, (a, wall, tm, pairs, covered) in results.items():
         rate = covered / wall
         other = wall - tm.parse - tm.model
         rho_x = spearman_per_feature(np.asarray(exact.X)[has], np.asarray(a.X)[has])
         rho_m = spearman_per_feature(exact.layers["mean_prob"][has], a.layers["mean_prob"][has])
+        rho_b = spearman_per_feature(exact.layers["frac_bound"][has], a.layers["frac_bound"][has])
         cover = ""
         if "mean_prob_se" in a.layers:
             diff = np.abs(a.layers["mean_prob"] - exact.layers["mean_prob"])[has]
@@ -187,9 +225,22 @@ def main() -> None:
                 z = np.where(diff == 0, 0.0, diff / se)
             cover = f"{np.mean(z <= 1.96):.3f}"
         lines.append(f"| {name} | {pairs:,} | {covered:,} | {wall:.1f} | {rate:,.0f} | {rate / ex_rate:.2f} | "
-                     f"{tm.parse / wall:.0%} | {tm.model / wall:.0%} | {other / wall:.0%} | "
-                     f"{np.median(rho_x):.4f} / {rho_x.min():.4f} | {np.median(rho_m):.4f} / {rho_m.min():.4f} | "
-                     f"{cover} |")
+                     f"{tm.parse / wall:.0%} | {tm.model / wall:.0%} ({tm.proxy / wall:.0%}) | {other / wall:.0%} | "
+                     f"{np.median(rho_x):.4f} / {np.nanmin(rho_x):.4f} | {np.median(rho_m):.4f} / "
+                     f"{np.nanmin(rho_m):.4f} | {np.nanmedian(rho_b):.4f} / {np.nanmin(rho_b):.4f} | "
+                     f"{int(np.sum(rho_m >= 0.98))} / {len(rho_m)} | {cover} |")
+    if large:
+        lines += ["", "## The window sample in a larger shard", "",
+                  "The regression estimator's proxies cost one model run per window of the shard, shared by the "
+                  "shard's cells that score the window: their share of the work falls as shards grow. × exact: "
+                  "against exact mode's rate in the small shard above (exact was not run on this shard).", "",
+                  "| run | pairs predicted | pairs covered | wall s | covered pairs/s | × exact | model (proxies) |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, (_a, wall, tm, pairs, covered) in large.items():
+            rate = covered / wall
+            lines.append(f"| {name} | {pairs:,} | {covered:,} | {wall:.1f} | {rate:,.0f} | {rate / ex_rate:.2f} | "
+                         f"{tm.model / wall:.0%} ({tm.proxy / wall:.0%}) |")
+        results = {**results, **large}
     lines += ["", "## Projection (extrapolated from the rates above, not run at that size)", "",
               "CPU core-hours = pairs covered / (covered pairs/s ÷ threads) / 3600; a real atlas scores ~10k "
               "(`--min-signal 3`) to ~40k windows a cell (docs/scaling.md).", "",

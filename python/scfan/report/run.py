@@ -74,6 +74,11 @@ def numerics_table(activity: Path | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+REGRESSION_NOTE = (" Each cell's sample mean was corrected by a regression on a proxy known for all of its windows "
+                   "(the models' prediction for the window with the mean accessibility of the cells of its shard "
+                   "that score it): the estimator of <code>--infer_window_estimator regression</code>.")
+
+
 def sampling_note(activity: Path | None) -> str:
     """A paragraph on the window sample the activity was estimated from (``--infer_window_share`` < 1), else ''."""
     if activity is None:
@@ -89,7 +94,8 @@ def sampling_note(activity: Path | None) -> str:
     return ("<h3>Activity from a window sample</h3><p class='note'>Each cell's activity was estimated from a random "
             f"share {float(ws['share']):g} of its scored windows (seed {int(ws['seed'])}; the same windows for every "
             f"cell; cells with fewer than {int(ws['min_sampled_windows'])} sampled windows were scored on all of "
-            f"theirs): a median {float(ws['median_scored_share']):.0%} of a cell's windows were predicted. Standard "
+            f"theirs): a median {float(ws['median_scored_share']):.0%} of a cell's windows were predicted."
+            f"{REGRESSION_NOTE if ws.get('window_estimator') == 'regression' else ''} Standard "
             "errors are in the activity file's layers <code>top_k_freq_se</code>, <code>mean_prob_se</code> and "
             f"<code>frac_bound_se</code>; median standard error {f('median_se_X')} for X (relative "
             f"{f('median_relative_se_X')}), {f('median_se_mean_prob')} for mean_prob (relative "

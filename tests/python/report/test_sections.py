@@ -239,6 +239,10 @@ def test_software_shows_the_numerics_and_the_window_sample(analyses, tmp_path):
     assert rows[1][:3] == ["all", "", "mixed: shard 0: float32, shard 1: bfloat16"]
     assert "share 0.25 of its scored windows (seed 3" in s.body and "median standard error nan for X" in s.body
     assert s.missing == "no --versions, --params given"
+    assert "corrected by a regression" not in s.body
+    act.uns["scfan_activity"]["window_sampling"]["window_estimator"] = "regression"
+    act.write_h5ad(path)
+    assert "sample mean was corrected by a regression on a proxy" in software_section(path, [], None).body
 
 
 def test_software_is_left_off_without_inputs_and_refuses_unreadable_params(tmp_path):
