@@ -1,6 +1,10 @@
 """Model inputs and batched prediction, shared by bulk evaluation, region prediction and per-cell inference.
 
 Kept free of file formats and genomics readers (only torch + numpy), so GPU benchmarks run with nothing else.
+
+Why this module is long: the networks' runtime is one layer (torch + numpy only): batched prediction, the
+fast layouts (``ChannelsLastNet``, ``WindowSharedNet``) and the runtime check that they match the model; moving the
+layouts to their own module is part of issue 37's layout.
 """
 
 from __future__ import annotations

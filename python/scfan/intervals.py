@@ -51,6 +51,46 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8")
 
 
+def _check_record(p: Path, parts: list[str], n: int, chrom_sizes: Mapping[str, int] | None) -> None:
+    """Check one record's coordinates (integers, 0 <= start < end, on a chromosome of the genome and within it)."""
+    try:
+        s, e = int(parts[1]), int(parts[2])
+    except ValueError as exc:
+        raise InputFileError(p, f"start/end {parts[1]!r}/{parts[2]!r} are not integers", line=n) from exc
+    if s < 0 or e <= s:
+        raise InputFileError(p, f"interval {parts[0]}:{s}-{e} must have 0 <= start < end", line=n)
+    if chrom_sizes is not None:
+        if parts[0] not in chrom_sizes:
+            hint = chrom_name_hint([parts[0]], chrom_sizes, "the genome")
+            raise InputFileError(p, f"chromosome {parts[0]!r} is not in the genome (which has "
+                                 f"{few_names(chrom_sizes)}){hint}", line=n)
+        if e > chrom_sizes[parts[0]]:
+            build = genome_build(chrom_sizes)
+            hint = f"; the genome is {build}: is this file of another build?" if build else ""
+            raise InputFileError(
+                p, f"interval {parts[0]}:{s}-{e} ends beyond the chromosome end "
+                f"({chrom_sizes[parts[0]]}){hint}", line=n)
+
+
+def _interval_frame(p: Path, rows: list[list[str]], narrowpeak: bool) -> pl.DataFrame:
+    """The checked records as a typed, validated frame: the narrowPeak columns, or ``chrom, start, end`` (+ name)."""
+    if narrowpeak:
+        cols = NARROWPEAK_COLUMNS
+        try:
+            df = pl.DataFrame(rows, schema=cols, orient="row").with_columns(
+                [pl.col(c).cast(t) for c, t in zip(cols, _NARROWPEAK_DTYPES, strict=True)])
+        except pl.exceptions.PolarsError as exc:
+            raise InputFileError(p, f"narrowPeak columns have wrong types ({exc})") from exc
+        return validate(NarrowPeakSchema, df, p)
+    ncol = max((len(r) for r in rows), default=3)
+    ncol = 4 if ncol >= 4 else 3
+    rows = [r[:ncol] + [""] * (ncol - len(r[:ncol])) for r in rows]
+    cols = ["chrom", "start", "end", "name"][:ncol]
+    df = pl.DataFrame(rows, schema=cols, orient="row").with_columns(pl.col("start").cast(pl.Int64),
+                                                                    pl.col("end").cast(pl.Int64))
+    return validate(IntervalSchema, df, p) if len(df) else df
+
+
 def read_bed(path: str | Path, *, min_columns: int = 3, narrowpeak: bool = False,
              chrom_sizes: Mapping[str, int] | None = None, allow_empty: bool = False,
              chroms: ChromSelection | None = None) -> pl.DataFrame:
@@ -106,23 +146,7 @@ def read_bed(path: str | Path, *, min_columns: int = 3, narrowpeak: bool = False
                 if skipped is not None and not chroms(parts[0]):
                     skipped.add(parts[0])
                     continue
-                try:
-                    s, e = int(parts[1]), int(parts[2])
-                except ValueError as exc:
-                    raise InputFileError(p, f"start/end {parts[1]!r}/{parts[2]!r} are not integers", line=n) from exc
-                if s < 0 or e <= s:
-                    raise InputFileError(p, f"interval {parts[0]}:{s}-{e} must have 0 <= start < end", line=n)
-                if chrom_sizes is not None:
-                    if parts[0] not in chrom_sizes:
-                        hint = chrom_name_hint([parts[0]], chrom_sizes, "the genome")
-                        raise InputFileError(p, f"chromosome {parts[0]!r} is not in the genome (which has "
-                                             f"{few_names(chrom_sizes)}){hint}", line=n)
-                    if e > chrom_sizes[parts[0]]:
-                        build = genome_build(chrom_sizes)
-                        hint = f"; the genome is {build}: is this file of another build?" if build else ""
-                        raise InputFileError(
-                            p, f"interval {parts[0]}:{s}-{e} ends beyond the chromosome end "
-                            f"({chrom_sizes[parts[0]]}){hint}", line=n)
+                _check_record(p, parts, n, chrom_sizes)
                 rows.append(parts[:10] if narrowpeak else parts[: max(want, min(len(parts), 4))])
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise InputFileError(p, f"cannot read ({exc})") from exc
@@ -133,21 +157,7 @@ def read_bed(path: str | Path, *, min_columns: int = 3, narrowpeak: bool = False
                                  f"({few_names(skipped.counts)}); choose the contigs with --chroms (e.g. --chroms all)")
     if not rows and not allow_empty:
         raise InputFileError(p, "no intervals (empty file)")
-    if narrowpeak:
-        cols = NARROWPEAK_COLUMNS
-        try:
-            df = pl.DataFrame(rows, schema=cols, orient="row").with_columns(
-                [pl.col(c).cast(t) for c, t in zip(cols, _NARROWPEAK_DTYPES, strict=True)])
-        except pl.exceptions.PolarsError as exc:
-            raise InputFileError(p, f"narrowPeak columns have wrong types ({exc})") from exc
-        return validate(NarrowPeakSchema, df, p)
-    ncol = max((len(r) for r in rows), default=3)
-    ncol = 4 if ncol >= 4 else 3
-    rows = [r[:ncol] + [""] * (ncol - len(r[:ncol])) for r in rows]
-    cols = ["chrom", "start", "end", "name"][:ncol]
-    df = pl.DataFrame(rows, schema=cols, orient="row").with_columns(pl.col("start").cast(pl.Int64),
-                                                                    pl.col("end").cast(pl.Int64))
-    return validate(IntervalSchema, df, p) if len(df) else df
+    return _interval_frame(p, rows, narrowpeak)
 
 
 def validate(schema: type[pa.DataFrameModel], df: pl.DataFrame, source: str | Path) -> pl.DataFrame:

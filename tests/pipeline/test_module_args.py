@@ -96,6 +96,7 @@ FAKE_TEMPLATE = """\
 #!/bin/bash
 out=""; prev=""
 for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
+[ -d "$out" ] && out="$out/activity_shard_1_of_1.h5ad"   # `--out FOLDER`: the real one names the file itself
 if false; then :
 @BRANCHES@
 elif [ "$1" = versions ]; then

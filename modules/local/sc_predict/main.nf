@@ -13,7 +13,7 @@ process SC_PREDICT {
     path mappability
 
     output:
-    path "activity_shard_*.h5ad", emit: activity
+    path "activity_shard_*.h5ad", emit: activity   // named by scfan (scfan.sc.shards.activity_file_name)
     path "versions.yml"         , emit: versions
 
     when:
@@ -24,7 +24,6 @@ process SC_PREDICT {
     def model_files = models instanceof List ? models : [models]
     def model_args = [model_names, model_files].transpose().collect { name, f -> "--model ${name}=${f}" }.join(' ')
     def fragment_args = samples.collect { s -> "--fragments ${s}=fragments/${s}.fragments.tsv.gz" }.join(' ')
-    def (i, n) = shard.tokenize('/')
     """
     scfan sc predict \\
         --cells ${cells} \\
@@ -35,11 +34,12 @@ process SC_PREDICT {
         --shard ${shard} \\
         --threads ${task.cpus} \\
         ${args} \\
-        --out activity_shard_${i}_of_${n}.h5ad
+        --out .
     scfan versions --process "${task.process}" > versions.yml
     """
 
     stub:
+    // a stand-in for the file `scfan sc predict --out .` names (scfan.sc.shards.activity_file_name)
     def (i, n) = shard.tokenize('/')
     """
     touch activity_shard_${i}_of_${n}.h5ad

@@ -10,7 +10,7 @@ process SC_SPLIT_FRAGMENTS {
     val n_shards
 
     output:
-    path "split/shard_*/*", emit: fragments   // split/shard_<i>_of_<n>/<sample>.fragments.tsv.gz (+ .tbi)
+    path "split/*/*", emit: fragments   // split/<shard>/<sample>.fragments.tsv.gz (+ .tbi) and shard.txt (i/n)
     path "versions.yml"   , emit: versions
 
     when:
@@ -34,6 +34,7 @@ process SC_SPLIT_FRAGMENTS {
         d=split/shard_\${i}_of_${n_shards}
         mkdir -p \$d
         touch \$d/${sample}.fragments.tsv.gz \$d/${sample}.fragments.tsv.gz.tbi
+        echo "\${i}/${n_shards}" > \$d/shard.txt
     done
     scfan versions --process "${task.process}" > versions.yml
     """

@@ -7,6 +7,9 @@ operation. Where memory matters more (``bulk train`` on a large genome), the gen
 (:class:`PackedCodes`) and mappability as runs (:class:`RunLengthTrack`), decoded batch by batch to the same
 values. Only the chromosomes a command scores or trains on need be held; the genome-wide sums that scale a track
 are taken while reading, one chunk at a time.
+
+Why this module is long: it holds every reader of the models' inputs (genome codes, mappability, ATAC
+coverage from bigWig or BAM) with the compact in-memory forms they share; each reader is its own small function.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ TF); the model kept, and early stopping, follow the mean AUPRC over TFs on a fix
 
 Determinism: every epoch seeds its own numpy and torch generators from ``(seed, epoch)``, so a run killed after
 epoch *k* and resumed from ``checkpoints/last.pt`` replays epochs *k+1…* exactly as an uninterrupted run would.
+
+Why this module is long: training is one job whose parts (sampling, motif seeding, validation, checkpoint and
+resume, the epoch loop) share the config, the state and the determinism contract; each part is its own function.
 """
 
 from __future__ import annotations
@@ -321,19 +324,8 @@ def train_model(windows: pl.DataFrame, meta: dict, src: InputSource, cfg: TrainC
 WindowArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: InputSource, cfg: TrainConfig,
-                 outdir: str | Path, on_epoch_end: Callable[[int], None] | None = None) -> dict:
-    """Train (or resume) and write ``model.pt``, ``checkpoints/last.pt``, ``train_log.tsv``, ``train.json``.
-
-    ``train`` and ``valid`` are the windows of each split as :func:`split_arrays` returns them; ``meta`` is the
-    windows table's metadata (``tf_names``, ``window``, ``context``, optional ``motifs`` and ``line``). Needs only
-    torch, numpy and scikit-learn, so the GPU benchmark runs it without the genomics packages.
-    ``on_epoch_end(epoch)`` is called after each epoch's checkpoint is written (tests use it to simulate a kill).
-    Returns the summary written to ``train.json``.
-    """
-    outdir = Path(outdir)
-    tf_names = list(meta["tf_names"])
-    device = resolve_device(cfg.device)
+def _build_spec(meta: dict, src: InputSource, cfg: TrainConfig) -> ModelSpec:
+    """The model's specification: the architecture preset with the config's overrides, and the data's shape."""
     arch = ArchConfig.preset(cfg.arch)
     if cfg.dropout is not None:
         arch = replace(arch, dropout=tuple(float(d) for d in cfg.dropout))
@@ -341,14 +333,16 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
         arch = replace(arch, motif_hidden=int(cfg.motif_hidden))
     if cfg.motif_knots is not None:
         arch = replace(arch, motif_knots=tuple(float(k) for k in cfg.motif_knots))
-    spec = ModelSpec(arch=arch, tf_names=tuple(tf_names),
+    return ModelSpec(arch=arch, tf_names=tuple(meta["tf_names"]),
                      channels=channel_names(src.uses_tracks), window=int(meta["window"]),
                      context=int(meta["context"]), track_norm=src.track_norm, train_config=asdict(cfg),
                      motifs=meta.get("motifs", {}))
-    if src.uses_tracks and thin_shares(np.random.default_rng(0), 1, cfg.thin_min_keep) is not None:
-        check_insertion_counts(src)
+
+
+def _training_pools(train: WindowArrays, src: InputSource, spec: ModelSpec,
+                    cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The positive mask, the negative candidates and the open negatives (for hard sampling) of the training split."""
     tr_chroms, tr_starts, tr_labels = train
-    va_chroms, va_starts, va_labels = valid
     tr_pos = positive_mask(tr_labels)
     if not tr_pos.any():
         raise ScfanError("no positive training window for any TF")
@@ -360,6 +354,12 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
                                          cfg.open_quantile)
         else:
             log.info("sequence-only training: no accessibility, so no open hard negatives; negatives are uniform")
+    return tr_pos, tr_pool, tr_open
+
+
+def _validation_subset(valid: WindowArrays, tf_names: list[str], cfg: TrainConfig) -> WindowArrays:
+    """The validation windows scored each epoch, labels as float32; warns about TFs without a positive window."""
+    va_chroms, va_starts, va_labels = valid
     va_idx = _valid_indices(positive_mask(va_labels), cfg)
     if not len(va_idx):
         raise ScfanError("the validation chromosomes have no windows; choose other --valid-chroms in prepare")
@@ -370,85 +370,100 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
         log.warning("%s: no positive window in split 'valid'; left out of the validation mean AUPRC", tf)
     if len(no_valid_pos) == len(tf_names):
         log.warning("no TF has a positive window in split 'valid': the model is selected on validation loss")
-    log.info("train: %d positive windows, %d negative candidates (%d open, for hard negatives); valid subset %d "
-             "windows; device %s", int(tr_pos.sum()), len(tr_pool), len(tr_open), len(va_idx), device)
+    return va_chroms, va_starts, va_labels
 
-    ckpt_path = outdir / "checkpoints" / "last.pt"
-    with contextlib.ExitStack() as stack:
-        if device.type == "cpu":
-            stack.enter_context(deterministic_cpu(cfg.num_threads))
-        model = _init_model(spec, cfg.seed)
-        if cfg.motif_init:
-            seeded = motif_initialise(model, spec)
-            log.info("first-layer filters seeded from JASPAR for %d of %d TF(s)", len(seeded), len(tf_names))
-            if cfg.freeze_motif_filters and seeded:
-                freeze_motif_filters(model)
-        model = model.to(device)
-        opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.lr, cfg.motif_lr_mult), lr=cfg.lr)
-        scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
-        state, best_state = TrainState(log_rows=[]), None
-        average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        if ckpt_path.exists():
-            ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-            diff = _compatible(ck["config"], cfg)
-            if diff:
-                raise ScfanError(f"{ckpt_path}: written with different settings ({', '.join(diff)}); "
-                                 "use a new --outdir or delete the checkpoints folder to start over")
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            scaler.load_state_dict(ck["scaler"])
-            best_state, state = ck["best_state"], TrainState(**ck["state"])
-            if average is not None:
-                average.module.load_state_dict(ck["average"])
-                average.steps = state.ema_steps
-            state.finished = state.finished and state.epoch >= cfg.epochs or state.bad_epochs >= cfg.patience
-            log.info("resuming from %s after epoch %d", ckpt_path, state.epoch)
-        t_start = time.perf_counter()
-        n_seen = 0
-        while not state.finished and state.epoch < cfg.epochs:
-            epoch = state.epoch + 1
-            rng, torch_seed = _epoch_generators(cfg.seed, epoch)
-            torch.manual_seed(torch_seed)  # dropout; reseeded per epoch so resumption replays exactly
-            if cfg.sampler == "hard":
-                idx = sample_epoch_hard(np.flatnonzero(tr_pos), tr_pool, tr_open, cfg.neg_ratio, cfg.hard_frac,
-                                        cfg.max_train_windows, rng)
-            else:
-                idx = sample_epoch(np.flatnonzero(tr_pos), tr_pool, cfg.neg_ratio, cfg.max_train_windows, rng)
-            t0 = time.perf_counter()
-            tr_loss = _run_epoch(model, src, tr_chroms, tr_starts, tr_labels, idx, spec, cfg, rng, opt, scaler,
-                                 device, True, f"epoch {epoch}", average)
-            dt = time.perf_counter() - t0
-            n_seen += len(idx)
-            scored = average.module if average is not None else model
-            if average is not None:
-                state.ema_steps = average.steps
-            va_auprc, va_loss, _ = validation_scores(scored, src, va_chroms, va_starts, va_labels, spec, device)
-            score = va_auprc if np.isfinite(va_auprc) else -va_loss
-            improved = score > state.best_score
-            if improved:
-                state.best_score, state.best_loss, state.best_epoch, state.bad_epochs = score, va_loss, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
-            else:
-                state.bad_epochs += 1
-            state.epoch = epoch
-            state.log_rows.append([epoch, len(idx), round(tr_loss, 6), round(va_loss, 6), round(va_auprc, 6),
-                                   round(len(idx) / dt, 1), int(improved)])
-            state.finished = state.bad_epochs >= cfg.patience or epoch >= cfg.epochs
-            log.info("epoch %d: train loss %.4f, valid loss %.4f, valid mean AUPRC %.4f, %.0f windows/s%s", epoch,
-                     tr_loss, va_loss, va_auprc, len(idx) / dt, " (best)" if improved else "")
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(_checkpoint_payload(model, opt, scaler, best_state, state, cfg, average), tmp)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch)
-        if best_state is None:
-            raise ScfanError(f"{ckpt_path}: no completed epoch to take a model from")
-        model.load_state_dict(best_state)
-        elapsed = time.perf_counter() - t_start
 
+def _build_training(spec: ModelSpec, cfg: TrainConfig, device: torch.device):
+    """The seeded model (motif-initialised if asked) on ``device``, its optimiser, grad scaler and weight average."""
+    model = _init_model(spec, cfg.seed)
+    if cfg.motif_init:
+        seeded = motif_initialise(model, spec)
+        log.info("first-layer filters seeded from JASPAR for %d of %d TF(s)", len(seeded), len(spec.tf_names))
+        if cfg.freeze_motif_filters and seeded:
+            freeze_motif_filters(model)
+    model = model.to(device)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.lr, cfg.motif_lr_mult), lr=cfg.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    return model, opt, scaler, average
+
+
+def _resume(ckpt_path: Path, cfg: TrainConfig, device: torch.device, model, opt, scaler,
+            average: WeightAverage | None) -> tuple[TrainState, dict | None]:
+    """Load ``ckpt_path`` into the model, optimiser, scaler and average if it exists; return the state and best weights.
+
+    A checkpoint written with settings other than the resumable ones is refused.
+    """
+    state, best_state = TrainState(log_rows=[]), None
+    if not ckpt_path.exists():
+        return state, best_state
+    ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+    diff = _compatible(ck["config"], cfg)
+    if diff:
+        raise ScfanError(f"{ckpt_path}: written with different settings ({', '.join(diff)}); "
+                         "use a new --outdir or delete the checkpoints folder to start over")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    scaler.load_state_dict(ck["scaler"])
+    best_state, state = ck["best_state"], TrainState(**ck["state"])
+    if average is not None:
+        average.module.load_state_dict(ck["average"])
+        average.steps = state.ema_steps
+    state.finished = state.finished and state.epoch >= cfg.epochs or state.bad_epochs >= cfg.patience
+    log.info("resuming from %s after epoch %d", ckpt_path, state.epoch)
+    return state, best_state
+
+
+def _train_one_epoch(model, opt, scaler, average: WeightAverage | None, state: TrainState, best_state: dict | None,
+                     src: InputSource, train: WindowArrays, pools: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     valid: WindowArrays, spec: ModelSpec, cfg: TrainConfig,
+                     device: torch.device) -> tuple[dict | None, int]:
+    """Sample, train and validate epoch ``state.epoch + 1``; update ``state``; return the best weights and windows seen.
+
+    The generators are reseeded from the epoch number, so a resumed run replays the same epochs exactly.
+    """
+    tr_chroms, tr_starts, tr_labels = train
+    tr_pos, tr_pool, tr_open = pools
+    va_chroms, va_starts, va_labels = valid
+    epoch = state.epoch + 1
+    rng, torch_seed = _epoch_generators(cfg.seed, epoch)
+    torch.manual_seed(torch_seed)  # dropout; reseeded per epoch so resumption replays exactly
+    if cfg.sampler == "hard":
+        idx = sample_epoch_hard(np.flatnonzero(tr_pos), tr_pool, tr_open, cfg.neg_ratio, cfg.hard_frac,
+                                cfg.max_train_windows, rng)
+    else:
+        idx = sample_epoch(np.flatnonzero(tr_pos), tr_pool, cfg.neg_ratio, cfg.max_train_windows, rng)
+    t0 = time.perf_counter()
+    tr_loss = _run_epoch(model, src, tr_chroms, tr_starts, tr_labels, idx, spec, cfg, rng, opt, scaler,
+                         device, True, f"epoch {epoch}", average)
+    dt = time.perf_counter() - t0
+    scored = average.module if average is not None else model
+    if average is not None:
+        state.ema_steps = average.steps
+    va_auprc, va_loss, _ = validation_scores(scored, src, va_chroms, va_starts, va_labels, spec, device)
+    score = va_auprc if np.isfinite(va_auprc) else -va_loss
+    improved = score > state.best_score
+    if improved:
+        state.best_score, state.best_loss, state.best_epoch, state.bad_epochs = score, va_loss, epoch, 0
+        best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
+    else:
+        state.bad_epochs += 1
+    state.epoch = epoch
+    state.log_rows.append([epoch, len(idx), round(tr_loss, 6), round(va_loss, 6), round(va_auprc, 6),
+                           round(len(idx) / dt, 1), int(improved)])
+    state.finished = state.bad_epochs >= cfg.patience or epoch >= cfg.epochs
+    log.info("epoch %d: train loss %.4f, valid loss %.4f, valid mean AUPRC %.4f, %.0f windows/s%s", epoch,
+             tr_loss, va_loss, va_auprc, len(idx) / dt, " (best)" if improved else "")
+    return best_state, len(idx)
+
+
+def _write_training_outputs(outdir: Path, model, spec: ModelSpec, state: TrainState, cfg: TrainConfig, meta: dict,
+                            device: torch.device, n_seen: int, elapsed: float) -> dict:
+    """Write ``train_log.tsv``, ``train.json`` and ``model.pt``; return the summary."""
     header = "epoch\tn_windows\ttrain_loss\tvalid_loss\tvalid_mean_auprc\twindows_per_s\timproved\n"
     write_text(outdir / "train_log.tsv", header + "".join("\t".join(map(str, r)) + "\n" for r in state.log_rows))
-    summary = {"config": asdict(cfg), "tf_names": tf_names, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
-               "best_valid_loss": state.best_loss,
+    summary = {"config": asdict(cfg), "tf_names": list(meta["tf_names"]), "epochs_run": state.epoch,
+               "best_epoch": state.best_epoch, "best_valid_loss": state.best_loss,
                "best_valid_mean_auprc": state.best_score if state.best_score >= 0 else None,
                "device": str(device), "package_version": __version__,
                "train_windows_per_s_this_session": round(n_seen / elapsed, 1) if n_seen and elapsed else None,
@@ -458,3 +473,50 @@ def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: Inpu
     log.info("model written: %s (best epoch %d, valid loss %.4f, valid mean AUPRC %.4f)", outdir / "model.pt",
              state.best_epoch, state.best_loss, state.best_score)
     return summary
+
+
+def train_arrays(train: WindowArrays, valid: WindowArrays, meta: dict, src: InputSource, cfg: TrainConfig,
+                 outdir: str | Path, on_epoch_end: Callable[[int], None] | None = None) -> dict:
+    """Train (or resume) and write ``model.pt``, ``checkpoints/last.pt``, ``train_log.tsv``, ``train.json``.
+
+    ``train`` and ``valid`` are the windows of each split as :func:`split_arrays` returns them; ``meta`` is the
+    windows table's metadata (``tf_names``, ``window``, ``context``, optional ``motifs`` and ``line``). Needs only
+    torch, numpy and scikit-learn, so the GPU benchmark runs it without the genomics packages.
+    ``on_epoch_end(epoch)`` is called after each epoch's checkpoint is written (tests use it to simulate a kill).
+    Returns the summary written to ``train.json``.
+
+    The steps, as selene's trainer keeps them: build the specification and the sampling pools, build the model and
+    its optimiser, resume from the last checkpoint, run the epochs (checkpointing after each), write the outputs.
+    """
+    outdir = Path(outdir)
+    tf_names = list(meta["tf_names"])
+    device = resolve_device(cfg.device)
+    spec = _build_spec(meta, src, cfg)
+    if src.uses_tracks and thin_shares(np.random.default_rng(0), 1, cfg.thin_min_keep) is not None:
+        check_insertion_counts(src)
+    pools = _training_pools(train, src, spec, cfg)
+    valid = _validation_subset(valid, tf_names, cfg)
+    log.info("train: %d positive windows, %d negative candidates (%d open, for hard negatives); valid subset %d "
+             "windows; device %s", int(pools[0].sum()), len(pools[1]), len(pools[2]), len(valid[0]), device)
+
+    ckpt_path = outdir / "checkpoints" / "last.pt"
+    with contextlib.ExitStack() as stack:
+        if device.type == "cpu":
+            stack.enter_context(deterministic_cpu(cfg.num_threads))
+        model, opt, scaler, average = _build_training(spec, cfg, device)
+        state, best_state = _resume(ckpt_path, cfg, device, model, opt, scaler, average)
+        t_start = time.perf_counter()
+        n_seen = 0
+        while not state.finished and state.epoch < cfg.epochs:
+            best_state, n_epoch = _train_one_epoch(model, opt, scaler, average, state, best_state, src, train, pools,
+                                                   valid, spec, cfg, device)
+            n_seen += n_epoch
+            with atomic_path(ckpt_path) as tmp:
+                torch.save(_checkpoint_payload(model, opt, scaler, best_state, state, cfg, average), tmp)
+            if on_epoch_end is not None:
+                on_epoch_end(state.epoch)
+        if best_state is None:
+            raise ScfanError(f"{ckpt_path}: no completed epoch to take a model from")
+        model.load_state_dict(best_state)
+        elapsed = time.perf_counter() - t_start
+    return _write_training_outputs(outdir, model, spec, state, cfg, meta, device, n_seen, elapsed)

@@ -3,6 +3,9 @@
 A window is positive for a TF when it overlaps that TF's (merged) peaks by at least ``min_overlap`` bp. Windows
 whose model input (``context`` bp centred on the window) would leave the chromosome, or that lie within
 ``blacklist_pad`` bp of a blacklisted region, are dropped. Only the chromosomes chosen by ``chroms`` are tiled.
+
+Why this module is long: ``scfan prepare`` is one step (sources, tiling, labelling, blacklist, splits,
+the windows file and its reader); its parts share the config and the windows schema, each in its own function.
 """
 
 from __future__ import annotations

@@ -232,7 +232,8 @@ def predict_cmd(
                                  "window slices, scaling) or auto (device on CUDA, host on a CPU); the same numbers up "
                                  "to float32 rounding."),
     threads: int = threads_option(),
-    out: Path = typer.Option(..., help="Output activity shard .h5ad."),
+    out: Path = typer.Option(..., help="Output activity shard .h5ad, or an existing folder to write "
+                             "activity_shard_<i>_of_<n>.h5ad in (the name the pipeline collects)."),
 ) -> None:
     """Per-cell TF binding → the shard's cells × features activity (.h5ad: X top-k frequency, layers mean_prob,
     frac_bound; with --window-share < 1 also their standard errors)."""
@@ -240,6 +241,7 @@ def predict_cmd(
 
     use_threads(threads, load_torch=True)  # first: polars sizes its pool on import
     from scfan.sc.predict import PredictConfig, predict_activity, write_activity
+    from scfan.sc.shards import activity_file_name
 
     cfg = PredictConfig(mode=mode, shard=shard, min_signal=min_signal, bound_threshold=bound_threshold,
                         top_k=top_k, batch_size=batch_size, metacell_size=metacell_size, device=device, amp=amp,
@@ -247,7 +249,7 @@ def predict_cmd(
                         window_seed=window_seed, min_sampled_windows=min_sampled_windows,
                         window_estimator=window_estimator, assembly=assembly)
     adata = predict_activity(cells, model, _fragments_map(fragments), genome, mappability, cfg)
-    write_activity(adata, out)
+    write_activity(adata, out / activity_file_name(shard) if out.is_dir() else out)
     log.info("wrote %s (%d cells × %d features; %d without a scored window)", out, adata.n_obs, adata.n_vars,
              int(adata.obs["no_scored_windows"].sum()))
 
@@ -262,7 +264,7 @@ def split_fragments_cmd(
                              "over metacell seeds, which may lie in other shards; exact and fast share a split)."),
     metacell_size: int = typer.Option(20, "--metacell-size", help="As in `sc predict` (metacell mode)."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Output folder: shard_<i>_of_<n>/<SAMPLE>.fragments.tsv.gz "
-                                 "(+ .tbi)."),
+                                 "(+ .tbi) and shard_<i>_of_<n>/shard.txt naming the shard (i/n)."),
 ) -> None:
     """One pass over each sample's fragments: a file per shard with the fragments of the cells that shard pools
     (its cells and their neighbours), so that each `sc predict` shard reads only its own."""

@@ -149,6 +149,105 @@ class FastaSequences:
         return self.x[:n]
 
 
+@dataclass
+class _TopWindows:
+    """One TF's top-scoring positive windows, as attributed: the DNA, tracks and their names and probabilities."""
+
+    tf: str
+    ti: int
+    own: object  # the JASPAR entry of the TF's own motif, or None
+    dna: torch.Tensor
+    tracks: torch.Tensor | None
+    onehot: np.ndarray
+    names: np.ndarray
+    top: np.ndarray
+    prob: np.ndarray
+
+
+def _interpret_part(net, spec, cfg: InterpretConfig, w: _TopWindows, part: str, library, by_id: dict,
+                    window: tuple[int, int], logos: bool, arrays: dict, logo_jobs: list,
+                    track_jobs: list) -> tuple[list[dict], dict, float]:
+    """Attribute one TF's windows through one part of the network, discover and match its motifs.
+
+    Adds the attributions to ``arrays`` and the figures to draw to ``logo_jobs`` / ``track_jobs``; returns the
+    motif rows, the summary row and the seconds taken.
+    """
+    lo, hi = window
+    tf, top, onehot = w.tf, w.top, w.onehot
+    t = time.perf_counter()
+    anet = AttributionNet(net, part)
+    hyp, rel = deep_lift_shap(anet, w.dna, w.tracks, w.ti, cfg.attribution)
+    if rel > 0.01:
+        log.warning("%s (%s): DeepLIFT convergence deltas are %.1f%% of the output differences", tf, part,
+                    100 * rel)
+    contrib = (hyp * onehot).sum(axis=1)
+    share = 0.0
+    if w.tracks is not None:
+        ps, pa = sequence_accessibility_split(anet, w.dna, w.tracks, w.ti, spec.track_norm,
+                                              cfg.attribution.n_shuffles, cfg.seed, cfg.attribution.device)
+        share = accessibility_share(ps, pa)
+    arrays[f"{tf}/{part}/hypothetical"] = hyp[:, :, lo:hi].astype(np.float16)
+    if logos:
+        track_jobs.append((tf, part, (hyp[0] * onehot[0])[:, lo:hi], w.names[top[0]],
+                           float(w.prob[top[0]])))
+    no_sequence = w.tracks is not None and 1.0 - share < cfg.min_sequence_share
+    motifs = [] if no_sequence else discover_motifs(onehot[:, :, lo:hi], hyp[:, :, lo:hi], cfg.discovery)
+    matches = match_to_jaspar([m.ppm for m in motifs], library)
+    rows = []
+    for m, ms in zip(motifs, matches, strict=True):
+        best = ms[0]
+        rel_kind = relation(best, w.own, tf)
+        rows.append({"tf": tf, "part": part, "motif": m.name, "n_seqlets": m.n_seqlets,
+                     "length": m.ppm.shape[1], "consensus": consensus(m.ppm), "jaspar_id": best.matrix_id,
+                     "jaspar_name": best.name, "q_value": best.q_value, "relation": rel_kind,
+                     "own_family": rel_kind != "other",
+                     "second_match": f"{ms[1].matrix_id} {ms[1].name}" if len(ms) > 1 else "",
+                     "note": ""})
+        if logos:
+            logo_jobs.append((tf, part, m, best, by_id.get(best.matrix_id)))
+    if not rows:
+        note = ("TF-MoDISco found no motif in the attributions" if not no_sequence else
+                f"the calls rest on accessibility ({share:.0%}); the sequence carries "
+                f"{1 - share:.0%} of them: no motif learned (not searched)")
+        log.warning("%s (%s): %s", tf, part, note)
+        rows.append(_empty_motif_row(tf, part, note))
+    summary_row = _summary_row(tf, part, len(top), rows, share, float(contrib.sum(1).mean()), cfg.q_threshold)
+    seconds = round(time.perf_counter() - t, 2)
+    log.info("%s (%s): %d windows, %d motif(s), top %s (q %.2g), accessibility share %.2f, %.1f s", tf, part,
+             len(top), len(motifs), rows[0]["jaspar_name"] or "-", rows[0]["q_value"], share, seconds)
+    return rows, summary_row, seconds
+
+
+def _write_interpretation(outdir: Path, spec, motif_rows: list[dict], summary_rows: list[dict],
+                          filter_rows: list[dict], arrays: dict, window: tuple[int, int], logo_jobs: list,
+                          track_jobs: list) -> None:
+    """Write the tables, the attributions and the figures listed in the module docstring."""
+    lo, hi = window
+    outdir.mkdir(parents=True, exist_ok=True)
+    _write_tsv(pl.DataFrame(motif_rows, schema=_motif_schema()), outdir / "motifs.tsv")
+    _write_tsv(pl.DataFrame(summary_rows, schema=_summary_schema()), outdir / "summary.tsv")
+    _write_tsv(pl.DataFrame(filter_rows, schema={"filter": pl.Int64, "n_sites": pl.Int64, "consensus": pl.Utf8,
+                                                  "jaspar_id": pl.Utf8, "jaspar_name": pl.Utf8, "q_value": pl.Float64,
+                                                  "model_tf": pl.Utf8}), outdir / "filters.tsv")
+    with atomic_path(outdir / "attributions.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays, central_offset=np.array(lo),
+                                window=np.array(spec.window), context=np.array(spec.context))
+    if logo_jobs:
+        from scfan.interpret.logos import motif_logo
+
+        (outdir / "logos").mkdir(exist_ok=True)
+        for tf, part, m, best, entry in logo_jobs:
+            motif_logo(m, best, entry, outdir / "logos" / f"{tf}_{part}_{m.name}.png", title=f"{tf} ({part})")
+    if track_jobs:
+        from scfan.interpret.logos import attribution_track
+
+        (outdir / "tracks").mkdir(exist_ok=True)
+        for tf, part, contrib, where, p in track_jobs:
+            attribution_track(contrib, outdir / "tracks" / f"{tf}_{part}.png", offset=lo,
+                              title=f"{tf} ({part}): the top window {where} (p = {p:.2f}), central {hi - lo} bp")
+
+
 def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path, logos: bool = True) -> dict:
     """Interpret every requested TF of a model on ``source`` (:class:`GenomeWindows` or :class:`FastaSequences`);
     write the outputs listed in the module docstring."""
@@ -186,75 +285,16 @@ def interpret_model(net, spec, source, cfg: InterpretConfig, outdir: str | Path,
         arrays[f"{tf}/window"] = names[top]
         arrays[f"{tf}/onehot"] = onehot[:, :, lo:hi].astype(np.uint8)
         arrays[f"{tf}/prob"] = prob[top].astype(np.float32)
+        w = _TopWindows(tf, ti, own, dna, tracks, onehot, names, top, prob)
         for part in cfg.parts:
-            t = time.perf_counter()
-            anet = AttributionNet(net, part)
-            hyp, rel = deep_lift_shap(anet, dna, tracks, ti, cfg.attribution)
-            if rel > 0.01:
-                log.warning("%s (%s): DeepLIFT convergence deltas are %.1f%% of the output differences", tf, part,
-                            100 * rel)
-            contrib = (hyp * onehot).sum(axis=1)
-            share = 0.0
-            if tracks is not None:
-                ps, pa = sequence_accessibility_split(anet, dna, tracks, ti, spec.track_norm,
-                                                      cfg.attribution.n_shuffles, cfg.seed, cfg.attribution.device)
-                share = accessibility_share(ps, pa)
-            arrays[f"{tf}/{part}/hypothetical"] = hyp[:, :, lo:hi].astype(np.float16)
-            if logos:
-                track_jobs.append((tf, part, (hyp[0] * onehot[0])[:, lo:hi], names[top[0]],
-                                   float(prob[top[0]])))
-            no_sequence = tracks is not None and 1.0 - share < cfg.min_sequence_share
-            motifs = [] if no_sequence else discover_motifs(onehot[:, :, lo:hi], hyp[:, :, lo:hi], cfg.discovery)
-            matches = match_to_jaspar([m.ppm for m in motifs], library)
-            rows = []
-            for m, ms in zip(motifs, matches, strict=True):
-                best = ms[0]
-                rel_kind = relation(best, own, tf)
-                rows.append({"tf": tf, "part": part, "motif": m.name, "n_seqlets": m.n_seqlets,
-                             "length": m.ppm.shape[1], "consensus": consensus(m.ppm), "jaspar_id": best.matrix_id,
-                             "jaspar_name": best.name, "q_value": best.q_value, "relation": rel_kind,
-                             "own_family": rel_kind != "other",
-                             "second_match": f"{ms[1].matrix_id} {ms[1].name}" if len(ms) > 1 else "",
-                             "note": ""})
-                if logos:
-                    logo_jobs.append((tf, part, m, best, by_id.get(best.matrix_id)))
-            if not rows:
-                note = ("TF-MoDISco found no motif in the attributions" if not no_sequence else
-                        f"the calls rest on accessibility ({share:.0%}); the sequence carries "
-                        f"{1 - share:.0%} of them: no motif learned (not searched)")
-                log.warning("%s (%s): %s", tf, part, note)
-                rows.append(_empty_motif_row(tf, part, note))
+            rows, summary_row, seconds = _interpret_part(net, spec, cfg, w, part, library, by_id, (lo, hi), logos,
+                                                         arrays, logo_jobs, track_jobs)
             motif_rows.extend(rows)
-            summary_rows.append(_summary_row(tf, part, len(top), rows, share, float(contrib.sum(1).mean()),
-                                             cfg.q_threshold))
-            timings[f"{tf}/{part}"] = round(time.perf_counter() - t, 2)
-            log.info("%s (%s): %d windows, %d motif(s), top %s (q %.2g), accessibility share %.2f, %.1f s", tf, part,
-                     len(top), len(motifs), rows[0]["jaspar_name"] or "-", rows[0]["q_value"], share,
-                     timings[f"{tf}/{part}"])
+            summary_rows.append(summary_row)
+            timings[f"{tf}/{part}"] = seconds
     filter_rows = _first_layer_filters(net, spec, source, library, cfg)
-    outdir.mkdir(parents=True, exist_ok=True)
-    _write_tsv(pl.DataFrame(motif_rows, schema=_motif_schema()), outdir / "motifs.tsv")
-    _write_tsv(pl.DataFrame(summary_rows, schema=_summary_schema()), outdir / "summary.tsv")
-    _write_tsv(pl.DataFrame(filter_rows, schema={"filter": pl.Int64, "n_sites": pl.Int64, "consensus": pl.Utf8,
-                                                  "jaspar_id": pl.Utf8, "jaspar_name": pl.Utf8, "q_value": pl.Float64,
-                                                  "model_tf": pl.Utf8}), outdir / "filters.tsv")
-    with atomic_path(outdir / "attributions.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays, central_offset=np.array(lo),
-                                window=np.array(spec.window), context=np.array(spec.context))
-    if logo_jobs:
-        from scfan.interpret.logos import motif_logo
-
-        (outdir / "logos").mkdir(exist_ok=True)
-        for tf, part, m, best, entry in logo_jobs:
-            motif_logo(m, best, entry, outdir / "logos" / f"{tf}_{part}_{m.name}.png", title=f"{tf} ({part})")
-    if track_jobs:
-        from scfan.interpret.logos import attribution_track
-
-        (outdir / "tracks").mkdir(exist_ok=True)
-        for tf, part, contrib, where, p in track_jobs:
-            attribution_track(contrib, outdir / "tracks" / f"{tf}_{part}.png", offset=lo,
-                              title=f"{tf} ({part}): the top window {where} (p = {p:.2f}), central {hi - lo} bp")
+    _write_interpretation(outdir, spec, motif_rows, summary_rows, filter_rows, arrays, (lo, hi), logo_jobs,
+                          track_jobs)
     summary = {"tfs": tfs, "source": source.where, "parts": list(cfg.parts), "jaspar_release": _jaspar_release(),
                "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 1), "seconds_per_tf_part": timings}
     write_json(outdir / "interpret.json", summary)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -170,22 +170,22 @@ def motif_instances(onehot: np.ndarray, contrib: np.ndarray, lib, motifs: dict) 
     return pl.DataFrame(rows, schema=empty.schema)
 
 
-def interpret_clusters(cells_path: str | Path, clusters_path: str | Path, model_args: list[str],
-                       fragments: dict[str, str | Path], genome_fa: str | Path, mappability: str | Path,
-                       differential: Path | None, cfg: CellInterpretConfig, outdir: str | Path) -> dict:
-    from scfan.bulk.model import load_model
-    from scfan.bulk.pwm import motif_for_tf
-    from scfan.genome import Genome
-    from scfan.inference import predict_batches
-    from scfan.interpret.motifs import relation
-    from scfan.sc.cells_file import read_cells_for_inference
-    from scfan.sc.cluster_tracks import read_clusters
-    from scfan.sc.pooling import PooledTracks
-    from scfan.sc.predict import model_name, peak_windows
-    from scfan.tracks import open_bigwig
+@dataclass
+class _Explained:
+    """What the per-cluster explanations collect for the outputs: table rows, arrays, and the tracks to draw."""
 
-    t0 = time.perf_counter()
-    outdir = Path(outdir)
+    cluster_rows: list = field(default_factory=list)
+    inst_rows: list = field(default_factory=list)
+    region_rows: list = field(default_factory=list)
+    arrays: dict = field(default_factory=dict)
+    track_jobs: list = field(default_factory=list)
+
+
+def _load_models(model_args: list[str]) -> tuple[dict, int, int, list[str]]:
+    """The ``NAME=path`` models (with tracks, of one window/context size): (models, context, window, features)."""
+    from scfan.bulk.model import load_model
+    from scfan.sc.predict import model_name
+
     models = {}
     for arg in model_args:
         name, path = model_name(arg)
@@ -199,6 +199,123 @@ def interpret_clusters(cells_path: str | Path, clusters_path: str | Path, model_
     if any((s.context, s.window) != (context, window) for s in specs):
         raise ScfanError("--model: the models' window/context sizes differ; explain them one at a time")
     features = [f"{n}:{tf}" for n, (_, s) in models.items() for tf in s.tf_names]
+    return models, context, window, features
+
+
+def _candidate_windows(k: int, region, sizes: dict, window: int, flank: int, windows: pl.DataFrame,
+                       peak_acc: np.ndarray | None, cfg: CellInterpretConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster ``k``'s windows to score: along ``region`` in steps, or at the peaks it is most accessible at."""
+    if region is not None:
+        chrom, rs, re_ = region
+        ws = np.arange(max(rs, flank), max(rs, min(re_, sizes[chrom] - flank) - window) + 1, cfg.region_step)
+        if not len(ws):
+            mid = (rs + re_) // 2 - window // 2
+            ws = np.array([min(max(mid, flank), sizes[chrom] - window - flank)])
+        return np.array([chrom] * len(ws), dtype=object), ws
+    order = np.argsort(-peak_acc[k][windows["peak"].to_numpy()], kind="stable")
+    sel = np.sort(order[: cfg.max_candidates])
+    return windows["chrom"].to_numpy()[sel].astype(object), windows["start"].to_numpy()[sel]
+
+
+def _explain_feature(cname: str, feat: str, models: dict, x: torch.Tensor, ch: np.ndarray, ws: np.ndarray,
+                     in_region: bool, window: int, flank: int, cfg: CellInterpretConfig, lib, motifs,
+                     by_base: dict, out: _Explained) -> None:
+    """Score one feature on a cluster's windows, attribute its top ones, find the motif instances; add to ``out``."""
+    from scfan.bulk.pwm import motif_for_tf
+    from scfan.inference import predict_batches
+    from scfan.interpret.motifs import Match, relation
+
+    mname, tf = feat.split(":", 1)
+    net, spec = models[mname]
+    ti = spec.tf_names.index(tf)
+    prob = predict_batches(net, x, 256)[:, ti]
+    if in_region:
+        out.region_rows.extend({"cluster": cname, "chrom": c, "start": int(s), "end": int(s) + window,
+                                "feature": feat, "probability": float(p)}
+                               for c, s, p in zip(ch, ws, prob, strict=True))
+        top = np.array([int(np.argmax(prob))])
+    else:
+        top = np.argsort(-prob, kind="stable")[: cfg.n_windows]
+    xt = x[torch.from_numpy(top)]
+    dna, tr = xt[:, :4].contiguous(), xt[:, 4:].contiguous()
+    anet = AttributionNet(net, cfg.part)
+    hyp, _rel = deep_lift_shap(anet, dna, tr, ti, cfg.attribution)
+    ps, pa = sequence_accessibility_split(anet, dna, tr, ti, spec.track_norm, cfg.attribution.n_shuffles, cfg.seed,
+                                          cfg.attribution.device)
+    contrib = (hyp * dna.numpy()).sum(axis=1)
+    inst = motif_instances(dna.numpy(), contrib, lib, motifs)
+    own_id = motif_for_tf(tf, spec.motifs.get(tf))
+    own = by_base.get(str(own_id).split(".")[0]) if own_id else None
+    rel = [relation(Match(i, n, p, p), own, tf) for i, n, p in
+           zip(inst["jaspar_id"], inst["jaspar_name"], inst["p_value"], strict=True)]
+    inst = inst.with_columns(pl.Series("relation", rel, dtype=pl.Utf8))
+    sig = inst.filter(pl.col("p_value") < 0.01)
+    top_names = Counter(sig["jaspar_name"].to_list()).most_common(3)
+    label = [f"{c}:{s}-{s + window}" for c, s in zip(ch[top], ws[top], strict=True)]
+    out.inst_rows.extend({**r, "cluster": cname, "feature": feat, "window": label[r["example"]]}
+                         for r in inst.to_dicts())
+    row = {"cluster": cname, "feature": feat, "model": mname, "tf": tf, "n_windows": len(top),
+           "mean_probability": float(prob[top].mean()), "accessibility_share": accessibility_share(ps, pa),
+           "n_instances": sig.height, "n_own_motif_instances": int(sig.filter(pl.col("relation") != "other").height),
+           "top_instance_motifs": "; ".join(f"{n} ×{c}" for n, c in top_names)}
+    out.cluster_rows.append(row)
+    key = f"{cname}/{feat}"
+    out.arrays[f"{key}/window"] = np.array(label)
+    out.arrays[f"{key}/hypothetical"] = hyp.astype(np.float16)
+    out.arrays[f"{key}/onehot"] = dna.numpy().astype(np.uint8)
+    # the scored window only, not the whole model input: what the call is about, and a logo of the whole input
+    # costs seconds per track
+    out.track_jobs.append((cname, feat, (hyp[0] * dna.numpy()[0])[:, flank:flank + window], label[0],
+                           float(prob[top[0]]), in_region))
+    log.info("cluster %s, %s: %d window(s), p %.2f, accessibility share %.2f, %d motif instance(s) (%s)", cname,
+             feat, len(top), float(prob[top].mean()), row["accessibility_share"], sig.height,
+             row["top_instance_motifs"] or "-")
+
+
+def _write_cluster_interpretation(outdir: Path, out: _Explained, in_region: bool, context: int, window: int,
+                                  cfg: CellInterpretConfig) -> None:
+    """Write ``clusters.tsv``, ``instances.tsv``, ``region.tsv`` (with a region), the attributions and the tracks."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    cl_schema = {"cluster": pl.Utf8, "feature": pl.Utf8, "model": pl.Utf8, "tf": pl.Utf8, "n_windows": pl.Int64,
+                 "mean_probability": pl.Float64, "accessibility_share": pl.Float64, "n_instances": pl.Int64,
+                 "n_own_motif_instances": pl.Int64, "top_instance_motifs": pl.Utf8}
+    _tsv(pl.DataFrame(out.cluster_rows, schema=cl_schema), outdir / "clusters.tsv")
+    inst_schema = {"cluster": pl.Utf8, "feature": pl.Utf8, "window": pl.Utf8, "start": pl.Int64, "end": pl.Int64,
+                   "attribution": pl.Float64, "jaspar_id": pl.Utf8, "jaspar_name": pl.Utf8, "p_value": pl.Float64,
+                   "relation": pl.Utf8}
+    _tsv(pl.DataFrame([{k: r[k] for k in inst_schema} for r in out.inst_rows], schema=inst_schema),
+         outdir / "instances.tsv")
+    if in_region:
+        _tsv(pl.DataFrame(out.region_rows, schema={"cluster": pl.Utf8, "chrom": pl.Utf8, "start": pl.Int64,
+                                                   "end": pl.Int64, "feature": pl.Utf8, "probability": pl.Float64}),
+             outdir / "region.tsv")
+    with atomic_path(outdir / "attributions.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **out.arrays)
+    from scfan.interpret.logos import attribution_track
+
+    for cname, feat, contrib, where, p, track_in_region in out.track_jobs:
+        sub = outdir / ("region" if track_in_region else "tracks")
+        sub.mkdir(exist_ok=True)
+        safe = feat.replace(":", "_").replace("/", "_")
+        attribution_track(contrib, sub / f"{cname}_{safe}.png", offset=(context - window) // 2,
+                          title=f"cluster {cname}, {feat}: {where} (p = {p:.2f}, {cfg.part})")
+
+
+def interpret_clusters(cells_path: str | Path, clusters_path: str | Path, model_args: list[str],
+                       fragments: dict[str, str | Path], genome_fa: str | Path, mappability: str | Path,
+                       differential: Path | None, cfg: CellInterpretConfig, outdir: str | Path) -> dict:
+    """Explain each wanted cluster's TF calls on its pooled input; write the outputs listed in the module docstring."""
+    from scfan.genome import Genome
+    from scfan.sc.cells_file import read_cells_for_inference
+    from scfan.sc.cluster_tracks import read_clusters
+    from scfan.sc.pooling import PooledTracks
+    from scfan.sc.predict import peak_windows
+    from scfan.tracks import open_bigwig
+
+    t0 = time.perf_counter()
+    outdir = Path(outdir)
+    models, context, window, features = _load_models(model_args)
     lib, motifs = _library_motifs()
     by_base = {e.matrix_id.split(".")[0]: e for e in lib}
     with read_cells_for_inference(cells_path) as cells, Genome(genome_fa) as genome:
@@ -218,8 +335,7 @@ def interpret_clusters(cells_path: str | Path, clusters_path: str | Path, model_
         peak_acc = None if region else np.asarray(
             (cluster_pooling(sp.identity(len(cell_ids), format="csr"), of_cell, len(names)) @ cells.X).todense())
         bw = open_bigwig(mappability)
-        cluster_rows, inst_rows, region_rows, arrays = [], [], [], {}
-        track_jobs = []
+        out = _Explained()
         try:
             with PooledTracks(fragments, cell_ids, pool, totals, sum(sizes.values())) as tracks:
                 inputs = ClusterInputs(tracks, genome, bw, context)
@@ -231,98 +347,14 @@ def interpret_clusters(cells_path: str | Path, clusters_path: str | Path, model_
                         feats = feats or features
                     if not feats:
                         continue
-                    if region is not None:
-                        chrom, rs, re_ = region
-                        ws = np.arange(max(rs, flank), max(rs, min(re_, sizes[chrom] - flank) - window) + 1,
-                                       cfg.region_step)
-                        if not len(ws):
-                            mid = (rs + re_) // 2 - window // 2
-                            ws = np.array([min(max(mid, flank), sizes[chrom] - window - flank)])
-                        ch = np.array([chrom] * len(ws), dtype=object)
-                    else:
-                        order = np.argsort(-peak_acc[k][windows["peak"].to_numpy()], kind="stable")
-                        sel = np.sort(order[: cfg.max_candidates])
-                        ch = windows["chrom"].to_numpy()[sel].astype(object)
-                        ws = windows["start"].to_numpy()[sel]
+                    ch, ws = _candidate_windows(k, region, sizes, window, flank, windows, peak_acc, cfg)
                     x = inputs.batch(k, ch, ws - flank)
                     for feat in feats:
-                        mname, tf = feat.split(":", 1)
-                        net, spec = models[mname]
-                        ti = spec.tf_names.index(tf)
-                        prob = predict_batches(net, x, 256)[:, ti]
-                        if region is not None:
-                            region_rows.extend({"cluster": cname, "chrom": c, "start": int(s), "end": int(s) + window,
-                                                "feature": feat, "probability": float(p)}
-                                               for c, s, p in zip(ch, ws, prob, strict=True))
-                            top = np.array([int(np.argmax(prob))])
-                        else:
-                            top = np.argsort(-prob, kind="stable")[: cfg.n_windows]
-                        xt = x[torch.from_numpy(top)]
-                        dna, tr = xt[:, :4].contiguous(), xt[:, 4:].contiguous()
-                        anet = AttributionNet(net, cfg.part)
-                        hyp, _rel = deep_lift_shap(anet, dna, tr, ti, cfg.attribution)
-                        ps, pa = sequence_accessibility_split(anet, dna, tr, ti, spec.track_norm,
-                                                              cfg.attribution.n_shuffles, cfg.seed,
-                                                              cfg.attribution.device)
-                        contrib = (hyp * dna.numpy()).sum(axis=1)
-                        inst = motif_instances(dna.numpy(), contrib, lib, motifs)
-                        own_id = motif_for_tf(tf, spec.motifs.get(tf))
-                        own = by_base.get(str(own_id).split(".")[0]) if own_id else None
-                        from scfan.interpret.motifs import Match
-
-                        rel = [relation(Match(i, n, p, p), own, tf) for i, n, p in
-                               zip(inst["jaspar_id"], inst["jaspar_name"], inst["p_value"], strict=True)]
-                        inst = inst.with_columns(pl.Series("relation", rel, dtype=pl.Utf8))
-                        sig = inst.filter(pl.col("p_value") < 0.01)
-                        top_names = Counter(sig["jaspar_name"].to_list()).most_common(3)
-                        label = [f"{c}:{s}-{s + window}" for c, s in zip(ch[top], ws[top], strict=True)]
-                        inst_rows.extend({**r, "cluster": cname, "feature": feat, "window": label[r["example"]]}
-                                         for r in inst.to_dicts())
-                        cluster_rows.append({
-                            "cluster": cname, "feature": feat, "model": mname, "tf": tf, "n_windows": len(top),
-                            "mean_probability": float(prob[top].mean()), "accessibility_share":
-                            accessibility_share(ps, pa), "n_instances": sig.height,
-                            "n_own_motif_instances": int(sig.filter(pl.col("relation") != "other").height),
-                            "top_instance_motifs": "; ".join(f"{n} ×{c}" for n, c in top_names)})
-                        key = f"{cname}/{feat}"
-                        arrays[f"{key}/window"] = np.array(label)
-                        arrays[f"{key}/hypothetical"] = hyp.astype(np.float16)
-                        arrays[f"{key}/onehot"] = dna.numpy().astype(np.uint8)
-                        # the scored window only, not the whole model input: what the call is about, and a logo of
-                        # the whole input costs seconds per track
-                        track_jobs.append((cname, feat, (hyp[0] * dna.numpy()[0])[:, flank:flank + window],
-                                           label[0], float(prob[top[0]]), region is not None))
-                        log.info("cluster %s, %s: %d window(s), p %.2f, accessibility share %.2f, %d motif "
-                                 "instance(s) (%s)", cname, feat, len(top), float(prob[top].mean()),
-                                 cluster_rows[-1]["accessibility_share"], sig.height,
-                                 cluster_rows[-1]["top_instance_motifs"] or "-")
+                        _explain_feature(cname, feat, models, x, ch, ws, region is not None, window, flank, cfg, lib,
+                                         motifs, by_base, out)
         finally:
             bw.close()
-    outdir.mkdir(parents=True, exist_ok=True)
-    cl_schema = {"cluster": pl.Utf8, "feature": pl.Utf8, "model": pl.Utf8, "tf": pl.Utf8, "n_windows": pl.Int64,
-                 "mean_probability": pl.Float64, "accessibility_share": pl.Float64, "n_instances": pl.Int64,
-                 "n_own_motif_instances": pl.Int64, "top_instance_motifs": pl.Utf8}
-    _tsv(pl.DataFrame(cluster_rows, schema=cl_schema), outdir / "clusters.tsv")
-    inst_schema = {"cluster": pl.Utf8, "feature": pl.Utf8, "window": pl.Utf8, "start": pl.Int64, "end": pl.Int64,
-                   "attribution": pl.Float64, "jaspar_id": pl.Utf8, "jaspar_name": pl.Utf8, "p_value": pl.Float64,
-                   "relation": pl.Utf8}
-    _tsv(pl.DataFrame([{k: r[k] for k in inst_schema} for r in inst_rows], schema=inst_schema),
-         outdir / "instances.tsv")
-    if region is not None:
-        _tsv(pl.DataFrame(region_rows, schema={"cluster": pl.Utf8, "chrom": pl.Utf8, "start": pl.Int64,
-                                               "end": pl.Int64, "feature": pl.Utf8, "probability": pl.Float64}),
-             outdir / "region.tsv")
-    with atomic_path(outdir / "attributions.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    from scfan.interpret.logos import attribution_track
-
-    for cname, feat, contrib, where, p, in_region in track_jobs:
-        sub = outdir / ("region" if in_region else "tracks")
-        sub.mkdir(exist_ok=True)
-        safe = feat.replace(":", "_").replace("/", "_")
-        attribution_track(contrib, sub / f"{cname}_{safe}.png", offset=(context - window) // 2,
-                          title=f"cluster {cname}, {feat}: {where} (p = {p:.2f}, {cfg.part})")
+    _write_cluster_interpretation(outdir, out, region is not None, context, window, cfg)
     summary = {"clusters": wanted, "features": todo, "region": cfg.region, "config": asdict(cfg),
                "seconds": round(time.perf_counter() - t0, 1)}
     write_json(outdir / "interpret.json", summary)

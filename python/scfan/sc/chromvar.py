@@ -7,6 +7,9 @@ NNDescent costs ~50 s of numba compilation per process and draws from numpy's gl
 ``background="pynndescent"``, seeded), and the deviations with sparse products (``pychromvar.compute_deviations``
 densifies cells × peaks, copies it to every worker and returns only the z-scores). All-zero peaks are dropped first
 (the background step takes ``log10`` of each peak's total), and pychromvar's ``n_jobs=-1`` (all cores) is never used.
+
+Why this module is long: chromVAR is one step whose parts (motif resolution from JASPAR, counts, peak
+sequences, background peaks, sparse deviations, writing) share its config and seeded randomness.
 """
 
 from __future__ import annotations

@@ -34,6 +34,10 @@ Small and degenerate inputs (each fallback is logged as a warning and recorded i
   has its header only;
 * clusters of one cell: not tested against the rest (a rank-sum of one value is meaningless); they stay in the
   rest of the other clusters' tests and are listed in ``diff_untested_clusters``.
+
+Why this module is long: ``scfan sc cluster`` is one step: the readers of the matrices it accepts, the
+representation, the resolution rule, the differential test and the outputs share its config; each is its own
+function.
 """
 
 from __future__ import annotations
@@ -419,19 +423,10 @@ def choose_resolution(scan: list[dict], *, fixed: bool = False, rule: str = "con
                                 "(mean ARI; at least 2 clusters; ties to the lower resolution)")
 
 
-def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix | None = None) -> ClusterResult:
-    """Cluster the cells of ``fm`` and test the features of ``diff`` (default ``fm``) between the clusters."""
+def _neighbour_graph(fm: FeatureMatrix, cfg: ClusterConfig, k: int) -> tuple[ad.AnnData, np.ndarray, dict, str]:
+    """The representation of the cells and its kNN graph: (AnnData with the graph, representation, its info, metric)."""
     import scanpy as sc
 
-    t0 = time.perf_counter()
-    n = len(fm.cells)
-    if n < 3:
-        raise InputFileError(fm.source, f"need at least 3 cells to cluster, got {n}")
-    fm = clean_features(fm)
-    k = cfg.n_neighbors
-    if k >= n:
-        log.warning("%d neighbours requested but only %d cells: using %d", k, n, n - 1)
-        k = n - 1
     embedding = cfg.obsm is not None
     x, rep_info = representation(fm.values, cfg, embedding=embedding)
     metric = "cosine" if embedding else "euclidean"
@@ -439,6 +434,17 @@ def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix
                    var=pd.DataFrame(index=pd.Index([f"rep{i + 1}" for i in range(x.shape[1])])))
     b.obsm["X_rep"] = x
     sc.pp.neighbors(b, n_neighbors=k, use_rep="X_rep", metric=metric, random_state=cfg.seed)
+    return b, x, rep_info, metric
+
+
+def _leiden_scan(b: ad.AnnData, x: np.ndarray, metric: str,
+                 cfg: ClusterConfig) -> tuple[list[dict], dict[float, np.ndarray], float, str]:
+    """Leiden at each resolution of the grid, and the one the rule keeps: (scan rows, partitions, resolution, rule).
+
+    Sets ``b.obs["leiden"]`` and ``b.uns["leiden"]`` to the kept partition.
+    """
+    import scanpy as sc
+
     grid = (cfg.resolution,) if cfg.resolution is not None else tuple(cfg.resolutions)
     scan = []
     partitions = {}
@@ -462,8 +468,13 @@ def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix
     b.obs["leiden"] = pd.Categorical([str(c) for c in labels], categories=[str(c) for c in range(labels.max() + 1)])
     b.uns["leiden"] = {"params": {"resolution": float(resolution), "random_state": cfg.seed,
                                   "n_iterations": cfg.n_iterations, "flavor": "igraph"}}
-    if labels.max() == 0:
-        log.warning("%s: all %d cells fall in one cluster (resolution %s)", fm.source, n, resolution)
+    return scan, partitions, resolution, rule
+
+
+def _embed_2d(b: ad.AnnData, n: int, cfg: ClusterConfig) -> tuple[str, float]:
+    """UMAP (and t-SNE if asked) of the graph into ``b.obsm``; returns the UMAP start and the t-SNE perplexity."""
+    import scanpy as sc
+
     umap_init = "spectral"
     if n < UMAP_MIN_SPECTRAL_CELLS:
         log.warning("only %d cells: UMAP starts from random positions (its spectral start needs at least %d)", n,
@@ -477,28 +488,26 @@ def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix
         sc.tl.umap(b, init_pos=umap_init, random_state=cfg.seed)
         if cfg.tsne:
             sc.tl.tsne(b, use_rep="X_rep", perplexity=perplexity, random_state=cfg.seed, n_jobs=1)
+    return umap_init, perplexity
 
-    labels_s = fm.labels.reindex(fm.cells) if fm.labels is not None else None
-    metrics = label_metrics(labels_s, labels)
-    if metrics["ari"] is not None:  # for the reader only: the rule above never sees the labels
-        for row in scan:
-            row["ari"] = label_metrics(labels_s, partitions[row["resolution"]])["ari"]
 
-    target = diff if diff is not None else fm
-    if diff is not None:
-        missing = [c for c in fm.cells if c not in set(diff.cells)]
-        if missing:
-            raise InputFileError(diff.source, f"{len(missing)} clustered cell(s) missing, e.g. {missing[0]!r}")
-        pos = {c: i for i, c in enumerate(diff.cells)}
-        sel = np.array([pos[c] for c in fm.cells])
-        target = clean_features(FeatureMatrix(fm.cells, diff.features, diff.values[sel], diff.source,
-                                              adata=diff.adata[sel].copy() if diff.adata is not None else None))
-    var = target.adata.var if target.adata is not None else None
-    diff_table, rgg = differential(target.values, target.features, labels, var)
+def _diff_target(fm: FeatureMatrix, diff: FeatureMatrix | None) -> FeatureMatrix:
+    """The matrix tested between clusters: ``diff`` in the clustered cells' order (cleaned), or ``fm`` itself."""
+    if diff is None:
+        return fm
+    missing = [c for c in fm.cells if c not in set(diff.cells)]
+    if missing:
+        raise InputFileError(diff.source, f"{len(missing)} clustered cell(s) missing, e.g. {missing[0]!r}")
+    pos = {c: i for i, c in enumerate(diff.cells)}
+    sel = np.array([pos[c] for c in fm.cells])
+    return clean_features(FeatureMatrix(fm.cells, diff.features, diff.values[sel], diff.source,
+                                        adata=diff.adata[sel].copy() if diff.adata is not None else None))
 
-    tested = set(diff_table["cluster"].astype(int))
-    untested = [str(c) for c in range(labels.max() + 1) if c not in tested] if labels.max() > 0 else []
-    out = _output_adata(target, b, cfg, embedding=embedding and diff is None)
+
+def _clustered_adata(target: FeatureMatrix, b: ad.AnnData, x: np.ndarray, cfg: ClusterConfig, *, embedding: bool,
+                     labels_s: pd.Series | None, rgg: dict) -> ad.AnnData:
+    """The AnnData written: the tested matrix with the clusters, labels, 2-D embeddings, graph and their params."""
+    out = _output_adata(target, b, cfg, embedding=embedding)
     out.obs["leiden"] = b.obs["leiden"].to_numpy()
     out.obs["leiden"] = out.obs["leiden"].astype(b.obs["leiden"].dtype)
     if labels_s is not None:
@@ -516,6 +525,45 @@ def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix
     out.uns["umap"] = dict(b.uns.get("umap", {}))
     if rgg:
         out.uns["rank_genes_groups"] = rgg
+    return out
+
+
+def cluster_matrix(fm: FeatureMatrix, cfg: ClusterConfig, *, diff: FeatureMatrix | None = None) -> ClusterResult:
+    """Cluster the cells of ``fm`` and test the features of ``diff`` (default ``fm``) between the clusters.
+
+    The steps: the representation and its kNN graph, Leiden over the resolution grid, the 2-D embeddings, the
+    label metrics, the differential test, and the outputs.
+    """
+    t0 = time.perf_counter()
+    n = len(fm.cells)
+    if n < 3:
+        raise InputFileError(fm.source, f"need at least 3 cells to cluster, got {n}")
+    fm = clean_features(fm)
+    k = cfg.n_neighbors
+    if k >= n:
+        log.warning("%d neighbours requested but only %d cells: using %d", k, n, n - 1)
+        k = n - 1
+    embedding = cfg.obsm is not None
+    b, x, rep_info, metric = _neighbour_graph(fm, cfg, k)
+    scan, partitions, resolution, rule = _leiden_scan(b, x, metric, cfg)
+    labels = partitions[resolution]
+    if labels.max() == 0:
+        log.warning("%s: all %d cells fall in one cluster (resolution %s)", fm.source, n, resolution)
+    umap_init, perplexity = _embed_2d(b, n, cfg)
+
+    labels_s = fm.labels.reindex(fm.cells) if fm.labels is not None else None
+    metrics = label_metrics(labels_s, labels)
+    if metrics["ari"] is not None:  # for the reader only: the rule above never sees the labels
+        for row in scan:
+            row["ari"] = label_metrics(labels_s, partitions[row["resolution"]])["ari"]
+
+    target = _diff_target(fm, diff)
+    var = target.adata.var if target.adata is not None else None
+    diff_table, rgg = differential(target.values, target.features, labels, var)
+
+    tested = set(diff_table["cluster"].astype(int))
+    untested = [str(c) for c in range(labels.max() + 1) if c not in tested] if labels.max() > 0 else []
+    out = _clustered_adata(target, b, x, cfg, embedding=embedding and diff is None, labels_s=labels_s, rgg=rgg)
     summary = {"n_cells": n, "n_features": len(fm.features), "dropped_features": fm.dropped + (
         target.dropped if diff is not None else []), "resolution": float(resolution), "resolution_rule": rule,
         "resolution_scan": scan,

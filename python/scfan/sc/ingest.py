@@ -4,6 +4,9 @@ Counting semantics (fragments and BAM): each unique fragment contributes its two
 ``start`` and ``end - 1``; an insertion inside a peak adds 1 to that peak. The fragment's ``count`` column
 (PCR duplicates) is not used, and repeated rows for the same (chrom, start, end, barcode) count once.
 A count matrix is taken as given.
+
+Why this module is long: ingestion is one step with several input formats (fragments, 10x h5, count
+matrices, cell calls, whitelists) that all end in the same cells file; each reader is its own function.
 """
 
 from __future__ import annotations

@@ -36,6 +36,10 @@ Where the model inputs are built (``--assembly``): the fragments are always pars
 the window slices and the scaling run either on the host with numpy/scipy (``host``) or with torch on the models'
 device (``device``, :mod:`scfan.sc.assembly`; on a GPU the host could not feed the model). ``auto`` takes the device
 on CUDA and the host on a CPU; both give the same numbers up to the last bit of a float32 ``log1p``.
+
+Why this module is long: per-cell inference still holds about eight jobs (cells-file checks, model
+loading and precision, units, the prediction loops, the activity accumulator, writing and merging); splitting it
+along those jobs is part of issue 37's layout and waits for the benchmark that depends on its internals.
 """
 
 from __future__ import annotations
@@ -828,20 +832,9 @@ def precision_of(models: ModelSet) -> str:
     return "; ".join(f"{n}: {c.precision}" for n, c in zip(models.names, models.checks, strict=True))
 
 
-def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, genome_fa, mappability,
-                   cfg: PredictConfig, device, on_batch) -> ad.AnnData:
-    from tqdm import tqdm
-
-    from scfan import __version__
-    from scfan.genome import Genome, check_chrom_names
-    from scfan.logging_utils import progress_enabled
-    from scfan.tracks import open_bigwig
-
-    rank = check_rank(adata.obs[RANK_COLUMN].to_numpy(), adata.n_obs, cells_path) if RANK_COLUMN in adata.obs else None
-    cells = shard_cells(adata.n_obs, cfg.shard, rank)
-    # the samples whose fragments this shard reads: those of the cells its pooled tracks use
-    units = make_units(cfg.mode, adata.obsp["pooling"], cells, cfg.metacell_size)
-    used = cells_used(units.pooling, np.arange(units.pooling.shape[0]))
+def _shard_fragments(adata: CellsFile, cells_path, used: np.ndarray, fragments: dict, cfg: PredictConfig) -> dict:
+    """The fragments files of the samples whose cells the shard's pooled tracks use, their headers and barcodes
+    checked against the run."""
     samples = list(dict.fromkeys(str(adata.obs_names[c]).partition("#")[0] for c in used))
     missing = [s for s in samples if s not in fragments]
     if missing:
@@ -851,6 +844,73 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
     for path in fragments.values():
         check_split_header(path, cfg.shard, cfg.mode, cfg.metacell_size)
     check_barcodes(fragments, adata.obs_names)
+    return fragments
+
+
+def _activity_adata(adata: CellsFile, cells: np.ndarray, units, acc: ActivityAccumulator, reg, n_candidates,
+                    depth: np.ndarray, depth_share: dict, windows, models: ModelSet, cfg: PredictConfig,
+                    ran: dict) -> ad.AnnData:
+    """The shard's activity AnnData: the accumulated layers (and standard errors), per-cell flags and provenance."""
+    from scfan import __version__
+
+    layers = acc.layers()
+    if reg is not None:
+        est, ses = reg.estimates()
+        layers.update(est)
+        layers.update(ses)
+    elif cfg.sampled:
+        layers.update(acc.standard_errors(n_candidates))
+    obs = adata.obs.iloc[cells].copy()
+    obs["n_scored_windows"] = acc.n_scored
+    if cfg.sampled:
+        obs["n_candidate_windows"] = n_candidates
+    obs["no_scored_windows"] = acc.n_scored == 0
+    obs["pooled_depth"] = depth
+    if units.members is not None:
+        obs["metacell"] = units.members[cells]
+    n_empty = int((acc.n_scored == 0).sum())
+    if n_empty:
+        log.warning("%d cell(s) have no scored window (no pooled signal in any peak): flagged in "
+                    "obs['no_scored_windows'], activity 0", n_empty)
+    var = models.var().to_pandas().set_index("feature")
+    var.index.name = None
+    var = var.astype({"model": "category", "tf": "category"})  # as AnnData would store them, without its notice
+    out = ad.AnnData(X=layers.pop("top_k_freq"), obs=obs, var=var, layers=layers)
+    i, n = parse_shard(cfg.shard)
+    out.uns["scfan_activity"] = {
+        "config": {k: v for k, v in cfg.__dict__.items() if v is not None},
+        "shard_index": i, "shard_count": n, "n_cells_total": int(adata.n_obs),
+        "cell_rows": cells.astype(np.int64),  # rows of the cells file: merge-activity restores its order
+        "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
+        "precision": precision_of(models),
+        "assembly": ran["assembly"],
+        "fast_path_check": {n: c.as_dict() for n, c in zip(models.names, models.checks, strict=True)},
+        "pooled_depth": "effective Tn5 insertions per base of each cell's pooled track (mean / sum of squared weights)",
+        "bulk_depth": {n: float(sp_.track_norm.mean_per_base) for n, sp_ in zip(models.names, models.specs, strict=True)
+                       if sp_.track_norm is not None},
+        "median_depth_share": {k: float(v) for k, v in depth_share.items()},
+        "n_windows": int(len(windows)), "n_peaks": int(adata.n_vars), "package_version": __version__,
+        "X": f"frequency of each feature among a window's top {acc.top_k} (per cell, rows sum to 1)",
+    }
+    if cfg.sampled:
+        out.uns["scfan_activity"]["window_sampling"] = sampling_summary(out, cfg)
+    return out
+
+
+def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, genome_fa, mappability,
+                   cfg: PredictConfig, device, on_batch) -> ad.AnnData:
+    from tqdm import tqdm
+
+    from scfan.genome import Genome, check_chrom_names
+    from scfan.logging_utils import progress_enabled
+    from scfan.tracks import open_bigwig
+
+    rank = check_rank(adata.obs[RANK_COLUMN].to_numpy(), adata.n_obs, cells_path) if RANK_COLUMN in adata.obs else None
+    cells = shard_cells(adata.n_obs, cfg.shard, rank)
+    # the samples whose fragments this shard reads: those of the cells its pooled tracks use
+    units = make_units(cfg.mode, adata.obsp["pooling"], cells, cfg.metacell_size)
+    used = cells_used(units.pooling, np.arange(units.pooling.shape[0]))
+    fragments = _shard_fragments(adata, cells_path, used, fragments, cfg)
     with Genome(genome_fa) as genome:
         sizes = dict(genome.sizes)
         windows = peak_windows(adata.var_names, sizes, models.window, models.context, cells_path)
@@ -894,48 +954,8 @@ def _predict_cells(adata: CellsFile, cells_path, models: ModelSet, fragments, ge
                                  window=models.window)
         finally:
             bw.close()
-    layers = acc.layers()
-    if reg is not None:
-        est, ses = reg.estimates()
-        layers.update(est)
-        layers.update(ses)
-    elif cfg.sampled:
-        layers.update(acc.standard_errors(n_candidates))
-    obs = adata.obs.iloc[cells].copy()
-    obs["n_scored_windows"] = acc.n_scored
-    if cfg.sampled:
-        obs["n_candidate_windows"] = n_candidates
-    obs["no_scored_windows"] = acc.n_scored == 0
-    obs["pooled_depth"] = depth
-    if units.members is not None:
-        obs["metacell"] = units.members[cells]
-    n_empty = int((acc.n_scored == 0).sum())
-    if n_empty:
-        log.warning("%d cell(s) have no scored window (no pooled signal in any peak): flagged in "
-                    "obs['no_scored_windows'], activity 0", n_empty)
-    var = models.var().to_pandas().set_index("feature")
-    var.index.name = None
-    var = var.astype({"model": "category", "tf": "category"})  # as AnnData would store them, without its notice
-    out = ad.AnnData(X=layers.pop("top_k_freq"), obs=obs, var=var, layers=layers)
-    i, n = parse_shard(cfg.shard)
-    out.uns["scfan_activity"] = {
-        "config": {k: v for k, v in cfg.__dict__.items() if v is not None},
-        "shard_index": i, "shard_count": n, "n_cells_total": int(adata.n_obs),
-        "cell_rows": cells.astype(np.int64),  # rows of the cells file: merge-activity restores its order
-        "models": list(models.names), "model_files": [Path(p).name for p in models.paths],
-        "precision": precision_of(models),
-        "assembly": ran["assembly"],
-        "fast_path_check": {n: c.as_dict() for n, c in zip(models.names, models.checks, strict=True)},
-        "pooled_depth": "effective Tn5 insertions per base of each cell's pooled track (mean / sum of squared weights)",
-        "bulk_depth": {n: float(sp_.track_norm.mean_per_base) for n, sp_ in zip(models.names, models.specs, strict=True)
-                       if sp_.track_norm is not None},
-        "median_depth_share": {k: float(v) for k, v in depth_share.items()},
-        "n_windows": int(len(windows)), "n_peaks": int(adata.n_vars), "package_version": __version__,
-        "X": f"frequency of each feature among a window's top {acc.top_k} (per cell, rows sum to 1)",
-    }
-    if cfg.sampled:
-        out.uns["scfan_activity"]["window_sampling"] = sampling_summary(out, cfg)
-    return out
+    return _activity_adata(adata, cells, units, acc, reg, n_candidates, depth, depth_share, windows, models, cfg,
+                           ran)
 
 
 SE_LAYERS = {"X": "top_k_freq_se", "mean_prob": "mean_prob_se", "frac_bound": "frac_bound_se"}

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 RANK_COLUMN = "shard_rank"
 #: shard files written at once (one open bgzip writer each); more shards take more passes over the fragments
 MAX_OPEN_WRITERS = 256
+#: the file in each shard folder of :func:`split_fragments` that names its shard (``i/n``): the pipeline reads the
+#: shard from it rather than from the folder's name
+SHARD_SPEC_FILE = "shard.txt"
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -125,8 +128,16 @@ def cells_used(pooling: sp.spmatrix, cells: np.ndarray) -> np.ndarray:
     return np.unique(p.indices[p.data != 0]).astype(np.int64)
 
 
-def shard_dir_name(i: int, n: int) -> str:
+def shard_name(i: int, n: int) -> str:
+    """``shard_<i>_of_<n>``: the one place a shard's name is built (split folders, activity files)."""
     return f"shard_{i}_of_{n}"
+
+
+def activity_file_name(spec: str) -> str:
+    """The file ``scfan sc predict --out <folder>`` writes shard ``spec`` (``i/n``) to:
+    ``activity_shard_<i>_of_<n>.h5ad``."""
+    i, n = parse_shard(spec)
+    return f"activity_{shard_name(i, n)}.h5ad"
 
 
 @dataclass
@@ -176,7 +187,8 @@ def check_split_header(path: str | Path, spec: str, mode: str, metacell_size: in
 def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path], n_shards: int,
                     outdir: str | Path, *, mode: str = "exact", metacell_size: int = 20,
                     chunk_bytes: int = 16 << 20) -> SplitResult:
-    """Write ``outdir/shard_<i>_of_<n>/<sample>.fragments.tsv.gz`` (+ ``.tbi``) for every shard and every sample of
+    """Write ``outdir/shard_<i>_of_<n>/<sample>.fragments.tsv.gz`` (+ ``.tbi``, and ``shard.txt`` naming the shard
+    ``i/n``; folder names from :func:`shard_name`) for every shard and every sample of
     ``fragments`` (all of the cells file's, or some: the pipeline splits each sample in its own task): the
     fragments of the cells whose insertions that shard's pooled tracks use (in ``mode``: its cells' neighbourhoods,
     or in metacell mode its metacells' seed neighbourhoods), in the input's order (so still sorted), after a header line
@@ -217,7 +229,8 @@ def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path],
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         for i in range(1, n_shards + 1):
-            (tmp / shard_dir_name(i, n_shards)).mkdir()
+            (tmp / shard_name(i, n_shards)).mkdir()
+            (tmp / shard_name(i, n_shards) / SHARD_SPEC_FILE).write_text(f"{i}/{n_shards}\n")
         for sample in fragments:
             path = Path(fragments[sample])
             check_fragments_index(path, content=False)
@@ -226,7 +239,7 @@ def split_fragments(cells_path: str | Path, fragments: Mapping[str, str | Path],
             read = written = 0
             for first in range(0, n_shards, MAX_OPEN_WRITERS):
                 group = range(first, min(n_shards, first + MAX_OPEN_WRITERS))
-                targets = {s: tmp / shard_dir_name(s + 1, n_shards) / f"{sample}.fragments.tsv.gz" for s in group}
+                targets = {s: tmp / shard_name(s + 1, n_shards) / f"{sample}.fragments.tsv.gz" for s in group}
                 headers = {s: split_header(f"{s + 1}/{n_shards}", mode, metacell_size) for s in group}
                 r_, w_ = _split_pass(path, lookup, member, targets, headers, chunk_bytes, parse_fragment_text,
                                      read_text_chunks)

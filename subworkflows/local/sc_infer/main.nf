@@ -33,14 +33,15 @@ workflow SC_INFER {
         // one task per sample: each reads its fragments once and writes every shard's part
         SC_SPLIT_FRAGMENTS(fragments.map { meta, frag, tbi -> [meta.id, frag, tbi] }.combine(cells), n_shards)
         ch_versions = ch_versions.mix(SC_SPLIT_FRAGMENTS.out.versions)   // every task's, as SC_PREDICT's below
-        // [ "i/n", cells, [samples], [the shard's fragment files] ]: every sample's files grouped by shard folder
+        // [ "i/n", cells, [samples], [the shard's fragment files] ]: every sample's files grouped by shard folder,
+        // the shard read from the shard.txt that `scfan sc split-fragments` writes in each (not from the folder name)
         ch_shards = SC_SPLIT_FRAGMENTS.out.fragments
             .flatten()
             .map { f -> [f.parent.name, f] }
             .groupTuple()
-            .map { dir, files ->
-                def m = dir =~ /^shard_(\d+)_of_(\d+)$/
-                ["${m[0][1]}/${m[0][2]}", files.sort { f -> f.name }]
+            .map { _dir, files ->
+                def spec = files.find { f -> f.name == 'shard.txt' }.text.trim()
+                [spec, files.findAll { f -> f.name != 'shard.txt' }.sort { f -> f.name }]
             }
             .combine(ch_fragments.map { samples, _files -> [samples] })
             .combine(cells)

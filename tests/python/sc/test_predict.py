@@ -359,7 +359,10 @@ def test_greedy_metacells_are_deterministic_and_bounded():
 
 
 def test_shard_spec():
+    from scfan.sc import shards as S
+
     assert P.parse_shard("2/3") == (2, 3)
+    assert S.activity_file_name("2/3") == "activity_shard_2_of_3.h5ad" == f"activity_{S.shard_name(2, 3)}.h5ad"
     got = np.concatenate([P.shard_cells(10, f"{i}/3") for i in (1, 2, 3)])
     assert np.array_equal(got, np.arange(10))
 
@@ -669,6 +672,9 @@ def test_a_shard_on_its_split_fragments_predicts_what_it_does_on_the_whole_file(
     for i in range(1, n + 1):
         part = tmp_path / "split" / f"shard_{i}_of_{n}" / "s1.fragments.tsv.gz"
         assert Path(f"{part}.tbi").is_file()
+        # the shard named beside its files, for the pipeline to read (not to parse from the folder name)
+        assert (part.parent / S.SHARD_SPEC_FILE).read_text() == f"{i}/{n}\n"
+        assert part.parent.name == S.shard_name(i, n)
         # a header naming shard and mode, then exactly the fragments of the cells whose insertions the shard's
         # pooled tracks use (metacell mode: its metacells' seeds' neighbourhoods), in the input's order
         units = make_units(mode, pooling, S.shard_cells(a.n_obs, f"{i}/{n}", rank), 3)
@@ -679,9 +685,12 @@ def test_a_shard_on_its_split_fragments_predicts_what_it_does_on_the_whole_file(
         assert body == [ln for ln in whole if ln.split("\t")[3] in used] and 0 < len(body) < len(whole)
         assert _predict(monkeypatch, tiny_sc, tmp_path / f"whole{i}.h5ad", "--mode", mode, "--metacell-size", "3",
                         "--shard", f"{i}/{n}") == 0
-        assert _predict(monkeypatch, tiny_sc, tmp_path / f"split{i}.h5ad", "--mode", mode, "--metacell-size", "3",
+        # --out FOLDER: the file named by scfan (what the pipeline's SC_PREDICT does)
+        (tmp_path / f"split{i}").mkdir()
+        assert _predict(monkeypatch, tiny_sc, tmp_path / f"split{i}", "--mode", mode, "--metacell-size", "3",
                         "--shard", f"{i}/{n}", fragments=part) == 0
-        w, s = ad.read_h5ad(tmp_path / f"whole{i}.h5ad"), ad.read_h5ad(tmp_path / f"split{i}.h5ad")
+        w = ad.read_h5ad(tmp_path / f"whole{i}.h5ad")
+        s = ad.read_h5ad(tmp_path / f"split{i}" / f"activity_shard_{i}_of_{n}.h5ad")
         assert list(w.obs_names) == list(s.obs_names)
         np.testing.assert_array_equal(w.X, s.X)
         for layer in ("mean_prob", "frac_bound"):
