@@ -27,7 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with small sizes (minutes)")
     steps = ["simulate", "bulk", "sc", "infer", "predict", "shift", "memory", "analysis", "neighbors", "startup",
-             "resolution", "threads", "genome", "interpret"]
+             "resolution", "threads", "genome", "interpret", "estimator"]
     ap.add_argument("--only", nargs="+", choices=steps, default=steps)
     args = ap.parse_args()
     py = sys.executable
@@ -54,6 +54,11 @@ def main() -> None:
         run([py, str(HERE / "bench_sc_predict.py"), "--workdir", str(out / "sc_predict"), "--epochs", "2",
              *(["--preset", "test", "--cells", "20", "--shares", "0.5"] if args.quick
                else ["--sim-dir", str(sim), "--cells", "100"])])
+    if "estimator" in args.only and not args.quick:  # window-sample estimators against exact, from one exact pass
+        pairs = out / "sc_predict" / "pairs_1of60.npz"
+        run([py, str(HERE / "bench_window_estimator.py"), "collect", "--shard", "1/60", "--pairs", str(pairs),
+             "--workdir", str(out / "sc_predict")])
+        run([py, str(HERE / "bench_window_estimator.py"), "evaluate", "--pairs", str(pairs)])
     if "shift" in args.only:  # the test preset (its 400 cells, all scored): the domain-shift remedy's table
         run([py, str(HERE / "bench_domain_shift.py"), "--workdir", str(out / "domain_shift"),
              *(["--cells", "100", "--k", "20", "--epochs", "4", "--out", str(out / "bench_domain_shift_quick.md")]
